@@ -1,0 +1,27 @@
+# Reproduce "Reasoning Elicitation is Scale Dependent" (see README.md).
+#   snakemake --profile profiles/local                 # the offline CPU demo (config/demo.yaml)
+#   snakemake --profile profiles/slurm -n              # plan the paper grid (config/config.yaml)
+# Without --configfile the embedded demo config is used; a --configfile replaces it whole.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/demo.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/select.smk"
+include: "workflow/rules/eval.smk"
+include: "workflow/rules/aggregate.smk"
+
+
+rule all:
+    input:
+        "results/table1.csv",
+        "results/table1.md",
+        "results/figures/recovered.png",

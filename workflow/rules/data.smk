@@ -1,0 +1,126 @@
+# Data: fetch s1K-1.1 once (on the submit host), split into validation + nested subsets.
+# The demo builds its table, tokenizer and tiny models here too.
+
+
+rule fetch_data:
+    input:
+        lambda wc: [config["data"]["source"]] if is_local(config["data"]["source"]) else [],
+    output:
+        table="results/data/s1k.parquet",
+        meta="results/data/s1k.json",
+    params:
+        source=config["data"]["source"],
+        revision=config["data"].get("revision") or "",
+    log:
+        "results/logs/fetch_data.log",
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python {SCRIPTS}/prepare_data.py fetch --source {params.source} "
+        "--revision '{params.revision}' --out {output.table} > {log} 2>&1"
+
+
+rule split_data:
+    input:
+        "results/data/s1k.parquet",
+    output:
+        "results/data/manifest.json",
+    params:
+        n_val=config["data"]["n_val"],
+        subsets=" ".join(map(str, SUBSETS)),
+        seed=config["data"]["split_seed"],
+    log:
+        "results/logs/split_data.log",
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python {SCRIPTS}/prepare_data.py split --table {input} --n-val {params.n_val} "
+        "--subsets {params.subsets} --seed {params.seed} --out {output} > {log} 2>&1"
+
+
+rule fetch_model:
+    output:
+        "results/hub/models/{size}/{role}.json",
+    params:
+        repo=lambda wc: model_source(wc.size, wc.role),
+        revision=lambda wc: MODELS[wc.size].get(f"{wc.role}_revision") or "",
+    log:
+        "results/logs/fetch_model/{size}-{role}.log",
+    conda:
+        "../../envs/eval.yaml"
+    shell:
+        "python {SCRIPTS}/fetch_hub.py model --repo {params.repo} --revision '{params.revision}' "
+        "--out {output} > {log} 2>&1"
+
+
+rule demo_table:
+    output:
+        "results/demo/s1k.jsonl",
+    log:
+        "results/logs/demo/table.log",
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python {SCRIPTS}/make_demo.py data --out {output} --rows 48 > {log} 2>&1"
+
+
+rule demo_tokenizer:
+    input:
+        "results/demo/s1k.jsonl",
+    output:
+        directory("results/demo/tokenizer"),
+    params:
+        tasks=config["eval"].get("include_path") or "",
+    log:
+        "results/logs/demo/tokenizer.log",
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python {SCRIPTS}/make_demo.py tokenizer --corpus {input} {params.tasks} --out {output} > {log} 2>&1"
+
+
+rule demo_base:
+    input:
+        "results/demo/tokenizer",
+    output:
+        directory("results/demo/models/{size}/base"),
+    params:
+        spec=lambda wc: MODELS[wc.size]["demo"],
+        context=lambda wc: MODELS[wc.size]["context"],
+    log:
+        "results/logs/demo/{size}-base.log",
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python {SCRIPTS}/make_demo.py model --tokenizer {input} --out {output} "
+        "--hidden {params.spec[hidden]} --layers {params.spec[layers]} --heads {params.spec[heads]} "
+        "--context {params.context} > {log} 2>&1"
+
+
+rule demo_skyline:
+    input:
+        "results/demo/models/{size}/base",
+    output:
+        directory("results/demo/models/{size}/skyline"),
+    params:
+        tasks=config["eval"].get("include_path") or "",
+    log:
+        "results/logs/demo/{size}-skyline.log",
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "python {SCRIPTS}/make_demo.py skyline --base {input} --tasks {params.tasks} --out {output} > {log} 2>&1"
+
+
+rule fetch_tasks:
+    output:
+        "results/hub/tasks.json",
+    params:
+        tasks=" ".join(TASKS),
+        include=f"--include-path {config['eval']['include_path']}" if config["eval"].get("include_path") else "",
+    log:
+        "results/logs/fetch_tasks.log",
+    conda:
+        "../../envs/eval.yaml"
+    shell:
+        "python {SCRIPTS}/fetch_hub.py tasks --tasks {params.tasks} {params.include} --out {output} > {log} 2>&1"

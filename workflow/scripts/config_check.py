@@ -1,0 +1,71 @@
+#!/usr/bin/env python
+"""Validate a workflow config at plan time: JSON schema first, then cross-field rules.
+
+Every error names the offending key, e.g. `models.7B.train.gpus: -1 is less than the minimum of 0`.
+
+Usage:
+  python workflow/scripts/config_check.py config/config.yaml
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _key(path) -> str:
+    return ".".join(str(p) for p in path) or "<top level>"
+
+
+def check(config: dict) -> dict:
+    schema = yaml.safe_load(SCHEMA.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config),
+                    key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError("invalid config:\n" + "\n".join(
+            f"  {_key(e.absolute_path)}: {e.message}" for e in errors))
+    problems = []
+    for size in config["sizes"]:
+        if size not in config["models"]:
+            problems.append(f"sizes: {size!r} has no entry under models")
+    for size, m in config["models"].items():
+        if config["eval"]["max_gen_toks"] >= m["context"]:
+            problems.append(f"eval.max_gen_toks: {config['eval']['max_gen_toks']} new tokens leave no "
+                            f"room for the prompt in models.{size}.context={m['context']}")
+        if config["data"]["max_seq_len"] > m["context"]:
+            problems.append(f"data.max_seq_len: {config['data']['max_seq_len']} exceeds "
+                            f"models.{size}.context={m['context']}")
+        world = max(1, m["train"]["gpus"]) * m["train"].get("nodes", 1)
+        if config["train"]["global_batch"] % world:
+            problems.append(f"models.{size}.train: {world} processes do not divide "
+                            f"train.global_batch={config['train']['global_batch']}")
+    for name, tasks in config["benchmarks"].items():
+        for t in tasks:
+            if t not in config["eval"]["tasks"]:
+                problems.append(f"benchmarks.{name}: task {t!r} is not in eval.tasks")
+    if problems:
+        raise ConfigError("invalid config:\n" + "\n".join(f"  {p}" for p in problems))
+    return config
+
+
+def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        raise SystemExit(__doc__)
+    try:
+        check(yaml.safe_load(Path(argv[0]).read_text()))
+    except ConfigError as e:
+        raise SystemExit(str(e))
+    print(f"{argv[0]}: ok")
+
+
+if __name__ == "__main__":
+    main()
