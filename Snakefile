@@ -9,7 +9,7 @@ min_version("9.0")
 
 if not workflow.overwrite_configfiles:
 
-    configfile: "config/demo.yaml"
+    configfile: f"{workflow.basedir}/config/demo.yaml"
 
 
 include: "workflow/rules/common.smk"

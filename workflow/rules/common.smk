@@ -21,6 +21,9 @@ CONFIGS = ["base", "skyline", "lora"] + [f"full-{n}" for n in SUBSETS]
 TRAINED = ["lora"] + [f"full-{n}" for n in SUBSETS]
 TASKS = list(config["eval"]["tasks"])
 SEEDS = list(config["eval"]["seeds"])
+# lm-eval task YAMLs of the project (the demo tasks), resolved against the workflow.
+INCLUDE_PATH = (str(Path(workflow.basedir) / config["eval"]["include_path"])
+                if config["eval"].get("include_path") else "")
 SITE = yaml.safe_load(Path(config["site"]).read_text()) if config.get("site") else {}
 
 
@@ -96,6 +99,7 @@ def gpu_resources(stage):
         nodes=lambda wc: job_spec(wc.size, stage).get("nodes", 1),
         runtime=lambda wc, attempt: int(job_spec(wc.size, stage)["runtime_h"] * 60 * attempt),
         mem_mb=lambda wc: int(job_spec(wc.size, stage).get("mem_gb", 16) * 1024),
+        cpus_per_task=lambda wc: job_spec(wc.size, stage).get("cpus", 8),
     )
     if SITE.get("partitions"):
         res["slurm_partition"] = lambda wc: partition(wc.size)
@@ -106,6 +110,10 @@ def gpu_resources(stage):
     if SITE.get("gpu_model"):
         res["gpu_model"] = lambda wc: SITE["gpu_model"] if gpus(wc) else None
     return res
+
+
+def job_threads(stage):
+    return lambda wc: job_spec(wc.size, stage).get("cpus", 8)
 
 
 def launcher(wc):

@@ -70,7 +70,7 @@ rule demo_tokenizer:
     output:
         directory("results/demo/tokenizer"),
     params:
-        tasks=config["eval"].get("include_path") or "",
+        tasks=INCLUDE_PATH,
     log:
         "results/logs/demo/tokenizer.log",
     conda:
@@ -103,7 +103,7 @@ rule demo_skyline:
     output:
         directory("results/demo/models/{size}/skyline"),
     params:
-        tasks=config["eval"].get("include_path") or "",
+        tasks=INCLUDE_PATH,
     log:
         "results/logs/demo/{size}-skyline.log",
     conda:
@@ -117,7 +117,7 @@ rule fetch_tasks:
         "results/hub/tasks.json",
     params:
         tasks=" ".join(TASKS),
-        include=f"--include-path {config['eval']['include_path']}" if config["eval"].get("include_path") else "",
+        include=f"--include-path {INCLUDE_PATH}" if INCLUDE_PATH else "",
     log:
         "results/logs/fetch_tasks.log",
     conda:

@@ -8,8 +8,8 @@ def eval_cli(wc):
             f"--temperature {e['temperature']} --top-p {e.get('top_p', 1.0)} --top-k {e.get('top_k', 0)} "
             f"--min-p {e.get('min_p', 0.0)} --repetition-penalty {e.get('repetition_penalty', 1.0)} "
             f"--batch-size {e.get('batch_size', 1)}")
-    if e.get("include_path"):
-        args += f" --include-path {e['include_path']}"
+    if INCLUDE_PATH:
+        args += f" --include-path {INCLUDE_PATH}"
     if e.get("limit"):
         args += f" --limit {e['limit']}"
     if MODELS[wc.size].get("trust_remote_code"):
@@ -25,6 +25,7 @@ rule evaluate:
     params:
         model=eval_model_args,
         cli=eval_cli,
+    threads: job_threads("eval")
     resources:
         **gpu_resources("eval"),
     log:
@@ -33,5 +34,5 @@ rule evaluate:
         "../../envs/eval.yaml"
     shell:
         "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
-        "HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 python {SCRIPTS}/evaluate.py {params.model} "
+        "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 python {SCRIPTS}/eval_cell.py {params.model} "
         "{params.cli} --out {output} >> {log} 2>&1"

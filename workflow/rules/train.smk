@@ -40,6 +40,7 @@ rule train:
         launcher=launcher,
         model=lambda wc: model_source(wc.size, "base"),
         out=lambda wc: f"results/train/{wc.size}/{wc.trained}",
+    threads: job_threads("train")
     resources:
         **gpu_resources("train"),
     log:
@@ -48,5 +49,5 @@ rule train:
         "../../envs/train.yaml"
     shell:
         "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
-        "HF_HUB_OFFLINE=1 {params.launcher} {SCRIPTS}/train.py --model {params.model} "
+        "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 {params.launcher} {SCRIPTS}/train.py --model {params.model} "
         "--table {input.table} --manifest {input.manifest} --out {params.out} {params.cli} >> {log} 2>&1"

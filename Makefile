@@ -1,0 +1,39 @@
+# The two set-up commands of the README:
+#   make demo   the whole DAG on the embedded CPU demo (config/demo.yaml), offline
+#   make test   the pytest suite (CI runs exactly this through .ci/run)
+VENV   ?= .venv
+PYTHON ?= python3
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test venv dryrun clean-demo
+
+venv: $(VENV)/.installed
+
+# torch first, pinned: on a CPU box pip takes the local CPU wheel and the rest of the
+# pins then pull no CUDA build. On a GPU cluster see README ("CUDA build").
+$(VENV)/.installed: pyproject.toml
+	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q torch==2.13.0
+	$(VENV)/bin/pip install -q -e .
+	touch $@
+
+demo: venv
+	snakemake --profile profiles/local
+	@echo
+	@echo "Table 1:   results/table1.md  (results/table1.csv)"
+	@echo "Recovered: results/recovered.csv"
+	@echo "Figures:   results/figures/"
+
+test: venv
+	python -m pytest -q
+
+dryrun: venv
+	snakemake -n --configfile config/config.yaml
+
+clean-demo:
+	rm -rf results/demo results/data results/train results/models results/eval results/figures \
+	  results/logs results/*.csv results/*.md results/*.parquet

@@ -1,0 +1,91 @@
+"""The whole demo DAG runs to the end in a temporary directory (the `make demo` path)."""
+import json
+import re
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+
+
+def snakemake(workdir, *args, check=True):
+    out = subprocess.run(["snakemake", "-s", str(ROOT / "Snakefile"), "--profile", str(ROOT / "profiles" / "local"),
+                          "-d", str(workdir), *args], capture_output=True, text=True)
+    if check:
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("demo")
+    t0 = time.time()
+    snakemake(workdir)
+    print(f"\ndemo DAG wall time: {time.time() - t0:.0f} s")
+    return workdir
+
+
+@pytest.mark.slow
+def test_table1_has_every_cell(demo):
+    t1 = pd.read_csv(demo / "results" / "table1.csv")
+    n_sub = len(DEMO["data"]["subsets"])
+    assert len(t1) == len(DEMO["sizes"]) * (3 + n_sub)
+    for size in DEMO["sizes"]:
+        rows = t1[t1["size"] == size]
+        assert list(rows["configuration"]) == ["base", "skyline", "lora"] + ["full"] * n_sub
+        assert sorted(rows["train_examples"].dropna().astype(int)) == sorted(DEMO["data"]["subsets"] + [48])
+    for bench in DEMO["benchmarks"]:
+        assert t1[bench].str.match(r"^\d+\.\d\d ± \d+\.\d\d$").all()
+    assert (demo / "results" / "figures" / "recovered.png").stat().st_size > 10_000
+    assert "Qwen2.5-Instruct (base)" in (demo / "results" / "table1.md").read_text()
+
+
+@pytest.mark.slow
+def test_eval_cells_record_settings(demo):
+    cells = sorted((demo / "results" / "eval").glob("*/*/*/seed*.json"))
+    assert len(cells) == len(DEMO["sizes"]) * (3 + len(DEMO["data"]["subsets"])) * 2 * len(DEMO["eval"]["seeds"])
+    d = json.loads(cells[0].read_text())
+    gen = d["generation"]
+    assert gen["do_sample"] is True and gen["temperature"] == DEMO["eval"]["temperature"]
+    assert gen["max_gen_toks"] == DEMO["eval"]["max_gen_toks"]
+    assert 0 <= d["score"] <= 100
+
+
+@pytest.mark.slow
+def test_skyline_beats_base_in_demo(demo):
+    s = pd.read_csv(demo / "results" / "summary.csv")
+    mean = s.set_index(["size", "configuration", "benchmark"])["mean"]
+    for size in DEMO["sizes"]:
+        assert mean[(size, "skyline", "AIME")] > mean[(size, "base", "AIME")]
+
+
+@pytest.mark.slow
+def test_selection_and_metrics_layout(demo):
+    for size in DEMO["sizes"]:
+        for n in DEMO["data"]["subsets"]:
+            rows = [json.loads(line) for line in
+                    (demo / "results" / "train" / size / f"full-{n}" / "metrics.jsonl").read_text().splitlines()]
+            assert rows[0]["step"] == 0 and rows[0]["val_loss"] > 0
+            sel = json.loads((demo / "results" / "models" / size / f"full-{n}" / "selection.json").read_text())
+            assert {"selected_step", "best_step", "best_val_loss", "selected_val_loss", "base_val_loss"} <= set(sel)
+            assert sel["selected_val_loss"] <= sel["best_val_loss"] + DEMO["train"]["tolerance"]
+            kept = list((demo / "results" / "train" / size / f"full-{n}" / "checkpoints").iterdir())
+            assert [p.name for p in kept] == [f"step-{sel['selected_step']}"]
+
+
+@pytest.mark.slow
+def test_nothing_left_to_do_then_one_deleted_cell(demo):
+    out = snakemake(demo, "-n")
+    assert "Nothing to be done" in out.stdout + out.stderr
+    victim = demo / "results" / "eval" / DEMO["sizes"][0] / "full-8" / "demo_gpqa" / "seed1.json"
+    victim.unlink()
+    out = snakemake(demo, "-n", "--quiet", "rules")
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout.split("Job stats:")[-1], re.M))
+    assert jobs == {"evaluate": "1", "aggregate": "1", "all": "1", "total": "3"}
+    snakemake(demo)
+    assert victim.exists()

@@ -1,0 +1,87 @@
+"""The real single-node SLURM cluster (tests/slurm) and snakemake's slurm executor on it."""
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slurm
+
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", ""}
+
+
+def wait_job(job_id: str, timeout: float = 60) -> str:
+    """Poll squeue (no sacct: there is no slurmdbd) until the job has left ACTIVE."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        state = subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"],
+                               capture_output=True, text=True).stdout.strip()
+        if state not in ACTIVE:
+            return state
+        time.sleep(0.3)
+    raise TimeoutError(f"job {job_id} still {state!r} after {timeout}s")
+
+
+@pytest.mark.parametrize("partition", ["gpu-large", "gpu-small"])
+def test_sbatch_runs_in_partition(slurm_cluster, tmp_path, partition):
+    assert partition in slurm_cluster.partitions
+    out = tmp_path / "partition.txt"
+    job_id = subprocess.run(
+        ["sbatch", "--parsable", "--partition", partition, "--gpus=1",
+         "-D", str(tmp_path), "-o", str(tmp_path / "slurm.log"),
+         "--wrap", f"echo $SLURM_JOB_PARTITION > {out}; echo $CUDA_VISIBLE_DEVICES >> {out}"],
+        capture_output=True, text=True, check=True).stdout.strip()
+    assert wait_job(job_id) == "COMPLETED", (tmp_path / "slurm.log").read_text()
+    assert out.read_text().split() == [partition, "0"]
+
+
+SNAKEFILE = """
+localrules: all
+
+rule all:
+    input: "small.txt", "large.txt"
+
+rule small:
+    output: "small.txt"
+    resources: slurm_partition="gpu-small"
+    shell: "echo $SLURM_JOB_PARTITION > {output}"
+
+rule large:
+    output: "large.txt"
+    resources: slurm_partition="gpu-large", gpu=1
+    shell: "echo $SLURM_JOB_PARTITION $CUDA_VISIBLE_DEVICES > {output}"
+"""
+
+# The keys tests/slurm/README.md explains; plugin snakemake-executor-plugin-slurm 2.x.
+PROFILE = """
+executor: slurm
+jobs: 4
+latency-wait: 5
+slurm-status-command: squeue
+slurm-init-seconds-before-status-checks: 2
+slurm-no-account: true
+default-resources:
+  - slurm_partition=gpu-small
+  - runtime=10
+  - mem_mb=500
+"""
+
+
+def test_snakemake_slurm_executor(slurm_cluster, tmp_path):
+    (tmp_path / "Snakefile").write_text(textwrap.dedent(SNAKEFILE))
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    (profile / "config.yaml").write_text(textwrap.dedent(PROFILE))
+    t0 = time.monotonic()
+    run = subprocess.run(
+        [SNAKEMAKE, "--profile", str(profile), "-d", str(tmp_path),
+         "-s", str(tmp_path / "Snakefile")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=180)
+    log = f"snakemake took {time.monotonic() - t0:.1f}s\n{run.stdout}\n{run.stderr}"
+    assert run.returncode == 0, log
+    assert (tmp_path / "small.txt").read_text().split() == ["gpu-small"], log
+    assert (tmp_path / "large.txt").read_text().split() == ["gpu-large", "0"], log

@@ -1,0 +1,76 @@
+"""The demo grid on a real SLURM: partitions by size, a failed job retried, the grid completes.
+
+The test profile is profiles/slurm with site values swapped (site.yaml, the status-poll
+interval that MinJobAge of this test cluster allows, jobs, latency-wait); a check below
+pins that nothing else differs.
+"""
+import os
+import subprocess
+import textwrap
+
+import pandas as pd
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+SITE_KEYS = {"config", "slurm-init-seconds-before-status-checks", "jobs", "latency-wait"}
+MAPPING = {"tiny-a": "gpu-small", "tiny-b": "gpu-large"}
+
+# Fails the first attempt of one evaluation job (then lets it pass): loaded by every
+# python process of the jobs through PYTHONPATH, touches nothing of the workflow.
+FAIL_ONCE = textwrap.dedent('''
+    import os, sys
+    victim, marker = os.environ.get("FAIL_ONCE_OUTPUT"), os.environ.get("FAIL_ONCE_MARKER")
+    if victim and any(a.endswith(victim) for a in sys.argv) and not os.path.exists(marker):
+        open(marker, "w").close()
+        sys.stderr.write("injected failure (first attempt)\\n")
+        sys.exit(3)
+''')
+
+
+def test_profile_differs_only_in_site_keys(tmp_path):
+    prod = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    test = make_profile(tmp_path)
+    assert {k for k in prod if prod[k] != test.get(k)} <= SITE_KEYS
+    assert set(prod) == set(test)
+
+
+def make_profile(tmp_path):
+    prod = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
+    site = {"account": None, "qos": None, "gpu_model": None,
+            "partitions": {"default": "gpu-small", **MAPPING}}
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
+    test = {**prod, "config": [f"site={tmp_path / 'site.yaml'}"], "jobs": 6, "latency-wait": 5,
+            "slurm-init-seconds-before-status-checks": 2}
+    (tmp_path / "profile").mkdir(exist_ok=True)
+    (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(test))
+    return test
+
+
+@pytest.mark.slurm
+@pytest.mark.slow
+def test_demo_grid_on_slurm(slurm_cluster, tmp_path):
+    make_profile(tmp_path)
+    cfg = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    cfg["data"]["subsets"], cfg["eval"]["seeds"] = [8], [0]  # a smaller grid, same DAG shape
+    (tmp_path / "grid.yaml").write_text(yaml.safe_dump(cfg))
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(FAIL_ONCE)
+    victim = "results/eval/tiny-b/full-8/demo_gpqa/seed0.json"
+    env = {"PYTHONPATH": str(tmp_path / "hook"), "FAIL_ONCE_OUTPUT": victim,
+           "FAIL_ONCE_MARKER": str(tmp_path / "failed-once")}
+    run = subprocess.run(["snakemake", "-s", str(ROOT / "Snakefile"), "--profile", str(tmp_path / "profile"),
+                          "-d", str(tmp_path / "work"), "--configfile", str(tmp_path / "grid.yaml")],
+                         capture_output=True, text=True, env={**os.environ, **env}, timeout=1500)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
+    work = tmp_path / "work"
+    assert (tmp_path / "failed-once").exists() and (work / victim).exists()  # failed, retried, done
+    logs = sorted(p for stage in ("train", "eval") for p in (work / "results" / "logs" / stage).rglob("*.log"))
+    assert len(logs) >= 2 * (2 + 4 * 2)  # train lora/full-8 and 4 configs x 2 tasks, per size
+    for log in logs:
+        size = next(s for s in MAPPING if s in log.parts)
+        first = log.read_text().splitlines()[0]
+        assert first == f"SLURM_JOB_PARTITION={MAPPING[size]}", f"{log}: {first}"
+    t1 = pd.read_csv(work / "results" / "table1.csv")
+    assert len(t1) == 2 * 4

@@ -1,0 +1,301 @@
+#!/usr/bin/env python
+"""Evaluate ONE (model, task, seed) cell with lm-evaluation-harness (HF backend).
+
+Runs `lm_eval.simple_evaluate(model="hf", apply_chat_template=True, ...)` on one task and
+writes a small result JSON plus a per-document samples file next to it:
+
+  OUT.json           {task, seed, model, adapter, revision, metrics, score, n_samples,
+                      generation, versions, elapsed_s, ...}   (score = primary metric x 100)
+  OUT.samples.jsonl  one line per document: id, target, response, score, ...
+
+Examples (the offline demo, where the paths are whatever earlier steps built; add
+--limit 2 --max-gen-toks 16 for a smoke test; then a real cell on a GPU):
+
+  python workflow/scripts/eval_cell.py \\
+      --model results/demo/base --adapter results/demo/adapters/lora \\
+      --task demo_aime --include-path workflow/tasks/demo \\
+      --seed 1 --max-gen-toks 4096 --temperature 0.6 --top-p 0.95 \\
+      --out results/demo/eval/lora/demo_aime/seed1.json
+
+  python workflow/scripts/eval_cell.py --model Qwen/Qwen2.5-7B-Instruct \\
+      --task gpqa_diamond_cot_zeroshot --seed 2 --max-gen-toks 32768 \\
+      --max-length 40960 --device cuda --dtype bfloat16 --batch-size auto \\
+      --out results/eval/qwen7b/gpqa/seed2.json
+
+Pitfalls this program defuses (see tests/test_evaluate.py):
+  * Upstream task YAMLs say `do_sample: false`; lm-eval merges our gen_kwargs into the
+    YAML's with dict.update, so a temperature alone would stay greedy. We always pass
+    do_sample explicitly (True iff --temperature > 0).
+  * HF `generate` fills every setting we do not pass from the checkpoint's
+    generation_config (Qwen2.5-Instruct: top_p 0.8, top_k 20, repetition_penalty 1.05).
+    We pass temperature, top_p, top_k (0 = off), min_p (0 = off, sent as None) and
+    repetition_penalty every time.
+  * GPQA's process_docs shuffles the choices with Python's global `random`. lm-eval seeds
+    it (random_seed) before loading tasks, so we keep random_seed, numpy_random_seed and
+    fewshot_random_seed FIXED and vary only torch_random_seed = --seed: every seed sees
+    the same prompts and only the sampling differs.
+  * GPQA's YAML has no max_gen_toks (lm-eval's HF default is 256); we always pass one.
+  * lm-eval asserts max_gen_toks < the model's context length (Qwen2.5-Instruct's config
+    says 32768); pass --max-length to raise it for 32768-token generations.
+
+The HF hub is off (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1) unless --allow-hub is given.
+The HF token is never printed or written: output files are scrubbed of $HF_TOKEN's value.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from atomic import write_json, write_jsonl
+
+# Fixed across seeds (see the docstring): data order / choice shuffles must not change.
+PYTHON_SEED = 0
+NUMPY_SEED = 1234
+FEWSHOT_SEED = 1234
+# Preferred primary metrics, in order ("metric,filter" as lm-eval reports them).
+PRIMARY_METRICS = ("exact_match,none", "exact_match,flexible-extract", "exact_match,strict-match")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="eval_cell.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    m = ap.add_argument_group("model")
+    m.add_argument("--model", required=True, help="local model dir or hub id (the base model)")
+    m.add_argument("--adapter", default=None, help="PEFT adapter dir, applied on --model (lm-eval peft=)")
+    m.add_argument("--revision", default=None, help="hub revision of --model (lm-eval also passes it to the adapter)")
+    m.add_argument("--dtype", default="auto", help="auto | bfloat16 | float16 | float32 (default: auto)")
+    m.add_argument("--device", default="auto", help="auto (cuda if available, else cpu) | cpu | cuda | cuda:N")
+    m.add_argument("--batch-size", default="1", help="an integer, or auto / auto:N (default: 1)")
+    m.add_argument("--max-length", type=int, default=None,
+                   help="context length lm-eval allows (prompt + generation); default: the model config's")
+    m.add_argument("--trust-remote-code", action="store_true", help="allow custom model code (default: off)")
+    m.add_argument("--allow-hub", action="store_true", help="allow HF hub access (default: offline)")
+    t = ap.add_argument_group("task")
+    t.add_argument("--task", required=True, help="lm-eval task name, e.g. aime24, gpqa_diamond_cot_zeroshot, demo_aime")
+    t.add_argument("--include-path", action="append", default=None,
+                   help="directory of extra task YAMLs (repeatable); if --task is found there the "
+                        "built-in task index is skipped")
+    t.add_argument("--limit", type=float, default=None, help="only the first N documents (tests)")
+    t.add_argument("--metric", default=None,
+                   help="primary metric as 'name,filter' (default: first of %s present)" % ", ".join(PRIMARY_METRICS))
+    g = ap.add_argument_group("generation (all passed explicitly to HF generate)")
+    g.add_argument("--seed", type=int, required=True, help="torch seed for sampling (only this varies across seeds)")
+    g.add_argument("--max-gen-toks", type=int, required=True, help="maximum new tokens per response")
+    g.add_argument("--temperature", type=float, default=0.6, help="0 = greedy (default: 0.6)")
+    g.add_argument("--top-p", type=float, default=0.95, help="default: 0.95 (1.0 = off)")
+    g.add_argument("--top-k", type=int, default=0, help="default: 0 (= off)")
+    g.add_argument("--min-p", type=float, default=0.0, help="default: 0 (= off)")
+    g.add_argument("--repetition-penalty", type=float, default=1.0, help="default: 1.0 (= off)")
+    ap.add_argument("--out", required=True, help="result JSON path; samples go to <stem>.samples.jsonl")
+    return ap
+
+
+def generation_kwargs(args) -> dict:
+    """The gen_kwargs we hand to lm-eval; they update the task YAML's generation_kwargs."""
+    sample = args.temperature > 0
+    return {
+        "do_sample": sample,
+        "temperature": float(args.temperature) if sample else 0.0,
+        "top_p": float(args.top_p),
+        "top_k": int(args.top_k),
+        "min_p": float(args.min_p) if args.min_p > 0 else None,
+        "repetition_penalty": float(args.repetition_penalty),
+        "max_gen_toks": int(args.max_gen_toks),
+    }
+
+
+def _batch_size(value: str):
+    return int(value) if str(value).isdigit() else value
+
+
+def model_args(args) -> dict:
+    margs = {"pretrained": args.model, "dtype": args.dtype, "trust_remote_code": bool(args.trust_remote_code)}
+    if args.revision:
+        margs["revision"] = args.revision
+    if args.adapter:
+        margs["peft"] = args.adapter
+    if args.max_length:
+        margs["max_length"] = int(args.max_length)
+    return margs
+
+
+def samples_path(out) -> Path:
+    out = Path(out)
+    return out.with_name(out.stem + ".samples.jsonl")
+
+
+def set_offline(allow_hub: bool) -> None:
+    if allow_hub:
+        return
+    for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ[var] = "1"
+    # Modules imported before us read the environment at import time.
+    if "huggingface_hub" in sys.modules:
+        import huggingface_hub.constants as c
+        c.HF_HUB_OFFLINE = True
+    if "datasets" in sys.modules:
+        import datasets.config as dc
+        dc.HF_HUB_OFFLINE = True
+
+
+def task_manager(task: str, include_paths: list[str] | None):
+    """Index only our YAMLs when the task is ours (skips ~15 s of built-in indexing)."""
+    from lm_eval.tasks import TaskManager
+
+    if include_paths:
+        paths = [str(Path(p).resolve()) for p in include_paths]
+        tm = TaskManager(include_path=paths, include_defaults=False)
+        if task in tm.all_tasks:
+            return tm
+        return TaskManager(include_path=paths, include_defaults=True)
+    return TaskManager()
+
+
+def pick_primary(task_results: dict, wanted: str | None) -> str:
+    numeric = [k for k, v in task_results.items()
+               if "," in k and "_stderr" not in k and isinstance(v, (int, float))]
+    if wanted:
+        if wanted not in numeric:
+            raise SystemExit(f"metric {wanted!r} not in results: {numeric}")
+        return wanted
+    for k in PRIMARY_METRICS:
+        if k in numeric:
+            return k
+    if not numeric:
+        raise SystemExit(f"no numeric metric in results: {sorted(task_results)}")
+    return numeric[0]
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("lm_eval", "transformers", "torch", "peft", "datasets"):
+        try:
+            out[pkg] = version(pkg.replace("_", "-"))
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def _scrub(obj):
+    """Belt and braces: never let an HF token reach an output file."""
+    tokens = [os.environ.get(v) for v in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")]
+    tokens = [t for t in tokens if t and len(t) >= 8]
+    if not tokens:
+        return obj
+    if isinstance(obj, str):
+        for t in tokens:
+            obj = obj.replace(t, "***")
+        return obj
+    if isinstance(obj, dict):
+        return {k: _scrub(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_scrub(v) for v in obj]
+    return obj
+
+
+def run(args) -> dict:
+    t0 = time.perf_counter()
+    set_offline(args.allow_hub)
+    import lm_eval
+    import torch
+
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    gen = generation_kwargs(args)
+    limit = args.limit
+    if limit is not None and float(limit).is_integer():
+        limit = int(limit)
+
+    results = lm_eval.simple_evaluate(
+        model="hf",
+        model_args=model_args(args),
+        tasks=[args.task],
+        task_manager=task_manager(args.task, args.include_path),
+        batch_size=_batch_size(args.batch_size),
+        device=device,
+        limit=limit,
+        apply_chat_template=True,
+        gen_kwargs=gen,
+        log_samples=True,
+        random_seed=PYTHON_SEED,
+        numpy_random_seed=NUMPY_SEED,
+        torch_random_seed=int(args.seed),
+        fewshot_random_seed=FEWSHOT_SEED,
+    )
+    if results is None:  # non-zero rank
+        return {}
+
+    task_res = results["results"][args.task]
+    primary = pick_primary(task_res, args.metric)
+    metric_name, filter_key = primary.split(",", 1)
+    metrics = {}
+    for k, v in task_res.items():
+        if "," not in k or not isinstance(v, (int, float)):
+            continue
+        name, flt = k.split(",", 1)
+        metrics[name if flt == "none" else k] = v
+    effective = dict(results["configs"][args.task].get("generation_kwargs") or {})
+
+    samples = []
+    for ex in sorted(results["samples"][args.task], key=lambda e: e["doc_id"]):
+        if ex.get("filter") != filter_key:
+            continue
+        doc = ex.get("doc") or {}
+        resps = ex["resps"][0] if ex.get("resps") else []
+        samples.append({
+            "doc_id": ex["doc_id"],
+            "id": doc.get("id", ex["doc_id"]) if isinstance(doc, dict) else ex["doc_id"],
+            "target": ex["target"],
+            "response": resps[0] if resps else None,
+            "filtered": ex["filtered_resps"][0] if ex.get("filtered_resps") else None,
+            "score": ex.get(metric_name),
+            "prompt": ex["arguments"][0][0] if ex.get("arguments") else None,
+            "prompt_hash": ex.get("prompt_hash"),
+        })
+
+    record = {
+        "task": args.task,
+        "seed": int(args.seed),
+        "model": args.model,
+        "adapter": args.adapter,
+        "revision": args.revision,
+        "primary_metric": primary,
+        "metrics": metrics,
+        "score": 100.0 * float(task_res[primary]),
+        "n_samples": int(results.get("n-samples", {}).get(args.task, {}).get("effective", len(samples))),
+        "limit": limit,
+        "generation": effective,
+        "requested_generation": gen,
+        "seeds": {"python": PYTHON_SEED, "numpy": NUMPY_SEED, "torch": int(args.seed), "fewshot": FEWSHOT_SEED},
+        "chat_template": True,
+        "task_version": results.get("versions", {}).get(args.task),
+        "device": device,
+        "dtype": args.dtype,
+        "batch_size": args.batch_size,
+        "versions": _versions(),
+        "elapsed_s": round(time.perf_counter() - t0, 3),
+    }
+    write_jsonl(samples_path(args.out), _scrub(samples))
+    write_json(args.out, _scrub(record))
+    return record
+
+
+def main(argv=None) -> dict:
+    args = build_parser().parse_args(argv)
+    if args.max_gen_toks <= 0:
+        raise SystemExit("--max-gen-toks must be positive")
+    record = run(args)
+    if record:
+        print(f"{record['task']} seed={record['seed']}: {record['primary_metric']} = "
+              f"{record['score']:.2f}% over {record['n_samples']} docs -> {args.out}")
+    return record
+
+
+if __name__ == "__main__":
+    main()
