@@ -11,3 +11,19 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from tests.slurm.fixtures import slurm_cluster  # noqa: E402,F401  (session fixture)
+
+import pytest  # noqa: E402
+
+from tests.slurm.cluster import slurm_installed  # noqa: E402
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _slurm_answers_plugin_probe(request):
+    """Keep the real test SLURM up for the whole session where it is installed.
+
+    snakemake-executor-plugin-slurm runs `scontrol show config` (10 s timeout) when it is
+    imported, i.e. in EVERY snakemake call, local ones too. With SLURM's client installed
+    but no controller answering, that costs 10 s per call; with the controller up, ~0.
+    """
+    if slurm_installed() and os.geteuid() == 0:
+        request.getfixturevalue("slurm_cluster")

@@ -74,7 +74,7 @@ def test_selection_and_metrics_layout(demo):
             sel = json.loads((demo / "results" / "models" / size / f"full-{n}" / "selection.json").read_text())
             assert {"selected_step", "best_step", "best_val_loss", "selected_val_loss", "base_val_loss"} <= set(sel)
             assert sel["selected_val_loss"] <= sel["best_val_loss"] + DEMO["train"]["tolerance"]
-            kept = list((demo / "results" / "train" / size / f"full-{n}" / "checkpoints").iterdir())
+            kept = list((demo / "results" / "train" / size / f"full-{n}" / "checkpoints").glob("step-*"))
             assert [p.name for p in kept] == [f"step-{sel['selected_step']}"]
 
 
@@ -89,3 +89,37 @@ def test_nothing_left_to_do_then_one_deleted_cell(demo):
     assert jobs == {"evaluate": "1", "aggregate": "1", "all": "1", "total": "3"}
     snakemake(demo)
     assert victim.exists()
+
+
+def planned_jobs(workdir, *args):
+    out = snakemake(workdir, "-n", "--quiet", "rules", *args)
+    return {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", out.stdout.split("Job stats:")[-1], re.M)}
+
+
+@pytest.mark.slow
+def test_editing_code_does_not_retrain(demo):
+    script = ROOT / "workflow" / "scripts" / "train.py"
+    os_utime = __import__("os").utime
+    os_utime(script)  # as if edited: newer than every output
+    out = snakemake(demo, "-n")
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_changing_lora_lr_reruns_only_lora(demo):
+    n_sizes, n_tasks, n_seeds = len(DEMO["sizes"]), len(DEMO["eval"]["tasks"]), len(DEMO["eval"]["seeds"])
+    jobs = planned_jobs(demo, "--config", "lora={rank: 1, alpha: 16, lr: 0.02, targets: [q_proj]}")
+    assert jobs["train"] == n_sizes and jobs["select_checkpoint"] == n_sizes
+    assert jobs["evaluate"] == n_sizes * n_tasks * n_seeds  # the LoRA cells only
+    assert "split_data" not in jobs and "demo_base" not in jobs
+
+
+@pytest.mark.slow
+def test_force_one_size_plans_only_that_size(demo):
+    a, b = DEMO["sizes"]
+    out = snakemake(demo, "-n", "--config", f"sizes=[{a}]", "--forcerun", "train")
+    text = out.stdout + out.stderr
+    assert f"wildcards: size={a}" in text and f"size={b}" not in text
+    jobs = planned_jobs(demo, "--config", f"sizes=[{a}]", "--forcerun", "train")
+    assert jobs["train"] == 1 + len(DEMO["data"]["subsets"])
+    assert "split_data" not in jobs and "fetch_data" not in jobs

@@ -1,0 +1,30 @@
+"""The cost estimate against hand-computed GPU-hours."""
+import copy
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from estimate_cost import estimate
+from tests.conftest import ROOT
+
+PAPER = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+
+
+def test_hand_computed():
+    cfg = copy.deepcopy(PAPER)
+    cfg["cost"] = {"mean_train_tokens": 1000, "train_tokens_per_gpu_s": {"7B": 1000},
+                   "eval_tokens_per_gpu_s": {"7B": 100}, "problems": {t: 10 for t in cfg["eval"]["tasks"]},
+                   "mean_new_tokens": {t: 360 for t in cfg["eval"]["tasks"]}}
+    train, ev = estimate(cfg, ["7B"])
+    # 7 runs x (300 x 16 x 1000 + (300//10 + 1) x 72 x 1000 / 3) tokens / 1000 tok/s / 3600
+    assert train["gpu_hours"] == pytest.approx(7 * (4_800_000 + 31 * 72_000 / 3) / 1000 / 3600)
+    # 9 models x 4 seeds x 3 tasks x 10 problems x 360 tokens = 388,800 / 100 tok/s / 3600 = 1.08
+    assert ev["gpu_hours"] == pytest.approx(1.08) and ev["jobs"] == 9 * 3 * 4
+
+
+def test_cli_prints_total():
+    out = subprocess.run([sys.executable, str(ROOT / "workflow" / "scripts" / "estimate_cost.py"),
+                          str(ROOT / "config" / "config.yaml")], capture_output=True, text=True, check=True)
+    assert "total" in out.stdout and "32B" in out.stdout
