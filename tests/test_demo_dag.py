@@ -84,16 +84,15 @@ def test_nothing_left_to_do_then_one_deleted_cell(demo):
     assert "Nothing to be done" in out.stdout + out.stderr
     victim = demo / "results" / "eval" / DEMO["sizes"][0] / "full-8" / "demo_gpqa" / "seed1.json"
     victim.unlink()
-    out = snakemake(demo, "-n", "--quiet", "rules")
-    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", out.stdout.split("Job stats:")[-1], re.M))
-    assert jobs == {"evaluate": "1", "aggregate": "1", "all": "1", "total": "3"}
+    assert planned_jobs(demo) == {"evaluate": 1, "aggregate": 1, "all": 1, "total": 3}
     snakemake(demo)
     assert victim.exists()
 
 
 def planned_jobs(workdir, *args):
     out = snakemake(workdir, "-n", "--quiet", "rules", *args)
-    return {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", out.stdout.split("Job stats:")[-1], re.M)}
+    stats = (out.stdout + out.stderr).split("Job stats:")[-1]
+    return {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
 
 
 @pytest.mark.slow
@@ -106,9 +105,10 @@ def test_editing_code_does_not_retrain(demo):
 
 
 @pytest.mark.slow
-def test_changing_lora_lr_reruns_only_lora(demo):
+def test_changing_lora_lr_reruns_only_lora(demo, tmp_path):
     n_sizes, n_tasks, n_seeds = len(DEMO["sizes"]), len(DEMO["eval"]["tasks"]), len(DEMO["eval"]["seeds"])
-    jobs = planned_jobs(demo, "--config", "lora={rank: 1, alpha: 16, lr: 0.02, targets: [q_proj]}")
+    (tmp_path / "lr.yaml").write_text(yaml.safe_dump({"lora": {**DEMO["lora"], "lr": DEMO["lora"]["lr"] * 2}}))
+    jobs = planned_jobs(demo, "--configfile", str(ROOT / "config" / "demo.yaml"), str(tmp_path / "lr.yaml"))
     assert jobs["train"] == n_sizes and jobs["select_checkpoint"] == n_sizes
     assert jobs["evaluate"] == n_sizes * n_tasks * n_seeds  # the LoRA cells only
     assert "split_data" not in jobs and "demo_base" not in jobs

@@ -1,4 +1,5 @@
 # Config validation, wildcard constraints, input functions and resources.
+import os
 import re
 import sys
 from pathlib import Path
@@ -38,7 +39,8 @@ wildcard_constraints:
 
 def is_local(source):
     """A model or data source is a local path if it exists or is spelled like one."""
-    return source.startswith(("results/", "/", "./", "../")) or Path(source).exists()
+    return (Path(source).is_absolute() or Path(source).exists()
+            or source.startswith(("results" + os.sep, "." + os.sep, ".." + os.sep)))
 
 
 def model_source(size, role):
