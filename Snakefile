@@ -25,3 +25,4 @@ rule all:
         "results/table1.csv",
         "results/table1.md",
         "results/figures/recovered.png",
+        expand("results/data/lengths/{size}.json", size=SIZES),

@@ -2,6 +2,11 @@
 # The demo builds its table, tokenizer and tiny models here too.
 
 
+def _expected_rows_arg():
+    n = config["data"].get("expected_rows")
+    return f"--expected-rows {n}" if n is not None else ""
+
+
 rule fetch_data:
     input:
         lambda wc: [config["data"]["source"]] if is_local(config["data"]["source"]) else [],
@@ -11,31 +16,66 @@ rule fetch_data:
     params:
         source=config["data"]["source"],
         revision=config["data"].get("revision") or "",
+        expected=_expected_rows_arg(),
     log:
         "results/logs/fetch_data.log",
     conda:
         "../../envs/train.yaml"
     shell:
         "python {SCRIPTS}/prepare_data.py fetch --source {params.source} "
-        "--revision '{params.revision}' --out {output.table} > {log} 2>&1"
+        "--revision '{params.revision}' {params.expected} --out {output.table} > {log} 2>&1"
 
 
 rule split_data:
     input:
-        "results/data/s1k.parquet",
+        table="results/data/s1k.parquet",
+        meta="results/data/s1k.json",
     output:
         "results/data/manifest.json",
     params:
         n_val=config["data"]["n_val"],
         subsets=" ".join(map(str, SUBSETS)),
         seed=config["data"]["split_seed"],
+        expected=_expected_rows_arg(),
     log:
         "results/logs/split_data.log",
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/prepare_data.py split --table {input} --n-val {params.n_val} "
-        "--subsets {params.subsets} --seed {params.seed} --out {output} > {log} 2>&1"
+        "python {SCRIPTS}/prepare_data.py split --table {input.table} --n-val {params.n_val} "
+        "--subsets {params.subsets} --seed {params.seed} {params.expected} --out {output} > {log} 2>&1"
+
+
+# Token counts per subset under one size's tokenizer (cost estimates, length policy).
+# Not yet a target of `all`: request results/data/lengths/{size}.json explicitly, or add it
+# to a consumer's inputs. Local: tokenizing 1000 rows is CPU work of a minute at most.
+localrules:
+    data_lengths,
+
+
+rule data_lengths:
+    input:
+        table="results/data/s1k.parquet",
+        manifest="results/data/manifest.json",
+        model=lambda wc: model_input(wc.size, "base"),
+    output:
+        "results/data/lengths/{size}.json",
+    params:
+        tokenizer=lambda wc: model_source(wc.size, "base"),
+        revision=lambda wc: MODELS[wc.size].get("base_revision") or "",
+        remote=lambda wc: "--trust-remote-code" if MODELS[wc.size].get("trust_remote_code") else "",
+        format=config["data"]["format"],
+        max_seq_len=config["data"]["max_seq_len"],
+        on_too_long=config["data"].get("on_too_long", "truncate"),
+    log:
+        "results/logs/data_lengths/{size}.log",
+    conda:
+        "../../envs/train.yaml"
+    shell:
+        "HF_HUB_OFFLINE=1 python {SCRIPTS}/prepare_data.py lengths --table {input.table} "
+        "--manifest {input.manifest} --tokenizer {params.tokenizer} --revision '{params.revision}' "
+        "{params.remote} --format {params.format} --max-seq-len {params.max_seq_len} "
+        "--on-too-long {params.on_too_long} --out {output} > {log} 2>&1"
 
 
 rule fetch_model:

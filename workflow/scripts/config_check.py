@@ -47,6 +47,8 @@ def check(config: dict) -> dict:
         if config["train"]["global_batch"] % world:
             problems.append(f"models.{size}.train: {world} processes do not divide "
                             f"train.global_batch={config['train']['global_batch']}")
+    from prepare_data import check_split_config  # data.subsets vs data.n_val/expected_rows
+    problems += check_split_config(config["data"])
     for name, tasks in config["benchmarks"].items():
         for t in tasks:
             if t not in config["eval"]["tasks"]:
