@@ -35,7 +35,7 @@ def results(tmp_path):
 
 
 def test_table_and_recovered(results):
-    out = aggregate.run(results, ["7B"], BENCH)
+    out = aggregate.run(results, ["7B"], BENCH, paper=None)
     s = out["summary"].set_index(["configuration", "benchmark"])
     # base AIME: seeds (0+10)/2=5, (10+10)/2=10 -> mean 7.5, se = sd(5,10)/sqrt2 = 3.5355/1.4142 = 2.5
     assert s.loc[("base", "AIME"), "mean"] == pytest.approx(7.5)
@@ -53,7 +53,10 @@ def test_table_and_recovered(results):
     assert math.isnan(r.loc[("full", "GPQA"), "recovered_pct"])
     md = (results / "table1.md").read_text()
     assert "undefined for 7B GPQA" in md
-    assert "| 7B | Full finetune (29 examples) | 27.50 ± 2.50 | 55.00 ± 5.00 |" in md
+    # the paper's layout: the size on its first row only
+    assert "| 7B | Qwen2.5-Instruct (base) | 7.50 ± 2.50 | 45.00 ± 5.00 |" in md
+    assert "|  | Full finetune (29 examples) | 27.50 ± 2.50 | 55.00 ± 5.00 |" in md
+    assert "|  | LoRA (1000 examples) | 10.00 ± 0.00 | 30.00 ± 0.00 |" in md
     t1 = pd.read_csv(results / "table1.csv")
     assert list(t1["configuration"]) == ["base", "skyline", "lora", "full"]
     assert (results / "figures" / "recovered.png").stat().st_size > 10_000
@@ -61,7 +64,7 @@ def test_table_and_recovered(results):
 
 def test_partial_seed_counts_only_when_all_tasks_done(results):
     (results / "eval" / "7B" / "base" / "aime25" / "seed1.json").unlink()
-    out = aggregate.run(results, ["7B"], BENCH)
+    out = aggregate.run(results, ["7B"], BENCH, figures=False)
     s = out["summary"].set_index(["configuration", "benchmark"])
     assert s.loc[("base", "AIME"), "n_seeds"] == 1
     assert s.loc[("base", "AIME"), "mean"] == pytest.approx(5.0)
@@ -78,5 +81,79 @@ def test_paper_stderr_convention():
 
 def test_only_selected_sizes(results):
     put(results, "32B", "base", "gpqa", 0, 50, 198)
-    out = aggregate.run(results, ["7B"], BENCH)
+    out = aggregate.run(results, ["7B"], BENCH, figures=False)
     assert set(out["tidy"]["size"]) == {"7B"}
+
+
+def test_more_cells_by_hand(results):
+    """GPQA (one task, 198 problems) and a pooled AIME with unequal problem counts."""
+    out = aggregate.run(results, ["7B"], BENCH, figures=False)
+    s = out["summary"].set_index(["configuration", "benchmark"])
+    # full-29 GPQA: 50, 60 -> 55 ± sd(50,60)/sqrt2 = 7.0711/1.4142 = 5
+    assert s.loc[("full", "GPQA"), "mean"] == pytest.approx(55.0)
+    assert s.loc[("full", "GPQA"), "stderr"] == pytest.approx(5.0)
+    # skyline GPQA 40, 50 -> 45 ± 5; lora GPQA 30, 30 -> 30 ± 0
+    assert s.loc[("skyline", "GPQA"), ["mean", "stderr"]].tolist() == pytest.approx([45.0, 5.0])
+    assert s.loc[("lora", "GPQA"), ["mean", "stderr"]].tolist() == pytest.approx([30.0, 0.0])
+    # skyline AIME seed 0: (60 + 40)/2 = 50, seed 1: (50 + 50)/2 = 50
+    t1 = out["table1"].set_index("configuration")
+    assert t1.loc["skyline", "AIME"] == "50.00 ± 0.00" and t1.loc["lora", "GPQA"] == "30.00 ± 0.00"
+    # weights: aime24 with 10 problems, aime25 with 30: base seed 0 = (0·10 + 10·30)/40 = 7.5
+    for seed, (a24, a25) in enumerate([(0, 10), (10, 10)]):
+        put(results, "7B", "base", "aime24", seed, a24, 10)
+    s = aggregate.run(results, ["7B"], BENCH, figures=False)["summary"].set_index(["configuration", "benchmark"])
+    assert s.loc[("base", "AIME"), "mean"] == pytest.approx((7.5 + 10) / 2)
+    assert s.loc[("base", "AIME"), "stderr"] == pytest.approx(2.5 / 2)
+
+
+def test_nan_rule_footnote_and_csv(results):
+    out = aggregate.run(results, ["7B"], BENCH, figures=False)
+    rec = pd.read_csv(results / "recovered.csv")
+    gpqa = rec[rec["benchmark"] == "GPQA"]
+    assert gpqa["recovered_pct"].isna().all() and gpqa["undefined"].all()  # skyline 45 == base 45
+    aime = rec[rec["benchmark"] == "AIME"]
+    assert aime["recovered_pct"].notna().all() and not aime["undefined"].any()
+    # gap_z = (50 − 7.5) / sqrt(2.5² + 0²) = 17
+    assert aime["gap_z"].iloc[0] == pytest.approx(42.5 / 2.5)
+    assert out["recovered"]["undefined"].sum() == 2  # lora and full-29, GPQA
+    tex = (results / "table1.tex").read_text()
+    assert "undefined for 7B GPQA" in tex and r"$^1$" in tex
+    md = (results / "table1.md").read_text()
+    assert md.count("undefined for 7B GPQA") == 1  # one footnote per size and benchmark
+
+
+def test_partial_grid_and_one_size_alone(results):
+    # a second size with only base + skyline GPQA, seed 0: it appears, without crashing anything
+    put(results, "32B", "base", "gpqa", 0, 50, 198)
+    put(results, "32B", "skyline", "gpqa", 0, 60, 198)
+    out = aggregate.run(results, ["32B", "7B"], BENCH, figures=False)
+    t1 = out["table1"]
+    assert list(t1["size"]) == ["32B", "32B"] + ["7B"] * 4  # the order asked for
+    assert t1.iloc[0]["GPQA"] == "50.00" and pd.isna(t1.iloc[0]["AIME"])  # one seed: no s.e.
+    md = (results / "table1.md").read_text()
+    assert "| 32B | Qwen2.5-Instruct (base) | — | 50.00 |" in md
+    assert r"32B & Qwen2.5-Instruct (base) & -- & $50.00$ \\" in (results / "table1.tex").read_text()
+    # one size alone
+    out = aggregate.run(results, ["32B"], BENCH, figures=False)
+    assert set(out["tidy"]["size"]) == {"32B"} and len(out["table1"]) == 2
+    assert out["recovered"].empty
+    # only the configurations and seeds the config selects
+    out = aggregate.run(results, ["7B"], BENCH, configs=["base", "skyline"], seeds=[0], figures=False)
+    assert set(out["tidy"]["configuration"]) == {"base", "skyline"} and set(out["tidy"]["seed"]) == {0}
+    assert out["summary"]["n_seeds"].eq(1).all()
+
+
+def test_tidy_has_settings(results):
+    out = aggregate.run(results, ["7B"], BENCH, figures=False)
+    tidy = pd.read_parquet(results / "tidy.parquet")
+    assert len(tidy) == 4 * 3 * 2  # configs x tasks x seeds
+    assert {"size", "configuration", "train_examples", "task", "seed", "score", "n_samples",
+            "temperature", "max_gen_toks"} <= set(tidy.columns)
+    assert not tidy.duplicated(["size", "configuration", "train_examples", "task", "seed"]).any()
+    assert (tidy["temperature"] == 0.6).all() and len(out["tidy"]) == len(tidy)
+
+
+def test_cli(results):
+    aggregate.main(["--results", str(results), "--sizes", "7B", "--benchmarks", "AIME=aime24,aime25", "GPQA=gpqa",
+                    "--no-figures", "--paper", ""])
+    assert (results / "table1.tex").exists() and (results / "paper_comparison.md").exists()
