@@ -24,9 +24,11 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	snakemake --profile profiles/local
 	@echo
-	@echo "Table 1:   results/table1.md  (results/table1.csv)"
-	@echo "Recovered: results/recovered.csv"
-	@echo "Figures:   results/figures/"
+	@echo "Table 1:    results/table1.md  (also .csv, .tex)"
+	@echo "Recovered:  results/recovered.csv"
+	@echo "vs paper:   results/paper_comparison.md"
+	@echo "Figures:    results/figures/  (recovered, val_loss_gain, bars, absolute, paper_comparison)"
+	@echo "Grid:       snakemake status   HTML report: snakemake --report report.html"
 
 test: venv
 	python -m pytest -q
