@@ -41,6 +41,8 @@ def mutate(path, value):
     (["benchmarks", "AIME"], ["aime2024"], "benchmarks.AIME"),
     (["train", "lr_typo"], 1, "'lr_typo' was unexpected"),
     (["lora", "rank"], KeyError, "lora: 'rank' is a required property"),
+    (["train", "stop_margin_min"], 360, "models.1.5B.train.runtime_h=6"),
+    (["models", "14B", "train", "deepspeed"], "zero4", "models.14B.train.deepspeed"),
 ])
 def test_error_names_the_key(path, value, needle):
     with pytest.raises(ConfigError) as e:

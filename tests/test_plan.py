@@ -47,3 +47,19 @@ def test_one_size_alone(tmp_path):
     jobs = planned(tmp_path, "--configfile", str(ROOT / "config" / "config.yaml"), "--config", "sizes=[32B]")
     per_size = 3 + len(cfg["data"]["subsets"])
     assert jobs["evaluate"] == per_size * 3 * 4 and jobs["train"] == len(cfg["data"]["subsets"]) + 1
+
+
+def test_multi_node_training_is_one_srun_task_per_gpu(tmp_path):
+    """32B trains on 2 nodes x 8 GPUs: the job is submitted with 16 GPUs, 8 tasks per node
+    and the `mpi` resource (no `srun -n1` wrapper), and its command starts the ranks itself."""
+    out = subprocess.run(["snakemake", "-n", "-p", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
+                          "--configfile", str(ROOT / "config" / "config.yaml"), "--config", "sizes=[1.5B,32B]",
+                          "--", "results/train/32B/full-29/metrics.jsonl", "results/train/1.5B/full-29/metrics.jsonl"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    jobs = {m[1]: m[0] for m in re.finditer(r"rule train:.*?wildcards: size=([\d.]+B).*?\n\n", out.stdout, re.S)}
+    big, small = jobs["32B"], jobs["1.5B"]
+    assert re.search(r"resources:.*\bgpu=16\b.*\bnodes=2\b.*\bcpus_per_task=8\b.*\bmpi=srun\b.*\btasks_per_node=8\b", big)
+    assert "srun --nodes 2 --ntasks-per-node 8 --cpus-per-task 8 --kill-on-bad-exit=1 python" in big
+    assert "mpi=" not in small and "tasks_per_node" not in small
+    assert re.search(r"\bgpu=4\b", small) and "torchrun --standalone --nproc_per_node 4" in small

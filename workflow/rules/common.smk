@@ -9,6 +9,7 @@ import yaml
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 from config_check import ConfigError, check  # noqa: E402
+import launch  # noqa: E402
 
 try:
     check(config)
@@ -25,6 +26,8 @@ SEEDS = list(config["eval"]["seeds"])
 # lm-eval task YAMLs of the project (the demo tasks), resolved against the workflow.
 INCLUDE_PATH = (str(Path(workflow.basedir) / config["eval"]["include_path"])
                 if config["eval"].get("include_path") else "")
+# Job control, not an experiment setting: passed outside params so changing it reruns nothing.
+STOP_MARGIN_MIN = config["train"].get("stop_margin_min", 0)
 SITE = yaml.safe_load(Path(config["site"]).read_text()) if config.get("site") else {}
 
 
@@ -66,8 +69,9 @@ def eval_model_args(wc):
 
 
 def eval_inputs(wc):
-    # Demo tasks read local JSONL; upstream tasks need their datasets fetched first.
-    inputs = [] if config["eval"].get("include_path") else ["results/hub/tasks.json"]
+    # Every task is loaded once by fetch_tasks on the submit host (the hub datasets land in
+    # the cache; the demo's local JSONL tasks load in a second): jobs then run offline.
+    inputs = ["results/hub/tasks.json"]
     if wc.config in ("base", "skyline"):
         return inputs + [model_input(wc.size, wc.config)]
     inputs.append(f"results/models/{wc.size}/{wc.config}/selection.json")
@@ -96,12 +100,18 @@ def gpu_resources(stage):
     def gpus(wc):
         return job_spec(wc.size, stage)["gpus"]
 
+    def nodes(wc):
+        return job_spec(wc.size, stage).get("nodes", 1)
+
     res = dict(
-        gpu=gpus,
-        nodes=lambda wc: job_spec(wc.size, stage).get("nodes", 1),
+        gpu=lambda wc: gpus(wc) * nodes(wc),  # the plugin submits --gpus=<job total>
+        nodes=nodes,
         runtime=lambda wc, attempt: int(job_spec(wc.size, stage)["runtime_h"] * 60 * attempt),
         mem_mb=lambda wc: int(job_spec(wc.size, stage).get("mem_gb", 16) * 1024),
-        cpus_per_task=lambda wc: job_spec(wc.size, stage).get("cpus", 8),
+        cpus_per_task=lambda wc: ranks_cpus(job_spec(wc.size, stage)),
+        # several nodes: one task per GPU started by the rule's own srun (workflow/scripts/launch.py)
+        mpi=lambda wc: "srun" if nodes(wc) > 1 else None,
+        tasks_per_node=lambda wc: max(1, gpus(wc)) if nodes(wc) > 1 else None,
     )
     if SITE.get("partitions"):
         res["slurm_partition"] = lambda wc: partition(wc.size)
@@ -119,14 +129,66 @@ def job_threads(stage):
 
 
 def launcher(wc):
-    """python, or torchrun over the job's GPUs (one node), or srun + torchrun (several)."""
+    """python, torchrun over one node's GPUs, or one srun task per GPU on several nodes."""
     spec = job_spec(wc.size, "train")
-    gpus, nodes = spec["gpus"], spec.get("nodes", 1)
-    if nodes > 1:
-        return (f"srun --ntasks-per-node=1 torchrun --nnodes {nodes} --nproc_per_node {gpus} "
-                "--rdzv_backend c10d --rdzv_id $SLURM_JOB_ID "
-                "--rdzv_endpoint $(scontrol show hostnames $SLURM_JOB_NODELIST | head -n1)"
-                ":$((20000 + SLURM_JOB_ID % 20000))")
-    if gpus > 1:
-        return f"torchrun --standalone --nproc_per_node {gpus}"
-    return "python"
+    return launch.launcher(spec["gpus"], spec.get("nodes", 1), ranks_cpus(spec))
+
+
+def ranks_cpus(spec):
+    """CPUs per SLURM task: the whole `cpus` for a one-task job, split over the GPUs of a
+    node when every GPU is its own task (multi-node)."""
+    cpus = spec.get("cpus", 8)
+    return max(1, cpus // max(1, spec["gpus"])) if spec.get("nodes", 1) > 1 else cpus
+
+
+# ---------------------------------------------------------------- data rules
+def _expected_rows_arg():
+    n = config["data"].get("expected_rows")
+    return f"--expected-rows {n}" if n is not None else ""
+
+
+# ---------------------------------------------------------------- train rules
+def train_args(wc):
+    t, lora = config["train"], config["lora"]
+    args = dict(
+        lr=t["lr"], weight_decay=t["weight_decay"], adam_beta1=t.get("adam_beta1", 0.9),
+        adam_beta2=t.get("adam_beta2", 0.95), warmup_steps=t.get("warmup_steps", 0),
+        global_batch=t["global_batch"], max_steps=t["max_steps"], eval_every=t["eval_every"],
+        tolerance=t["tolerance"], patience=t["patience"], seed=t["seed"],
+        gradient_checkpointing=t.get("gradient_checkpointing", False),
+        max_seq_len=config["data"]["max_seq_len"], format=config["data"]["format"],
+        on_too_long=config["data"].get("on_too_long", "truncate"),
+        trust_remote_code=MODELS[wc.size].get("trust_remote_code", False),
+    )
+    ds = MODELS[wc.size]["train"].get("deepspeed")
+    if ds:  # models.<size>.train.deepspeed: zero2 | zero3 | zero3_offload (null: plain DDP)
+        args["deepspeed"] = ds
+    if wc.trained == "lora":
+        args.update(mode="lora", subset="all", lr=lora["lr"], lora_rank=lora["rank"],
+                    lora_alpha=lora["alpha"], lora_targets=",".join(lora["targets"]))
+    else:
+        args.update(mode="full", subset=wc.trained.removeprefix("full-"))
+    return args
+
+
+def train_cli(wc):
+    return " ".join(f"--{k} {v}" for k, v in sorted(train_args(wc).items()))
+
+
+# ---------------------------------------------------------------- eval rules
+def eval_cli(wc):
+    e = config["eval"]
+    args = (f"--task {wc.task} --seed {wc.seed} --max-gen-toks {e['max_gen_toks']} "
+            f"--temperature {e['temperature']} --top-p {e.get('top_p', 1.0)} --top-k {e.get('top_k', 0)} "
+            f"--min-p {e.get('min_p', 0.0)} --repetition-penalty {e.get('repetition_penalty', 1.0)} "
+            f"--batch-size {e.get('batch_size', 1)} --backend {e.get('backend', 'hf-resumable')} "
+            # lm-eval's max_length = the context we planned with (config_check.py checks
+            # max_gen_toks < context at plan time; eval_cell checks the real prompts).
+            f"--max-length {MODELS[wc.size]['context']}")
+    if INCLUDE_PATH:
+        args += f" --include-path {INCLUDE_PATH}"
+    if e.get("limit"):
+        args += f" --limit {e['limit']}"
+    if MODELS[wc.size].get("trust_remote_code"):
+        args += " --trust-remote-code"
+    return args

@@ -2,11 +2,6 @@
 # The demo builds its table, tokenizer and tiny models here too.
 
 
-def _expected_rows_arg():
-    n = config["data"].get("expected_rows")
-    return f"--expected-rows {n}" if n is not None else ""
-
-
 rule fetch_data:
     input:
         lambda wc: [config["data"]["source"]] if is_local(config["data"]["source"]) else [],

@@ -1,29 +1,18 @@
 # Finetuning: full-parameter per (size, subset), rank-1 LoRA per size on every row.
 # Resume state lives in results/train/{size}/{trained}/work/, outside the declared
 # outputs, so a rerun after a kill continues where the killed job stopped.
-
-
-def train_args(wc):
-    t, lora = config["train"], config["lora"]
-    args = dict(
-        lr=t["lr"], weight_decay=t["weight_decay"], adam_beta1=t.get("adam_beta1", 0.9),
-        adam_beta2=t.get("adam_beta2", 0.95), warmup_steps=t.get("warmup_steps", 0),
-        global_batch=t["global_batch"], max_steps=t["max_steps"], eval_every=t["eval_every"],
-        tolerance=t["tolerance"], patience=t["patience"], seed=t["seed"],
-        gradient_checkpointing=t.get("gradient_checkpointing", False),
-        max_seq_len=config["data"]["max_seq_len"], format=config["data"]["format"],
-        trust_remote_code=MODELS[wc.size].get("trust_remote_code", False),
-    )
-    if wc.trained == "lora":
-        args.update(mode="lora", subset="all", lr=lora["lr"], lora_rank=lora["rank"],
-                    lora_alpha=lora["alpha"], lora_targets=",".join(lora["targets"]))
-    else:
-        args.update(mode="full", subset=wc.trained.removeprefix("full-"))
-    return args
-
-
-def train_cli(wc):
-    return " ".join(f"--{k} {v}" for k, v in sorted(train_args(wc).items()))
+#
+# Preemption: deliberately NO `slurm_extra: --signal=...`. Under snakemake's SLURM plugin
+# the job is sbatch -> snakemake (batch shell) -> `srun -n1 ... snakemake` (jobstep
+# plugin) -> bash -> python/torchrun train.py. `--signal=B:USR1@T` reaches only the
+# batch shell (the outer snakemake, which dies of it; the signal is never forwarded), and
+# `--signal=USR1@T` reaches every process of the step, including the inner snakemake and
+# bash, whose default action on SIGUSR1 is to terminate - the step then ends and SLURM
+# kills train.py before it has saved. What does work: train.py watches the job's end time
+# (SLURM_JOB_END_TIME, or squeue's time left on Slurm < 23.02) and saves the resume state
+# `train.stop_margin_min` minutes before it, then exits 143; the retry (retries: 2, longer
+# runtime) continues from it. A SIGTERM (scancel, preemption; torchrun forwards it) does the
+# same at the next step boundary if KillWait allows.
 
 
 rule train:
@@ -50,4 +39,4 @@ rule train:
     shell:
         "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
         "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 {params.launcher} {SCRIPTS}/train.py --model {params.model} "
-        "--table {input.table} --manifest {input.manifest} --out {params.out} {params.cli} >> {log} 2>&1"
+        "--table {input.table} --manifest {input.manifest} --out {params.out} {params.cli} --stop_margin_min {STOP_MARGIN_MIN} >> {log} 2>&1"

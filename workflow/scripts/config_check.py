@@ -43,6 +43,10 @@ def check(config: dict) -> dict:
         if config["data"]["max_seq_len"] > m["context"]:
             problems.append(f"data.max_seq_len: {config['data']['max_seq_len']} exceeds "
                             f"models.{size}.context={m['context']}")
+        margin = config["train"].get("stop_margin_min", 0)
+        if margin >= 60 * m["train"]["runtime_h"]:
+            problems.append(f"train.stop_margin_min: {margin} min leaves no training time in "
+                            f"models.{size}.train.runtime_h={m['train']['runtime_h']}")
         world = max(1, m["train"]["gpus"]) * m["train"].get("nodes", 1)
         if config["train"]["global_batch"] % world:
             problems.append(f"models.{size}.train: {world} processes do not divide "

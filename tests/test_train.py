@@ -1,0 +1,373 @@
+"""train.py at paper scale, proven on a tiny offline model (about a minute in all).
+
+* kill-and-resume is exact: SIGTERM at random steps, rerun, same metrics and selection
+  as an uninterrupted run with the same seed;
+* torchrun with 2 gloo processes gives the 1-process val losses (same global batch);
+* at most two checkpoints exist at any time, and the survivor is what select() picks;
+* rank-1 LoRA on Qwen2.5-32B's architecture trains 8,388,608 parameters;
+* the global-batch divisibility error names the numbers.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+TRAIN = ROOT / "workflow" / "scripts" / "train.py"
+SCRIPTS = ROOT / "workflow" / "scripts"
+# lr high enough that the val loss goes up and down: candidates move, `bad` counts, the
+# resume must restore all of that bookkeeping, not only the weights.
+ARGS = ["--subset", "16", "--global_batch", "4", "--max_steps", "16", "--eval_every", "2",
+        "--lr", "3e-2", "--warmup_steps", "2", "--max_seq_len", "256", "--patience", "100",
+        "--tolerance", "0.02", "--seed", "3"]
+COMPARED = ("step", "val_loss", "best_val_loss", "train_loss", "lr", "grad_norm")
+
+
+def _env(threads: int = 1) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A 48-row s1K-shaped table, its manifest, a BPE tokenizer and a tiny Qwen2 (~10 s)."""
+    d = tmp_path_factory.mktemp("train_demo")
+    steps = [
+        ["make_demo.py", "data", "--out", d / "s1k.jsonl", "--rows", "48"],
+        ["make_demo.py", "tokenizer", "--corpus", d / "s1k.jsonl", "--out", d / "tok"],
+        ["make_demo.py", "model", "--tokenizer", d / "tok", "--out", d / "model",
+         "--hidden", "32", "--layers", "2", "--heads", "4"],
+        ["prepare_data.py", "fetch", "--source", d / "s1k.jsonl", "--expected-rows", "48",
+         "--out", d / "s1k.parquet"],
+        ["prepare_data.py", "split", "--table", d / "s1k.parquet", "--n-val", "8",
+         "--subsets", "16", "8", "--out", d / "manifest.json"],
+    ]
+    for cmd in steps:
+        subprocess.run([sys.executable, SCRIPTS / cmd[0], *map(str, cmd[1:])], check=True,
+                       env=_env(2), capture_output=True)
+    return d
+
+
+def _cmd(demo: Path, out: Path, extra=(), launcher=(sys.executable,)):
+    return [*launcher, str(TRAIN), "--model", str(demo / "model"), "--table",
+            str(demo / "s1k.parquet"), "--manifest", str(demo / "manifest.json"),
+            "--out", str(out), *ARGS, *extra]
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _assert_same_metrics(got: list[dict], want: list[dict], tol: float) -> None:
+    assert [r["step"] for r in got] == [r["step"] for r in want]
+    for g, w in zip(got, want):
+        for k in COMPARED:
+            if w.get(k) is None:
+                assert g.get(k) is None, (k, g, w)
+            else:
+                assert g[k] == pytest.approx(w[k], rel=tol, abs=tol), (k, g["step"], g[k], w[k])
+
+
+class DirPeak:
+    """Polls a directory from a thread: the most checkpoint dirs (.tmp-* included) seen at once."""
+
+    def __init__(self, path: Path):
+        self.path, self.peak, self.polls = path, 0, 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                n = sum(1 for p in self.path.iterdir() if "step-" in p.name)
+            except FileNotFoundError:
+                n = 0
+            self.peak, self.polls = max(self.peak, n), self.polls + 1
+            time.sleep(0.001)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join()
+
+
+@pytest.fixture(scope="module")
+def reference(demo, tmp_path_factory):
+    """One uninterrupted run, its checkpoint directory polled throughout."""
+    out = tmp_path_factory.mktemp("ref") / "run"
+    with DirPeak(out / "work" / "checkpoints") as peak:
+        proc = subprocess.run(_cmd(demo, out), env=_env(), capture_output=True, text=True,
+                              timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return {"out": out, "metrics": _rows(out / "metrics.jsonl"), "peak": peak, "proc": proc}
+
+
+def test_reference_run_logs_and_prunes(reference):
+    from select_checkpoint import select
+
+    rows, out = reference["metrics"], reference["out"]
+    assert [r["step"] for r in rows] == list(range(0, 17, 2))
+    # the run is not monotone: some evaluations are no candidate, the candidate moves
+    assert any(r["checkpoints_on_disk"] is None for r in rows)
+    for r in rows[1:]:
+        assert {"train_loss", "lr", "tokens_per_s", "grad_norm"} <= r.keys()
+        assert r["tokens_per_s"] > 0 and r["grad_norm"] > 0
+    # pruning bound: at most two checkpoints at any time (polled and self-reported)
+    assert reference["peak"].polls > 100
+    assert 1 <= reference["peak"].peak <= 2
+    assert max(r["checkpoints_on_disk"] or 0 for r in rows) == 2
+    kept = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert kept == [f"step-{select(rows, 0.02)['selected_step']}"]
+    assert not (out / "work").exists()
+    # progress bar (rank 0, stderr -> the job log) and the trainable-parameter count
+    assert "train: 100%" in reference["proc"].stderr
+    assert "trainable parameters: " in reference["proc"].stdout
+
+
+def test_kill_and_resume_is_exact(demo, reference, tmp_path):
+    """SIGTERM at two random steps; each kill exits 143 with a resume state; the final
+    metrics and selected checkpoint equal the uninterrupted run's."""
+    from select_checkpoint import select
+
+    seed = int(os.environ.get("TEST_TRAIN_SEED", time.time_ns() % 10**9))
+    print(f"TEST_TRAIN_SEED={seed}")  # shown on failure: rerun with it to reproduce
+    kill_after = sorted(random.Random(seed).sample(range(0, 7), 2))  # after the row of step 2k
+    out = tmp_path / "run"
+    kills = 0
+    for attempt, k in enumerate(kill_after):
+        proc = subprocess.Popen(_cmd(demo, out), env=_env(), stdout=subprocess.PIPE,
+                                stderr=subprocess.DEVNULL, text=True)
+        sent_at = None
+        for line in proc.stdout:
+            if line.startswith("{") and sent_at is None and json.loads(line)["step"] >= 2 * k:
+                proc.send_signal(signal.SIGTERM if attempt == 0 else signal.SIGUSR1)
+                sent_at = json.loads(line)["step"]
+        rc = proc.wait(timeout=120)
+        if sent_at is None or rc == 0:  # the run ended before the signal landed
+            break
+        assert rc == 143, (kill_after, rc)
+        kills += 1
+        state = out / "work" / "resume" / "state.pt"
+        assert state.exists()
+        import torch
+
+        saved = torch.load(state, weights_only=False)
+        assert saved["state"]["step"] >= sent_at
+        assert 1 <= len(list((out / "work" / "checkpoints").glob("step-*"))) <= 2
+    assert kills >= 1, "no kill landed before the run ended"
+    proc = subprocess.run(_cmd(demo, out), env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "resumed at step" in proc.stdout
+    rows = _rows(out / "metrics.jsonl")
+    _assert_same_metrics(rows, reference["metrics"], tol=1e-5)
+    sel = select(rows, 0.02)["selected_step"]
+    assert sel == select(reference["metrics"], 0.02)["selected_step"]
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [f"step-{sel}"]
+    # the kept weights are the uninterrupted run's
+    from safetensors.torch import load_file
+
+    a = load_file(out / "checkpoints" / f"step-{sel}" / "model.safetensors")
+    b = load_file(reference["out"] / "checkpoints" / f"step-{sel}" / "model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert (a[key] - b[key]).abs().max().item() <= 1e-5, key
+
+
+def test_resume_state_from_other_settings_starts_over(demo, tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_cmd(demo, out), env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        if line.startswith("{"):
+            proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143
+    proc = subprocess.run(_cmd(demo, out, ["--max_steps", "4"]), env=_env(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "resume state is from other settings; starting over" in proc.stdout
+    assert [r["step"] for r in _rows(out / "metrics.jsonl")] == [0, 2, 4]
+
+
+def test_two_processes_match_one(demo, reference, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo): same global batch and data order, same losses."""
+    out = tmp_path / "run"
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node", "2")
+    proc = subprocess.run(_cmd(demo, out, launcher=launcher), env=_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "world_size 2, grad_accum 2" in proc.stdout
+    rows = _rows(out / "metrics.jsonl")
+    # Float sums in another order (two ranks, all-reduce): ~1e-7 apart at first, growing
+    # through 16 steps at this deliberately high lr (seen: 1.4e-4 relative at step 12).
+    _assert_same_metrics(rows[:3], reference["metrics"][:3], tol=1e-5)
+    _assert_same_metrics(rows, reference["metrics"], tol=2e-3)
+
+
+def test_lora_trains_every_row_and_logs_trainable_count(demo, tmp_path):
+    out = tmp_path / "lora"
+    proc = subprocess.run(_cmd(demo, out, ["--mode", "lora", "--subset", "all", "--max_steps", "4",
+                                           "--lr", "1e-2", "--progress", "false"]),
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    # tiny model: hidden 32, intermediate 64, 2 layers, 4 heads (8 dims), 2 kv heads
+    per_layer = (32 + 32) * 2 + (32 + 16) * 2 + (32 + 64) * 3
+    assert f"trainable parameters: {2 * per_layer:,} of" in proc.stdout
+    assert "train:" not in proc.stderr
+    rows = _rows(out / "metrics.jsonl")
+    assert rows[-1]["step"] == 4 and all(r["val_loss"] is None for r in rows)
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-4"]
+    assert (out / "checkpoints" / "step-4" / "adapter_model.safetensors").exists()
+
+
+def test_lora_rank1_on_qwen25_32b_architecture():
+    """Rank-1 LoRA on q,k,v,o,up,gate,down of Qwen2.5-32B: 8,388,608 trainable (~0.026%)."""
+    import torch
+    from accelerate import init_empty_weights
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    cfg = Qwen2Config(vocab_size=152064, hidden_size=5120, intermediate_size=27648,
+                      num_hidden_layers=64, num_attention_heads=40, num_key_value_heads=8,
+                      head_dim=128, max_position_embeddings=32768, tie_word_embeddings=False)
+    with init_empty_weights():
+        model = Qwen2ForCausalLM(cfg)
+        base_total = sum(p.numel() for p in model.parameters())
+        model = get_peft_model(model, LoraConfig(
+            r=1, lora_alpha=16, lora_dropout=0.0, task_type="CAUSAL_LM",
+            target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "gate_proj",
+                            "down_proj"]))
+    assert all(p.device == torch.device("meta") for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    assert trainable == 8_388_608 == 64 * ((5120 + 5120) * 2 + (5120 + 1024) * 2 + (5120 + 27648) * 3)
+    assert total == base_total + trainable
+    assert 32.7e9 < base_total < 32.8e9  # Qwen2.5-32B: 32.76B parameters
+    assert 100 * trainable / total == pytest.approx(0.0256, abs=5e-4)
+
+
+@pytest.mark.parametrize("global_batch,world,ok", [(16, 8, True), (16, 16, True), (12, 8, False),
+                                                   (4, 8, False), (0, 1, False)])
+def test_global_batch_divisibility_names_the_numbers(global_batch, world, ok):
+    from train import grad_accum
+
+    if ok:
+        assert grad_accum(global_batch, 1, world) * world == global_batch
+        return
+    with pytest.raises(SystemExit) as e:
+        grad_accum(global_batch, 1, world)
+    msg = str(e.value)
+    assert f"global_batch={global_batch}" in msg and f"world_size ({world})" in msg
+
+
+def test_global_batch_error_comes_before_any_collective(demo, tmp_path):
+    """Under torchrun with 3 ranks, global_batch 4 fails fast with the numbers, no hang."""
+    launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone",
+                "--nproc_per_node", "3")
+    proc = subprocess.run(_cmd(demo, tmp_path / "run", launcher=launcher), env=_env(),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "global_batch=4 must equal" in proc.stdout + proc.stderr
+    assert "world_size (3)" in proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("text,secs", [("1-02:03:04", 93784.0), ("02:03:04", 7384.0),
+                                       ("03:04", 184.0), ("59", 59.0), ("UNLIMITED", None),
+                                       ("INVALID", None), ("", None)])
+def test_slurm_durations(text, secs):
+    from train import slurm_seconds
+
+    assert slurm_seconds(text) == secs
+
+
+def test_length_policy_is_reported_never_silent(demo, reference, tmp_path):
+    """data.on_too_long=drop at a max_seq_len under the longest example: counted in
+    <out>/data.json and in the log, and the dropped rows are named."""
+    full = json.loads((reference["out"] / "data.json").read_text())["train"]
+    assert full["too_long"] == 0 and full["kept"] == full["n_rows"] == 16
+    cut = int(full["tokens"]["mean"])  # some examples are longer, some shorter
+    out = tmp_path / "run"
+    proc = subprocess.run(_cmd(demo, out, ["--max_steps", "2", "--max_seq_len", str(cut),
+                                           "--on_too_long", "drop", "--progress", "false"]),
+                          env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    rep = json.loads((out / "data.json").read_text())["train"]
+    assert 0 < rep["dropped"] == rep["too_long"] == len(rep["too_long_ids"]) < 16
+    assert rep["kept"] == 16 - rep["dropped"] and rep["truncated"] == 0
+    assert f"train: {rep['too_long']} sequences over max_seq_len={cut}" in proc.stdout
+
+
+@pytest.mark.slurm
+def test_saves_resume_state_before_the_slurm_time_limit(slurm_cluster, demo, reference, tmp_path):
+    """In a real SLURM job with a 3-minute limit and stop_margin_min 2.98 (stop ~1 s in, i.e.
+    at the first step boundary), train.py saves the resume state and exits 143; the rerun
+    finishes exactly like the uninterrupted run. (Slurm 22.05 here: the end time comes from
+    squeue, not the environment.)"""
+    from tests.test_slurm_cluster import wait_job
+
+    out, log = tmp_path / "run", tmp_path / "job.log"
+    cmd = " ".join(_cmd(demo, out, ["--stop_margin_min", "2.98", "--progress", "false"]))
+    job = subprocess.run(["sbatch", "--parsable", "--partition", "gpu-small", "--time", "3",
+                          "-D", str(tmp_path), "-o", str(log), "--wrap", cmd],
+                         env=_env(), capture_output=True, text=True, check=True).stdout.strip()
+    state = wait_job(job, timeout=120)
+    text = log.read_text()
+    assert state == "FAILED", text
+    assert re.search(r"SLURM job ends in (3\.0|2\.9) min: saving a resume state 2\.98 min", text), text
+    assert "time limit is within stop_margin_min" in text and "saved resume state at step" in text
+    assert (out / "work" / "resume" / "state.pt").exists()
+    proc = subprocess.run(_cmd(demo, out), env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "resumed at step" in proc.stdout, proc.stderr
+    _assert_same_metrics(_rows(out / "metrics.jsonl"), reference["metrics"], tol=1e-5)
+
+
+def test_ranks_from_slurm_environment():
+    from launch import ranks_from_slurm
+
+    env = {"SLURM_PROCID": "9", "SLURM_NTASKS": "16", "SLURM_LOCALID": "1", "SLURM_JOB_ID": "123457",
+           "SLURM_STEP_NODELIST": "gpu[07-08]"}
+    assert ranks_from_slurm(env) == {"RANK": "9", "WORLD_SIZE": "16", "LOCAL_RANK": "1",
+                                     "MASTER_ADDR": "gpu07", "MASTER_PORT": str(20000 + 123457 % 20000)}
+    assert ranks_from_slurm({**env, "RANK": "0"}) == {}  # torchrun's variables win
+    assert ranks_from_slurm({**env, "SLURM_NTASKS": "1"}) == {}  # the plain `srun -n1` wrapper
+
+
+@pytest.mark.slurm
+def test_srun_tasks_match_one_process(slurm_cluster, demo, reference, tmp_path):
+    """The multi-node launch path on the real SLURM: one srun task per rank (2 here, gloo),
+    started from a job whose environment was stripped of SLURM_* the way snakemake's jobstep
+    plugin strips it; same losses as one process."""
+    from launch import srun_tasks
+    from tests.test_slurm_cluster import wait_job
+
+    out, log = tmp_path / "run", tmp_path / "job.log"
+    script = tmp_path / "job.sh"
+    launcher = srun_tasks(nodes=1, tasks_per_node=2, cpus_per_task=1).replace("python", sys.executable)
+    script.write_text("#!/bin/bash\n"
+                      "for v in $(compgen -e | grep '^SLURM_' | grep -v '^SLURM_JOB_ID$'); do unset $v; done\n"
+                      + " ".join(_cmd(demo, out, ["--progress", "false"], launcher=launcher.split())) + "\n")
+    job = subprocess.run(["sbatch", "--parsable", "--partition", "gpu-small", "--ntasks-per-node", "2",
+                          "--cpus-per-task", "1", "-D", str(tmp_path), "-o", str(log), str(script)],
+                         env=_env(), capture_output=True, text=True, check=True).stdout.strip()
+    assert wait_job(job, timeout=240) == "COMPLETED", log.read_text()
+    assert "world_size 2, grad_accum 2" in log.read_text()
+    rows = _rows(out / "metrics.jsonl")
+    _assert_same_metrics(rows[:3], reference["metrics"][:3], tol=1e-5)
+    _assert_same_metrics(rows, reference["metrics"], tol=2e-3)
