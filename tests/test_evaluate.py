@@ -279,6 +279,21 @@ def test_generation_kwargs_unit():
     assert evaluate.generation_kwargs(args)["do_sample"] is False
 
 
+def test_several_gpus_split_the_model():
+    """14B/32B evaluation jobs get 2/4 GPUs: one process, the model split over all of them
+    (lm-eval parallelize); one GPU or CPU keeps the plain device placement."""
+    from lm_eval.models.huggingface import HFLM
+    import inspect
+
+    args = evaluate.build_parser().parse_args(
+        ["--model", "m", "--task", "t", "--seed", "0", "--max-gen-toks", "8", "--out", "o.json"])
+    assert evaluate.model_args(args, 4)["parallelize"] is True
+    assert "parallelize" not in evaluate.model_args(args, 1)
+    args.device = "cpu"
+    assert "parallelize" not in evaluate.model_args(args, 4)
+    assert "parallelize" in inspect.signature(HFLM.__init__).parameters  # the name lm-eval takes
+
+
 def test_lm_eval_merge_keeps_yaml_do_sample_unless_overridden():
     """Why do_sample must be explicit: lm-eval dict-updates the YAML's generation_kwargs."""
     from lm_eval.models.utils import normalize_gen_kwargs

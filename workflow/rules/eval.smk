@@ -1,20 +1,8 @@
 # Evaluation: one lm-eval run per (size, configuration, task, seed), HF backend,
 # sampling settings passed explicitly (never inherited from a checkpoint).
-
-
-def eval_cli(wc):
-    e = config["eval"]
-    args = (f"--task {wc.task} --seed {wc.seed} --max-gen-toks {e['max_gen_toks']} "
-            f"--temperature {e['temperature']} --top-p {e.get('top_p', 1.0)} --top-k {e.get('top_k', 0)} "
-            f"--min-p {e.get('min_p', 0.0)} --repetition-penalty {e.get('repetition_penalty', 1.0)} "
-            f"--batch-size {e.get('batch_size', 1)}")
-    if INCLUDE_PATH:
-        args += f" --include-path {INCLUDE_PATH}"
-    if e.get("limit"):
-        args += f" --limit {e['limit']}"
-    if MODELS[wc.size].get("trust_remote_code"):
-        args += " --trust-remote-code"
-    return args
+# A killed cell resumes: eval_cell.py keeps finished answers in
+# results/eval/.../seedN.json.partial.jsonl (deliberately NOT an output, so Snakemake does
+# not delete it before the rerun) and generates only the missing ones.
 
 
 rule evaluate:

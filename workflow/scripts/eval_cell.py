@@ -35,8 +35,15 @@ Pitfalls this program defuses (see tests/test_evaluate.py):
     fewshot_random_seed FIXED and vary only torch_random_seed = --seed: every seed sees
     the same prompts and only the sampling differs.
   * GPQA's YAML has no max_gen_toks (lm-eval's HF default is 256); we always pass one.
-  * lm-eval asserts max_gen_toks < the model's context length (Qwen2.5-Instruct's config
-    says 32768); pass --max-length to raise it for 32768-token generations.
+  * lm-eval asserts max_gen_toks < the model's context length (default: the checkpoint
+    config's); the workflow passes --max-length = models.<size>.context. Our backends also
+    check every real tokenized prompt: prompt + max_gen_toks > max_length is an error with
+    a clear message (plain HFLM silently cuts the prompt's start).
+  * Resume after a kill (SIGTERM from SLURM): the default backend hf-resumable
+    (lm_backend.py) appends each finished answer to OUT.partial.jsonl (not a Snakemake
+    output) and a rerun generates only the missing ones; batches have a fixed composition
+    and a seed derived from (seed, request keys), so a resumed run equals an uninterrupted
+    one. OUT.json's "resume" says how many answers were reused / generated.
 
 The HF hub is off (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1) unless --allow-hub is given.
 The HF token is never printed or written: output files are scrubbed of $HF_TOKEN's value.
@@ -56,6 +63,7 @@ PYTHON_SEED = 0
 NUMPY_SEED = 1234
 FEWSHOT_SEED = 1234
 # Preferred primary metrics, in order ("metric,filter" as lm-eval reports them).
+BACKENDS = ("hf-resumable", "hf-cb", "hf")
 PRIMARY_METRICS = ("exact_match,none", "exact_match,flexible-extract", "exact_match,strict-match")
 
 
@@ -71,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch-size", default="1", help="an integer, or auto / auto:N (default: 1)")
     m.add_argument("--max-length", type=int, default=None,
                    help="context length lm-eval allows (prompt + generation); default: the model config's")
+    m.add_argument("--backend", default="hf-resumable", choices=BACKENDS,
+                   help="lm-eval model: hf-resumable (HF generate, resumable, prompt-length check; "
+                        "default), hf-cb (transformers continuous batching, resumable), hf (plain lm-eval)")
     m.add_argument("--trust-remote-code", action="store_true", help="allow custom model code (default: off)")
     m.add_argument("--allow-hub", action="store_true", help="allow HF hub access (default: offline)")
     t = ap.add_argument_group("task")
@@ -111,8 +122,13 @@ def _batch_size(value: str):
     return int(value) if str(value).isdigit() else value
 
 
-def model_args(args) -> dict:
+def model_args(args, n_gpus: int = 0) -> dict:
     margs = {"pretrained": args.model, "dtype": args.dtype, "trust_remote_code": bool(args.trust_remote_code)}
+    if args.device in ("auto", "cuda") and n_gpus > 1:
+        # One process, the model split layer-wise over every GPU of the job (lm-eval's
+        # parallelize = accelerate device_map "auto"): 32B weights + a 29k-token KV cache
+        # do not fit one GPU. models.<size>.eval.gpus sets how many the job gets.
+        margs["parallelize"] = True
     if args.revision:
         margs["revision"] = args.revision
     if args.adapter:
@@ -120,6 +136,30 @@ def model_args(args) -> dict:
     if args.max_length:
         margs["max_length"] = int(args.max_length)
     return margs
+
+
+def partial_path(out) -> Path:
+    """Sidecar of finished answers (resume after a kill); NOT a declared Snakemake output."""
+    out = Path(out)
+    return out.with_name(out.name + ".partial.jsonl")
+
+
+def make_lm(args, device):
+    """The lm-eval LM object; our backends also get the sidecar path and the seed."""
+    import lm_backend  # noqa: F401  (registers hf-resumable)
+    from lm_eval.api.registry import get_model
+
+    import torch
+
+    margs = model_args(args, torch.cuda.device_count() if torch.cuda.is_available() else 0)
+    if args.backend != "hf":
+        if args.backend == "hf-cb":
+            import lm_backend_cb  # noqa: F401  (registers hf-cb)
+        margs.update(partial_path=str(partial_path(args.out)), resume_seed=int(args.seed))
+    extra = {"batch_size": _batch_size(args.batch_size), "max_batch_size": 64}
+    if not margs.get("parallelize"):
+        extra["device"] = device
+    return get_model(args.backend).create_from_arg_obj(margs, extra)
 
 
 def samples_path(out) -> Path:
@@ -212,13 +252,11 @@ def run(args) -> dict:
     if limit is not None and float(limit).is_integer():
         limit = int(limit)
 
+    lm = make_lm(args, device)
     results = lm_eval.simple_evaluate(
-        model="hf",
-        model_args=model_args(args),
+        model=lm,
         tasks=[args.task],
         task_manager=task_manager(args.task, args.include_path),
-        batch_size=_batch_size(args.batch_size),
-        device=device,
         limit=limit,
         apply_chat_template=True,
         gen_kwargs=gen,
@@ -278,11 +316,15 @@ def run(args) -> dict:
         "device": device,
         "dtype": args.dtype,
         "batch_size": args.batch_size,
+        "backend": args.backend,
+        "max_length": int(lm.max_length),
+        "resume": dict(getattr(lm, "stats", {})),
         "versions": _versions(),
         "elapsed_s": round(time.perf_counter() - t0, 3),
     }
     write_jsonl(samples_path(args.out), _scrub(samples))
     write_json(args.out, _scrub(record))
+    partial_path(args.out).unlink(missing_ok=True)  # OUT is complete: the sidecar is spent
     return record
 
 

@@ -1,0 +1,186 @@
+"""Project lm-eval backends: resumable HF generation with a prompt-length check.
+
+Importing this module registers, with lm-eval's model registry:
+
+  hf-resumable   HFLM (transformers `generate`, the paper's "HF backend") whose
+                 generate_until
+                   * checks every real tokenized prompt: prompt + max_gen_toks must fit
+                     max_length (= models.<size>.context); HFLM would silently left-truncate
+                     the prompt instead;
+                   * cuts the requests into batches of FIXED composition (lm-eval's own order:
+                     gen_kwargs group, longest prompt first; `batch_size` each), seeds torch
+                     per batch from (seed, the batch's request keys) and appends every finished
+                     answer to a sidecar JSONL (`partial_path`, flushed + fsynced per batch);
+                   * on a rerun reads the sidecar and generates only the batches with a missing
+                     answer. A batch's seed and composition do not depend on what was done
+                     before, so a killed-and-resumed run gives exactly the answers of an
+                     uninterrupted one (same hardware/dtype/batch size).
+                 Request key = sha256(settings fingerprint incl. seed, task, doc_id, repeat
+                 index, prompt, gen_kwargs): stale lines from other settings are ignored.
+  hf-cb          the same with `transformers` continuous batching (paged attention):
+                 see lm_backend_cb.py (registered when that module is imported).
+
+The sidecar is NOT a declared Snakemake output (Snakemake deletes declared outputs before a
+job starts); eval_cell.py names it `<out>.partial.jsonl` and deletes it once OUT is written.
+
+Model args beyond HFLM's: partial_path (str, '' = no sidecar), resume_seed (int).
+Test hook: env LM_BACKEND_SIGTERM_AFTER=k sends SIGTERM to this process once k answers
+are in the sidecar (as SLURM would), so tests can kill a run at a known point.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from pathlib import Path
+
+from lm_eval.api.registry import register_model
+from lm_eval.models.huggingface import HFLM
+
+SIDE_VERSION = 1
+
+
+class PromptTooLong(ValueError):
+    pass
+
+
+def _sha(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+        h.update(b"\x00")
+    return h.hexdigest()
+
+
+class ResumableMixin:
+    """generate_until with fixed batches, per-batch seeds and a sidecar of finished answers."""
+
+    def _resumable_init(self, partial_path, resume_seed, settings: dict):
+        self.partial_path = Path(partial_path) if partial_path else None
+        world, rank = int(getattr(self, "world_size", 1) or 1), int(getattr(self, "rank", 0) or 0)
+        if self.partial_path is not None and world > 1:  # data parallel: one sidecar per rank
+            self.partial_path = self.partial_path.with_name(self.partial_path.name + f".rank{rank}")
+        self.resume_seed = int(resume_seed)
+        self.fingerprint = _sha(SIDE_VERSION, self.resume_seed, settings)
+        self.stats = {"requests": 0, "reused": 0, "generated": 0, "batches_generated": 0}
+
+    # ------------------------------------------------------------------ sidecar
+    def _load_sidecar(self) -> dict:
+        done = {}
+        if self.partial_path is None or not self.partial_path.exists():
+            return done
+        with open(self.partial_path, "rb") as fh:
+            for raw in fh:
+                try:  # a kill can leave a torn last line: skip it
+                    row = json.loads(raw)
+                except (ValueError, UnicodeDecodeError):
+                    continue
+                if isinstance(row, dict) and "key" in row and "response" in row:
+                    done[row["key"]] = row["response"]
+        return done
+
+    def _append_sidecar(self, rows: list[dict]) -> None:
+        if self.partial_path is None:
+            return
+        self.partial_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.partial_path, "a", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        kill_after = os.environ.get("LM_BACKEND_SIGTERM_AFTER")
+        if kill_after and len(self._load_sidecar()) >= int(kill_after):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    # ------------------------------------------------------------------ keys and batches
+    def request_keys(self, requests) -> list[str]:
+        keys, seen = [], {}
+        for r in requests:
+            context, gen_kwargs = r.args
+            base = _sha(self.fingerprint, r.task_name, r.doc_id, r.idx, context, gen_kwargs)
+            n = seen.get(base, 0)  # repeats: the same Instance appears `repeats` times
+            seen[base] = n + 1
+            keys.append(_sha(base, n))
+        return keys
+
+    def _max_gen_toks(self, gen_kwargs: dict) -> int:
+        from lm_eval.models.utils import normalize_gen_kwargs
+
+        return int(normalize_gen_kwargs(dict(gen_kwargs), self.max_gen_toks)["max_gen_toks"])
+
+    def check_lengths(self, requests, lengths) -> None:
+        """prompt tokens + max_gen_toks must fit max_length, for every real prompt."""
+        bad = []
+        for r, n in zip(requests, lengths):
+            mgt = self._max_gen_toks(r.args[1])
+            if n + mgt > self.max_length:
+                bad.append((r.task_name, r.doc_id, n, mgt))
+        if bad:
+            worst = max(bad, key=lambda b: b[2])
+            raise PromptTooLong(
+                f"{len(bad)} prompt(s) do not fit the context: prompt tokens + max_gen_toks > "
+                f"max_length={self.max_length} (e.g. task {worst[0]} doc {worst[1]}: {worst[2]} prompt "
+                f"tokens + {worst[3]} new tokens = {worst[2] + worst[3]}). Lower eval.max_gen_toks "
+                f"below {self.max_length - worst[2]} or raise models.<size>.context "
+                f"(HFLM would silently cut the prompt's start).")
+
+    def fixed_batches(self, requests, lengths) -> list[list[int]]:
+        """lm-eval's order (gen_kwargs group, longest prompt first), cut every batch_size."""
+        bs = self.batch_size
+        if bs == "auto" or not isinstance(bs, int) or bs < 1:
+            bs = int(self._detect_batch_size()) if bs == "auto" else 1
+            self.batch_size_per_gpu = bs
+        groups: dict[str, list[int]] = {}
+        for i, r in enumerate(requests):
+            groups.setdefault(json.dumps(r.args[1], sort_keys=True, default=str), []).append(i)
+        batches = []
+        for _, idx in groups.items():
+            idx.sort(key=lambda i: (-lengths[i], requests[i].args[0]))
+            batches += [idx[j:j + bs] for j in range(0, len(idx), bs)]
+        return batches
+
+    def generate_batch_answers(self, reqs) -> list[str]:
+        """Backend hook: answers for one fixed batch, in the order of `reqs`."""
+        return HFLM.generate_until(self, reqs, disable_tqdm=True)
+
+    def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        import torch
+        from tqdm import tqdm
+
+        lengths = [len(self.tok_encode(r.args[0])) for r in requests]
+        self.check_lengths(requests, lengths)
+        keys = self.request_keys(requests)
+        done = self._load_sidecar()
+        self.stats["requests"] += len(requests)
+        reused = sum(k in done for k in keys)
+        self.stats["reused"] += reused
+        pbar = tqdm(total=len(requests), initial=reused, disable=disable_tqdm or self.rank != 0,
+                    desc="generate_until (resumable)")
+        for batch in self.fixed_batches(requests, lengths):
+            if all(keys[i] in done for i in batch):
+                continue
+            torch.manual_seed(int(_sha(self.fingerprint, [keys[i] for i in batch])[:15], 16))
+            answers = self.generate_batch_answers([requests[i] for i in batch])
+            rows = []
+            for i, ans in zip(batch, answers):
+                if keys[i] not in done:
+                    self.stats["generated"] += 1
+                    pbar.update(1)
+                done[keys[i]] = ans
+                rows.append({"key": keys[i], "task": requests[i].task_name, "doc_id": requests[i].doc_id,
+                             "response": ans})
+            self.stats["batches_generated"] += 1
+            self._append_sidecar(rows)
+        pbar.close()
+        return [done[k] for k in keys]
+
+
+@register_model("hf-resumable")
+class ResumableHFLM(ResumableMixin, HFLM):
+    def __init__(self, partial_path: str = "", resume_seed: int = 0, **kwargs):
+        settings = {k: kwargs.get(k) for k in ("pretrained", "peft", "revision", "dtype", "max_length")}
+        settings["batch_size"] = kwargs.get("batch_size")
+        settings["backend"] = "hf-resumable"
+        super().__init__(**kwargs)
+        self._resumable_init(partial_path, resume_seed, settings)
