@@ -123,3 +123,20 @@ def test_force_one_size_plans_only_that_size(demo):
     jobs = planned_jobs(demo, "--config", f"sizes=[{a}]", "--forcerun", "train")
     assert jobs["train"] == 1 + len(DEMO["data"]["subsets"])
     assert "split_data" not in jobs and "fetch_data" not in jobs
+
+
+@pytest.mark.slow
+def test_changing_one_sizes_training_setting_reruns_only_that_size(demo, tmp_path):
+    """A per-size experiment setting (models.<size>.train.deepspeed) reruns that size's
+    training, selection and evaluation of its trained models; the other size is untouched."""
+    a, b = DEMO["sizes"]
+    train_b = {**DEMO["models"][b]["train"], "deepspeed": "zero2"}
+    (tmp_path / "ds.yaml").write_text(yaml.safe_dump({"models": {b: {"train": train_b}}}))
+    args = ("--configfile", str(ROOT / "config" / "demo.yaml"),
+            str(tmp_path / "ds.yaml"))
+    n_trained = 1 + len(DEMO["data"]["subsets"])
+    jobs = planned_jobs(demo, *args)
+    assert jobs["train"] == jobs["select_checkpoint"] == n_trained
+    assert jobs["evaluate"] == n_trained * len(DEMO["eval"]["tasks"]) * len(DEMO["eval"]["seeds"])
+    text = (snakemake(demo, "-n", *args).stdout)
+    assert f"size={b}" in text and f"size={a}" not in text
