@@ -27,3 +27,21 @@ def _slurm_answers_plugin_probe(request):
     """
     if slurm_installed() and os.geteuid() == 0:
         request.getfixturevalue("slurm_cluster")
+
+
+def build_demo_model(d: Path) -> Path:
+    """The demo base model under d/base: random-init Qwen2 + a BPE tokenizer trained offline
+    on 16 s1K-shaped rows and the demo tasks' text (make_demo.py, as the demo DAG builds it)."""
+    import make_demo
+
+    make_demo.main(["data", "--out", str(d / "s1k.jsonl"), "--rows", "16"])
+    make_demo.main(["tokenizer", "--corpus", str(d / "s1k.jsonl"), str(ROOT / "workflow" / "tasks" / "demo"),
+                    "--out", str(d / "tok")])
+    make_demo.main(["model", "--tokenizer", str(d / "tok"), "--out", str(d / "base")])
+    return d / "base"
+
+
+@pytest.fixture(scope="session")
+def demo_model(tmp_path_factory) -> Path:
+    """build_demo_model once per session (tests that change it copy it first)."""
+    return build_demo_model(tmp_path_factory.mktemp("demo_model"))

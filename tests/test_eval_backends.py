@@ -18,23 +18,19 @@ TASKS = ROOT / "workflow" / "tasks" / "demo"
 
 
 @pytest.fixture(scope="module")
-def chaos(tmp_path_factory) -> Path:
-    import make_demo
+def chaos(tmp_path_factory, demo_model) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     d = tmp_path_factory.mktemp("cb_demo")
-    make_demo.main(["data", "--out", str(d / "s1k.jsonl"), "--rows", "16"])
-    make_demo.main(["tokenizer", "--corpus", str(d / "s1k.jsonl"), str(TASKS), "--out", str(d / "tok")])
-    make_demo.main(["model", "--tokenizer", str(d / "tok"), "--out", str(d / "base")])
-    model = AutoModelForCausalLM.from_pretrained(d / "base", dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(demo_model, dtype=torch.float32)
     torch.manual_seed(0)
     with torch.no_grad():
         for p in model.parameters():
             if p.dim() == 2:
                 p.normal_(0.0, 0.3)
     model.save_pretrained(d / "chaos")
-    AutoTokenizer.from_pretrained(d / "base").save_pretrained(d / "chaos")
+    AutoTokenizer.from_pretrained(demo_model).save_pretrained(d / "chaos")
     return d / "chaos"
 
 

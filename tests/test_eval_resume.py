@@ -23,14 +23,8 @@ TASKS = ROOT / "workflow" / "tasks" / "demo"
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
-    import make_demo
-
-    d = tmp_path_factory.mktemp("resume_demo")
-    make_demo.main(["data", "--out", str(d / "s1k.jsonl"), "--rows", "16"])
-    make_demo.main(["tokenizer", "--corpus", str(d / "s1k.jsonl"), str(TASKS), "--out", str(d / "tok")])
-    make_demo.main(["model", "--tokenizer", str(d / "tok"), "--out", str(d / "base")])
-    return d / "base"
+def tiny(demo_model) -> Path:
+    return demo_model
 
 
 def _argv(model, out, *extra, limit=5, seed=1, bs=2, mgt=12, temperature=0.8, task="demo_aime"):

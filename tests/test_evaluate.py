@@ -38,17 +38,11 @@ U = _load("demo_task_utils", TASKS / "utils.py")
 
 # --------------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory) -> Path:
+def tiny_model(demo_model) -> Path:
     """The demo base model (random Qwen2, Qwen-like generation_config), built once."""
-    import make_demo
-
-    d = tmp_path_factory.mktemp("demo")
-    make_demo.main(["data", "--out", str(d / "s1k.jsonl"), "--rows", "16"])
-    make_demo.main(["tokenizer", "--corpus", str(d / "s1k.jsonl"), str(TASKS), "--out", str(d / "tok")])
-    make_demo.main(["model", "--tokenizer", str(d / "tok"), "--out", str(d / "base")])
-    gc = json.loads((d / "base" / "generation_config.json").read_text())
+    gc = json.loads((demo_model / "generation_config.json").read_text())
     assert (gc["top_k"], gc["top_p"], gc["repetition_penalty"]) == (20, 0.8, 1.05)  # the trap is armed
-    return d / "base"
+    return demo_model
 
 
 def _run(model, out, task, seed, *extra, limit=3, max_gen_toks=16, temperature=0.8):
