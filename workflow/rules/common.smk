@@ -6,6 +6,9 @@ from pathlib import Path
 
 import yaml
 
+# Shell commands use SCRIPTS and STOP_MARGIN_MIN directly, not via params (snakemake --lint
+# objects): params are a rerun trigger, and an absolute checkout path or a job-control
+# margin must not make a moved checkout retrain the grid.
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 sys.path.insert(0, str(SCRIPTS))
 from config_check import ConfigError, check  # noqa: E402
@@ -43,7 +46,7 @@ wildcard_constraints:
 def is_local(source):
     """A model or data source is a local path if it exists or is spelled like one."""
     return (Path(source).is_absolute() or Path(source).exists()
-            or source.startswith(("results" + os.sep, "." + os.sep, ".." + os.sep)))
+            or source.partition(os.sep)[0] in ("results", ".", ".."))
 
 
 def model_source(size, role):
@@ -153,6 +156,7 @@ def train_args(wc):
     args = dict(
         lr=t["lr"], weight_decay=t["weight_decay"], adam_beta1=t.get("adam_beta1", 0.9),
         adam_beta2=t.get("adam_beta2", 0.95), warmup_steps=t.get("warmup_steps", 0),
+        max_grad_norm=t.get("max_grad_norm", 1.0),
         global_batch=t["global_batch"], max_steps=t["max_steps"], eval_every=t["eval_every"],
         tolerance=t["tolerance"], patience=t["patience"], seed=t["seed"],
         gradient_checkpointing=t.get("gradient_checkpointing", False),
