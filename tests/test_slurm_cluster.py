@@ -85,3 +85,44 @@ def test_snakemake_slurm_executor(slurm_cluster, tmp_path):
     assert run.returncode == 0, log
     assert (tmp_path / "small.txt").read_text().split() == ["gpu-small"], log
     assert (tmp_path / "large.txt").read_text().split() == ["gpu-large", "0"], log
+
+
+MPI_SNAKEFILE = """
+import sys
+sys.path.insert(0, {scripts!r})
+import launch
+
+rule ranks:
+    output: "ranks.jsonl"
+    resources: slurm_partition="gpu-large", gpu=2, nodes=1, mpi="srun", tasks_per_node=2, cpus_per_task=1
+    params: launcher=launch.srun_tasks(nodes=1, tasks_per_node=2, cpus_per_task=1)
+    shell: "{{params.launcher}} rank.py > {{output}}"
+"""
+RANK_PY = """
+import json, os, launch
+print(json.dumps({**launch.ranks_from_slurm(), "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}))
+"""
+
+
+def test_multi_node_launch_through_the_executor(slurm_cluster, tmp_path):
+    """The path common.smk gives multi-node training: the `mpi` resource keeps the jobstep
+    plugin from wrapping the job in `srun -n1` and stripping it to one task, so the rule's
+    own `srun` (launch.srun_tasks) starts one task per GPU; each task derives its
+    torch.distributed rank from SLURM. One node here (the test cluster has one)."""
+    scripts = str(Path(__file__).resolve().parents[1] / "workflow" / "scripts")
+    (tmp_path / "Snakefile").write_text(MPI_SNAKEFILE.format(scripts=scripts))
+    (tmp_path / "rank.py").write_text(RANK_PY)
+    profile = tmp_path / "profile"
+    profile.mkdir()
+    (profile / "config.yaml").write_text(textwrap.dedent(PROFILE))
+    run = subprocess.run([SNAKEMAKE, "--profile", str(profile), "-d", str(tmp_path), "-s",
+                          str(tmp_path / "Snakefile")], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=180, env={**__import__("os").environ, "PYTHONPATH": scripts})
+    assert run.returncode == 0, run.stdout + run.stderr
+    import json
+
+    ranks = sorted((json.loads(line) for line in (tmp_path / "ranks.jsonl").read_text().splitlines()),
+                   key=lambda r: r["RANK"])
+    assert [(r["RANK"], r["LOCAL_RANK"], r["WORLD_SIZE"]) for r in ranks] == [("0", "0", "2"), ("1", "1", "2")]
+    assert len({(r["MASTER_ADDR"], r["MASTER_PORT"]) for r in ranks}) == 1
+    assert all(r["gpus"] and len(r["gpus"].split(",")) == 2 for r in ranks), ranks
