@@ -30,14 +30,14 @@ def fetch_model(repo: str, revision: str | None) -> dict:
     return {"repo": repo, "revision": revision or None, "snapshot": path}
 
 
+GATED = "Idavidrein/gpqa"  # the hub dataset behind GPQA tasks; needs accepted terms + a token
+
+
 def gated_without_token(tasks: list[str], tm) -> list[str]:
     """Tasks whose dataset is gated on the hub (GPQA) while no token is in the environment."""
     if os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN"):
         return []
     return [t for t in tasks if GATED in _yaml_text(Path(tm.task_index[t].yaml_path))]
-
-
-GATED = "Idavidrein/gpqa"
 
 
 def _yaml_text(path: Path, depth: int = 0) -> str:
@@ -63,7 +63,7 @@ def fetch_tasks(tasks: list[str], include_path: str | None) -> dict:
     gated = gated_without_token(tasks, tm)
     if gated:
         raise SystemExit(f"fetch_hub: {', '.join(gated)}: GPQA is gated on the hub: accept its "
-                         "terms on huggingface.co/datasets/Idavidrein/gpqa and export HF_TOKEN")
+                         f"terms on huggingface.co/datasets/{GATED} and export HF_TOKEN")
     loaded = get_task_dict(tasks, tm)
     return {"tasks": sorted(loaded), "token_used": bool(os.environ.get("HF_TOKEN"))}
 

@@ -46,7 +46,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from atomic import atomic_dir, read_jsonl, write_jsonl
+from atomic import atomic_dir, read_jsonl, replace_dir, write_jsonl
 from chat_format import IGNORE_INDEX, encode_rows
 from launch import ranks_from_slurm
 
@@ -302,6 +302,7 @@ def set_rng_state(rng: dict) -> None:
 def save_resume(work: Path, model, opt, state: dict, metrics: list[dict], master: bool,
                 world: int) -> None:
     """Resume state, written to a temporary dir and renamed: all of it or none of it.
+    (Not atomic_dir: every DeepSpeed rank must know the temporary dir's name.)
 
     Plain path: rank 0 writes the model (save_pretrained, exact fp32/bf16 tensors) and
     optimizer state (DDP keeps them identical on every rank). DeepSpeed: every rank writes
@@ -323,12 +324,7 @@ def save_resume(work: Path, model, opt, state: dict, metrics: list[dict], master
         dist.barrier()
     if master:
         torch.save(blob, tmp / "state.pt")
-        old = work / ".old-resume"
-        shutil.rmtree(old, ignore_errors=True)
-        if (work / "resume").exists():
-            os.replace(work / "resume", old)
-        os.replace(tmp, work / "resume")
-        shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, work / "resume")
     if world > 1:
         dist.barrier()
 
