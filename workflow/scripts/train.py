@@ -48,6 +48,7 @@ import torch.distributed as dist
 
 from atomic import atomic_dir, read_jsonl, replace_dir, write_jsonl
 from chat_format import IGNORE_INDEX, encode_rows
+from lm_loss import TokenLoss
 from launch import ranks_from_slurm
 
 
@@ -81,6 +82,10 @@ class TrainConfig:
     lora_dropout: float = 0.0
     lora_targets: str = "q_proj,k_proj,v_proj,o_proj,up_proj,gate_proj,down_proj"
     gradient_checkpointing: bool = False
+    loss_impl: str = field(default="auto", metadata={"help": (
+        "auto | chunked | liger | materialised: how the LM head + cross-entropy run (lm_loss.py); "
+        "auto = liger on CUDA when installed and the head is whole, else chunked")})
+    loss_chunk: int = field(default=512, metadata={"help": "supervised tokens per LM-head chunk"})
     dtype: str = field(default="auto", metadata={"help": (
         "auto | bf16 | fp32. auto: fp32 on CPU; on GPU bf16 compute with fp32 master weights "
         "(DeepSpeed: bf16 module + its fp32 optimizer copy; plain: fp32 weights + autocast). "
@@ -179,26 +184,29 @@ def batch_indices(step: int, n: int, cfg: TrainConfig) -> list[int]:
     return out
 
 
-AUTOCAST = {"enabled": False}  # set by train(): bf16 autocast over fp32 weights (plain GPU path)
-
-
-def token_loss_sum(model, ids, labels, device):
-    x = torch.tensor([ids], device=device)
-    y = torch.tensor([labels], device=device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=AUTOCAST["enabled"]):
-        logits = model(input_ids=x).logits[:, :-1].float()
-    return torch.nn.functional.cross_entropy(
-        logits.reshape(-1, logits.size(-1)), y[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX,
-        reduction="sum")
+def n_supervised(labels) -> int:
+    return sum(1 for t in labels[1:] if t != IGNORE_INDEX)
 
 
 @torch.no_grad()
-def validation_loss(model, val, rank, world, device) -> float:
+def validation_loss(model, val, rank, world, device, loss_fn) -> float:
+    """Token-weighted mean loss over every validation example, on any world size.
+
+    Rank r takes val[r::world]. Under ZeRO-3 every forward is a collective (parameter
+    all-gathers), so every rank runs the SAME number of forward passes, ceil(len(val)/world):
+    a rank with fewer examples repeats the shortest one with weight 0 (72 examples on 16
+    ranks: 8 ranks run one such pass). The reduced loss is over exactly the real examples."""
     model.eval()
     totals = torch.zeros(2, dtype=torch.float64, device=device)
-    for ids, labels in val[rank::world]:
-        totals[0] += token_loss_sum(model, ids, labels, device).double()
-        totals[1] += sum(1 for t in labels[1:] if t != IGNORE_INDEX)
+    mine = val[rank::world]
+    passes = -(-len(val) // world)
+    filler = min(val, key=lambda e: len(e[0]))
+    for k in range(passes):
+        ids, labels = mine[k] if k < len(mine) else filler
+        loss = loss_fn(model, ids, labels, device).double()
+        if k < len(mine):
+            totals[0] += loss
+            totals[1] += n_supervised(labels)
     if world > 1:
         dist.all_reduce(totals)
     model.train()
@@ -368,7 +376,6 @@ def build_model(cfg: TrainConfig, device):
 
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(
         cfg.dtype, torch.bfloat16 if device.type == "cuda" and cfg.deepspeed else torch.float32)
-    AUTOCAST["enabled"] = cfg.dtype == "auto" and device.type == "cuda" and not cfg.deepspeed
     model = AutoModelForCausalLM.from_pretrained(
         cfg.model, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
     if cfg.gradient_checkpointing:
@@ -442,6 +449,9 @@ def train(cfg: TrainConfig) -> int:
                                                 config=ds)
     elif world > 1:
         model = torch.nn.parallel.DistributedDataParallel(model)
+    # bf16 autocast over fp32 weights on the plain GPU path; DeepSpeed runs a bf16 module itself
+    loss_fn = TokenLoss(model, cfg.loss_impl, cfg.loss_chunk, zero3=is_zero3(model),
+                        autocast=cfg.dtype == "auto" and device.type == "cuda" and not cfg.deepspeed)
 
     fp = fingerprint(cfg)
     state = {"step": 0, "best": math.inf, "best_step": None, "candidate": None,
@@ -463,7 +473,7 @@ def train(cfg: TrainConfig) -> int:
         print(f"trainable parameters: {n_trainable:,} of {n_total:,} "
               f"({100 * n_trainable / n_total:.4f}%)", flush=True)
         print(f"world_size {world}, grad_accum {accum}, global_batch {cfg.global_batch}, "
-              f"deepspeed {cfg.deepspeed or 'off'}", flush=True)
+              f"deepspeed {cfg.deepspeed or 'off'}, loss {loss_fn.impl} ({loss_fn.why})", flush=True)
     end = Stop.install(cfg.stop_margin_min if master else 0.0)  # rank 0 watches the clock
     if master and end is not None:
         print(f"SLURM job ends in {(end - time.time()) / 60:.1f} min: saving a resume state "
@@ -476,6 +486,7 @@ def train(cfg: TrainConfig) -> int:
                    file=sys.stderr, mininterval=5.0, dynamic_ncols=False, ascii=True)
 
     def log(row):
+        row["loss_impl"] = loss_fn.impl
         metrics.append(row)
         if master:
             write_jsonl(work / "metrics.jsonl", metrics)
@@ -484,7 +495,7 @@ def train(cfg: TrainConfig) -> int:
     def evaluate_and_keep(step, extra):
         if not val_set:
             return
-        loss = validation_loss(model, val_set, rank, world, device)
+        loss = validation_loss(model, val_set, rank, world, device, loss_fn)
         state["best"], state["best_step"] = min((state["best"], state["best_step"]), (loss, step),
                                                 key=lambda t: t[0])
         on_disk = None
@@ -528,14 +539,14 @@ def train(cfg: TrainConfig) -> int:
             # x world undoes DDP's/DeepSpeed's mean over ranks: the gradient is exactly the
             # per-token mean over the global batch, whatever the world size.
             if ds:
-                loss = token_loss_sum(model, ids, labels, device) / n_tok * world
+                loss = loss_fn(model, ids, labels, device) / n_tok * world
                 model.backward(loss, scale_wrt_gas=False)
                 model.step()  # DeepSpeed steps the optimizer at the accumulation boundary only
             else:
                 sync = k == len(mine) - 1 or world == 1
                 ctx = model.no_sync() if (world > 1 and not sync) else _null()
                 with ctx:
-                    loss = token_loss_sum(model, ids, labels, device) / n_tok * world
+                    loss = loss_fn(model, ids, labels, device) / n_tok * world
                     loss.backward()
             loss_sum += loss.detach().double() / world
             tokens += len(ids)
