@@ -2,6 +2,8 @@
 #   make demo   the whole DAG on the embedded CPU demo (config/demo.yaml), offline
 #   make test   the pytest suite (CI runs exactly this through .ci/run)
 VENV   ?= .venv
+# EXTRAS=gpu on GPU nodes: liger-kernel for the fused training loss (pyproject extra)
+EXTRAS ?=
 PYTHON ?= python3
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 export HF_HUB_OFFLINE := 1
@@ -18,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q torch==2.13.0
-	$(VENV)/bin/pip install -q -e .
+	$(VENV)/bin/pip install -q -e .$(if $(EXTRAS),[$(EXTRAS)])
 	touch $@
 
 demo: venv

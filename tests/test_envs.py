@@ -17,7 +17,8 @@ def pins(lines):
 
 
 def test_envs_agree_with_pyproject():
-    project = pins(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"])
+    meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    project = pins(meta["dependencies"] + [d for extra in meta["optional-dependencies"].values() for d in extra])
     envs = sorted((ROOT / "envs").glob("*.yaml"))
     assert {e.stem for e in envs} == {"train", "eval", "aggregate"}
     for env in envs:
