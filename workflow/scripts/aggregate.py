@@ -4,8 +4,11 @@ with the paper, and figures.
 
   tidy.parquet        one row per (size, configuration, train_examples, task, seed): score (%),
                       n_samples and the effective generation settings
-  summary.csv         mean ± standard error across seeds per (size, configuration, train_examples,
-                      benchmark); AIME = aime24 + aime25 pooled per seed, weighted by problem count
+  summary.csv         mean ± standard error per (size, configuration, train_examples, benchmark):
+                      per task the mean and s.e. across seeds, then, for a benchmark pooling tasks
+                      (AIME = aime24 + aime25), the n-weighted mean of the task means and
+                      s.e. = sqrt(sum((n_t/N)^2 se_t^2)) -- the rule that reproduces the paper's cells
+  summary_tasks.csv   the per-task means and standard errors behind it
   table1.csv/md/tex   the paper's Table 1 layout: per size base, skyline, LoRA, full finetunes by
                       increasing subset size; "mean ± s.e." cells (Markdown and LaTeX show the size
                       on its first row only, like the paper)
@@ -45,6 +48,12 @@ LABELS = {"base": "Qwen2.5-Instruct (base)", "skyline": "DeepSeek-R1-Distill", "
           "full": "Full finetune"}
 GENERATION = ["temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_gen_toks", "do_sample"]
 KEYS = ["size", "configuration", "train_examples", "benchmark"]
+SE_RULE = ("Mean ± standard error across seeds. Per task: mean and s.e. over the seeds; a benchmark "
+           "that pools tasks (AIME = aime24 + aime25) takes the problem-weighted mean of the task means "
+           "and s.e. = sqrt(Σ (n_t/N)² se_t²), the rule that reproduces the paper's Table 1.")
+SE_RULE_TEX = (r"Per task: mean and s.e.\ over the seeds; a benchmark that pools tasks (AIME = aime24 + "
+               r"aime25) takes the problem-weighted mean of the task means and "
+               r"s.e.\ $=\sqrt{\sum_t (n_t/N)^2\,\mathrm{se}_t^2}$.")
 
 
 def parse_config(name: str) -> tuple[str, int | None]:
@@ -82,31 +91,39 @@ def collect(results: Path, sizes: list[str], configs: list[str] | None = None,
     return df
 
 
-def benchmark_scores(tidy: pd.DataFrame, benchmarks: dict[str, list[str]]) -> pd.DataFrame:
-    """Per seed and benchmark: tasks pooled, weighted by their number of problems."""
-    keys = ["size", "configuration", "train_examples", "seed"]
+def task_stats(tidy: pd.DataFrame, benchmarks: dict[str, list[str]]) -> pd.DataFrame:
+    """Per (cell, benchmark, task): mean and standard error (sample s.d. / sqrt(k)) over the
+    seeds that every task of the benchmark has (a partial grid compares like with like); NaN
+    s.e. for one seed. n = the task's problem count."""
+    cell = ["size", "configuration", "train_examples"]
     out = []
     for name, tasks in benchmarks.items():
-        sub = tidy[tidy["task"].isin(tasks)].copy()
+        sub = tidy[tidy["task"].isin(tasks)]
         if sub.empty:
             continue
-        sub["weighted"] = sub["score"] * sub["n_samples"]
-        g = sub.groupby(keys, dropna=False).agg(weighted=("weighted", "sum"), n=("n_samples", "sum"),
-                                                 tasks=("task", "nunique")).reset_index()
-        g = g[g["tasks"] == len(tasks)]  # a seed counts only once every task of it is done
-        g["benchmark"], g["score"] = name, g["weighted"] / g["n"]
-        out.append(g[keys + ["benchmark", "score"]])
-    return pd.concat(out, ignore_index=True) if out else pd.DataFrame(columns=keys + ["benchmark", "score"])
+        done = sub.groupby(cell + ["seed"], dropna=False)["task"].nunique().rename("n_tasks").reset_index()
+        sub = sub.merge(done[done["n_tasks"] == len(tasks)].drop(columns="n_tasks"), on=cell + ["seed"])
+        g = sub.groupby(cell + ["task"], dropna=False)
+        t = g.agg(mean=("score", "mean"), n_seeds=("score", "count"), n=("n_samples", "max"),
+                  sd=("score", lambda x: x.std(ddof=1) if len(x) > 1 else math.nan)).reset_index()
+        t["stderr"] = t["sd"] / np.sqrt(t["n_seeds"])
+        out.append(t.drop(columns="sd").assign(benchmark=name))
+    cols = cell + ["benchmark", "task", "mean", "stderr", "n_seeds", "n"]
+    return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
 
 
-def mean_se(scores: pd.DataFrame) -> pd.DataFrame:
-    """Mean and standard error (sample s.d. / sqrt(k)) across seeds; NaN s.e. for one seed."""
-    if scores.empty:
+def pool(tasks: pd.DataFrame) -> pd.DataFrame:
+    """The paper's rule for a benchmark that pools tasks (AIME = aime24 + aime25): mean = the
+    n-weighted mean of the task means, s.e. = sqrt(sum((n_t / N)^2 se_t^2)); for two 30-problem
+    tasks sqrt(se24^2 + se25^2) / 2. A benchmark needs every one of its tasks."""
+    if tasks.empty:
         return pd.DataFrame(columns=KEYS + ["mean", "n_seeds", "stderr"])
-    g = scores.groupby(KEYS, dropna=False)["score"]
-    t = g.agg(mean="mean", n_seeds="count", sd=lambda s: s.std(ddof=1) if len(s) > 1 else math.nan)
-    t["stderr"] = t["sd"] / np.sqrt(t["n_seeds"])
-    return t.drop(columns="sd").reset_index()
+    t = tasks.assign(w=tasks["n"] / tasks.groupby(KEYS, dropna=False)["n"].transform("sum"))
+    t = t.assign(wm=t["w"] * t["mean"], wv=(t["w"] * t["stderr"]) ** 2)
+    out = t.groupby(KEYS, dropna=False).agg(
+        mean=("wm", "sum"), n_seeds=("n_seeds", "min"),
+        stderr=("wv", lambda v: math.sqrt(v.sum()) if v.notna().all() else math.nan)).reset_index()
+    return out[KEYS + ["mean", "n_seeds", "stderr"]]
 
 
 def recovered(summary: pd.DataFrame, eps: float = 1e-9) -> pd.DataFrame:
@@ -186,7 +203,7 @@ def markdown(t1: pd.DataFrame, rec: pd.DataFrame) -> str:
         prev = r["size"]
         lines.append(f"| {size} | {config_label(r['configuration'], r['train_examples'])} | "
                      + " | ".join(str(r[c]) if not pd.isna(r[c]) else "—" for c in cols) + " |")
-    lines.append("\nMean ± standard error across seeds.")
+    lines.append("\n" + SE_RULE)
     lines += [f"\n¹ {f}" for f in footnotes(rec)]
     return "\n".join(lines) + "\n"
 
@@ -204,7 +221,8 @@ def latex(t1: pd.DataFrame, rec: pd.DataFrame) -> str:
     out = [r"% Generated by workflow/scripts/aggregate.py; needs \usepackage{booktabs}.",
            r"\begin{table}[t]", r"\centering",
            r"\caption{Performance on " + " and ".join(tex_escape(c) for c in cols)
-           + r" across model sizes and training configurations, mean $\pm$ standard error across seeds.}",
+           + r" across model sizes and training configurations, mean $\pm$ standard error across seeds. "
+           + SE_RULE_TEX + "}",
            r"\label{tab:table1}",
            r"\begin{tabular}{ll" + "c" * len(cols) + "}", r"\toprule",
            "Model size & Configuration & " + " & ".join(f"{tex_escape(c)} (\\%)" for c in cols) + r" \\",
@@ -333,8 +351,8 @@ def run(results: Path, sizes: list[str], benchmarks: dict[str, list[str]], confi
     tidy = collect(results, sizes, configs, tasks, seeds)
     if tidy.empty:
         raise SystemExit(f"aggregate: no evaluation results under {results}/eval for sizes {sizes}")
-    scores = benchmark_scores(tidy, benchmarks)
-    summary = mean_se(scores)
+    tasks_summary = task_stats(tidy, benchmarks)
+    summary = pool(tasks_summary)
     rec = recovered(summary)
     t1 = table1(summary, sizes, list(benchmarks))
     paper_df = load_paper(paper) if paper is not None and Path(paper).exists() else None
@@ -345,7 +363,8 @@ def run(results: Path, sizes: list[str], benchmarks: dict[str, list[str]], confi
 
     with atomic_path(results / "tidy.parquet", suffix=".parquet") as tmp:
         tidy.to_parquet(tmp, index=False)
-    for name, df in (("table1.csv", t1), ("summary.csv", summary), ("recovered.csv", rec),
+    for name, df in (("table1.csv", t1), ("summary.csv", summary), ("summary_tasks.csv", tasks_summary),
+                     ("recovered.csv", rec),
                      ("paper_comparison.csv", cmp), ("val_loss_gain.csv", gain)):
         write_text(results / name, df.to_csv(index=False))
     write_text(results / "table1.md", markdown(t1, rec))
@@ -359,10 +378,10 @@ def run(results: Path, sizes: list[str], benchmarks: dict[str, list[str]], confi
         fig_dir = results / "figures"
         fg.recovered(rec, sizes, bench, fig_dir / "recovered.png")
         fg.val_loss_gain(gain, sizes, bench, fig_dir / "val_loss_gain.png")
-        fg.bars(scores, sizes, bench, fig_dir / "bars.png")
-        fg.absolute(scores, sizes, bench, fig_dir / "absolute.png")
+        fg.bars(summary, sizes, bench, fig_dir / "bars.png")
+        fg.absolute(summary, sizes, bench, fig_dir / "absolute.png")
         fg.paper_comparison(cmp, sizes, bench, fig_dir / "paper_comparison.png", paper_sizes)
-    return {"tidy": tidy, "scores": scores, "summary": summary, "recovered": rec, "table1": t1,
+    return {"tidy": tidy, "tasks": tasks_summary, "summary": summary, "recovered": rec, "table1": t1,
             "comparison": cmp, "gain": gain}
 
 

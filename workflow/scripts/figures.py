@@ -11,8 +11,9 @@
   absolute.png         Figure 4: every absolute value (mean ± s.e.), one panel per size and benchmark
   paper_comparison.png ours against the paper's Table 1 (mean ± s.e. both ways), y = x dashed
 
-Every figure is written as PNG (150 dpi) and PDF next to it. Error bars are the standard error
-across seeds (sample s.d. / sqrt(k)), the same convention as Table 1.
+Every figure is written as PNG (150 dpi) and PDF next to it. Error bars are Table 1's standard
+errors: per task across seeds, combined over a benchmark's tasks by the paper's rule
+(aggregate.pool).
 """
 from __future__ import annotations
 
@@ -129,22 +130,36 @@ def val_loss_gain(gain: pd.DataFrame, sizes: list[str], benchmarks: list[str], p
     return save(fig, path)
 
 
-def bars(scores: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: Path) -> list[Path]:
-    """Figure 3. `scores`: per-seed benchmark scores (size, configuration, train_examples, benchmark,
-    seed, score). Full finetune = the largest subset evaluated for that size."""
+def _bar_group(ax, data: pd.DataFrame, groups: list[str], key: str, kinds: list[str], colours: dict) -> None:
+    """Grouped bars of data['mean'] ± data['stderr']: x groups by `key`, one bar per kind."""
+    width = 0.8 / max(1, len(kinds))
+    for k, kind in enumerate(kinds):
+        sub = data[data["kind"] == kind].set_index(key)
+        xs = [i + (k - (len(kinds) - 1) / 2) * width for i, g in enumerate(groups) if g in sub.index]
+        rows = [sub.loc[g] for g in groups if g in sub.index]
+        ax.bar(xs, [r["mean"] for r in rows], width, color=colours[kind], label=kind,
+               yerr=[0 if pd.isna(r["stderr"]) else r["stderr"] for r in rows], capsize=3,
+               error_kw={"linewidth": 1})
+    ax.set_xticks(range(len(groups)))
+
+
+def bars(summary: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: Path) -> list[Path]:
+    """Figure 3. `summary`: mean ± s.e. per (size, configuration, train_examples, benchmark), s.e. by
+    the paper's rule (aggregate.pool). Full finetune = the largest subset evaluated for that size."""
     _theme()
     rows = []
-    for size, g in scores.groupby("size"):
+    for size, g in summary.groupby("size"):
         full = g[g["configuration"] == "full"]
         largest = full["train_examples"].max() if not full.empty else None
         keep = g[g["configuration"].isin(["base", "skyline", "lora"])]
         if largest is not None:
             keep = pd.concat([keep, full[full["train_examples"] == largest]])
         rows.append(keep.assign(largest=largest))
-    data = pd.concat(rows, ignore_index=True) if rows else scores.assign(largest=None)
+    data = pd.concat(rows, ignore_index=True) if rows else summary.assign(largest=None)
     data = data.assign(kind=data["configuration"].map(KIND_LABELS))
     order = _present(sizes, data)
     kinds = [KIND_LABELS[k] for k in ("base", "skyline", "full", "lora") if KIND_LABELS[k] in set(data["kind"])]
+    colours = dict(zip([KIND_LABELS[k] for k in ("base", "skyline", "full", "lora")], sns.color_palette("Set2", 4)))
     ticks = []
     for s in order:
         n = data.loc[data["size"] == s, "largest"].iloc[0]
@@ -157,18 +172,16 @@ def bars(scores: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: Pa
         if sub.empty:
             _empty(ax, "no results")
             continue
-        sns.barplot(data=sub, x="size", y="score", hue="kind", order=order, hue_order=kinds,
-                    palette="Set2", errorbar="se", capsize=0.15, err_kws={"linewidth": 1}, ax=ax)
-        ax.set_xticks(range(len(order)), ticks)
+        _bar_group(ax, sub, order, "size", [k for k in kinds if k in set(sub["kind"])], colours)
+        ax.set_xticklabels(ticks)
         ax.set_xlabel("Model size")
         ax.set_ylabel(f"{bench} score (%)")
-        ax.get_legend().remove()
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    if not handles:
-        for ax in axes[0]:
-            handles, labels = ax.get_legend_handles_labels()
-            if handles:
-                break
+    handles, labels = [], []
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
@@ -179,11 +192,11 @@ def config_label(configuration: str, n) -> str:
     return {"base": "Base", "skyline": "Skyline", "lora": "LoRA"}.get(configuration) or f"Full {int(n)}"
 
 
-def absolute(scores: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: Path) -> list[Path]:
+def absolute(summary: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: Path) -> list[Path]:
     """Figure 4: every configuration's mean ± s.e., rows = benchmarks, columns = sizes."""
     _theme()
-    order = _present(sizes, scores) or sizes[:1]
-    data = scores.assign(label=[config_label(c, n) for c, n in zip(scores["configuration"], scores["train_examples"])])
+    order = _present(sizes, summary) or sizes[:1]
+    data = summary.assign(label=[config_label(c, n) for c, n in zip(summary["configuration"], summary["train_examples"])])
     fulls = sorted(data.loc[data["configuration"] == "full", "train_examples"].dropna().astype(int).unique())
     labels = [x for x in ("Base", "Skyline", "LoRA") if x in set(data["label"])] + [f"Full {n}" for n in fulls]
     colours = dict(zip(["Base", "Skyline", "LoRA"], sns.color_palette("Set2", 4)[:2] + [sns.color_palette("Set2", 4)[3]]))
@@ -194,18 +207,15 @@ def absolute(scores: pd.DataFrame, sizes: list[str], benchmarks: list[str], path
     for i, bench in enumerate(benchmarks):
         for j, size in enumerate(order):
             ax = axes[i][j]
-            sub = data[(data["benchmark"] == bench) & (data["size"] == size)]
+            sub = data[(data["benchmark"] == bench) & (data["size"] == size)].set_index("label")
             ax.set_title(f"{size} — {bench}", fontsize=10)
             if sub.empty:
                 _empty(ax, "no results")
                 continue
-            present = [x for x in labels if x in set(sub["label"])]
-            sns.barplot(data=sub, x="label", y="score", order=present, hue="label", hue_order=present,
-                        palette=colours, errorbar="se", capsize=0.2, err_kws={"linewidth": 1}, legend=False, ax=ax)
-            ax.tick_params(axis="x", labelrotation=60, labelsize=8)
-            for t in ax.get_xticklabels():
-                t.set_horizontalalignment("right")
-                t.set_rotation_mode("anchor")
+            present = [x for x in labels if x in sub.index]
+            ax.bar(range(len(present)), sub.loc[present, "mean"], color=[colours[x] for x in present],
+                   yerr=sub.loc[present, "stderr"].fillna(0), capsize=3, error_kw={"linewidth": 1})
+            ax.set_xticks(range(len(present)), present, rotation=60, ha="right", rotation_mode="anchor", fontsize=8)
             ax.set_xlabel("")
             ax.set_ylabel(f"{bench} score (%)" if j == 0 else "")
     fig.tight_layout()
