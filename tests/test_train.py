@@ -201,8 +201,39 @@ def test_resume_state_from_other_settings_starts_over(demo, tmp_path):
     proc = subprocess.run(_cmd(demo, out, ["--max_steps", "4"]), env=_env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    assert "resume state is from other settings; starting over" in proc.stdout
+    assert "resume state is from other settings (settings changed); starting over" in proc.stdout
     assert [r["step"] for r in _rows(out / "metrics.jsonl")] == [0, 2, 4]
+
+
+def test_resume_state_from_another_split_starts_over(demo, tmp_path):
+    """A killed run, then the split is redone under the same path (data.split_seed changed): the
+    resume state is keyed by the manifest's bytes, so the rerun starts over (naming what changed)
+    and ends exactly like a clean run on the new split."""
+    import shutil
+
+    manifest = tmp_path / "manifest.json"
+    shutil.copy(demo / "manifest.json", manifest)
+
+    def cmd(out, extra=()):
+        c = _cmd(demo, out, ["--progress", "false", *extra])
+        c[c.index("--manifest") + 1] = str(manifest)
+        return c
+
+    out = tmp_path / "run"
+    proc = subprocess.Popen(cmd(out), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    for line in proc.stdout:
+        if line.startswith("{") and json.loads(line)["step"] >= 2:
+            proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143
+    subprocess.run([sys.executable, SCRIPTS / "prepare_data.py", "split", "--table", demo / "s1k.parquet",
+                    "--n-val", "8", "--subsets", "16", "8", "--seed", "1", "--out", manifest],
+                   check=True, env=_env(), capture_output=True)
+    proc = subprocess.run(cmd(out), env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "resume state is from other settings (manifest changed); starting over" in proc.stdout
+    clean = tmp_path / "clean"
+    assert subprocess.run(cmd(clean), env=_env(), capture_output=True, timeout=300).returncode == 0
+    _assert_same_metrics(_rows(out / "metrics.jsonl"), _rows(clean / "metrics.jsonl"), tol=1e-6)
 
 
 def test_two_processes_match_one(demo, reference, tmp_path):

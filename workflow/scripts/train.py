@@ -30,7 +30,6 @@ Launch:
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -50,6 +49,7 @@ from atomic import atomic_dir, read_jsonl, replace_dir, write_jsonl
 from chat_format import IGNORE_INDEX, encode_rows
 from lm_loss import TokenLoss
 from launch import ranks_from_slurm
+from provenance import PROVENANCE, model_fingerprint, sha256_file, sha256_json, versions
 
 
 @dataclass
@@ -136,9 +136,20 @@ def init_distributed(world: int, device, use_deepspeed: bool) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
-def fingerprint(cfg: TrainConfig) -> str:
-    keep = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("out", "progress", "stop_margin_min")}
-    return hashlib.sha256(json.dumps(keep, sort_keys=True).encode()).hexdigest()[:16]
+def fingerprint_parts(cfg: TrainConfig) -> dict:
+    """What this run's result depends on, by content: every setting, the bytes of the data table
+    and of the split manifest (the split settings live in it), and the base model's fingerprint
+    (hub commit, or the hash of a local directory). Job control (out, progress, stop margin) is
+    left out: it does not change the result."""
+    settings = {k: v for k, v in dataclasses.asdict(cfg).items()
+                if k not in ("out", "progress", "stop_margin_min", "table", "manifest", "model")}
+    return {"settings": sha256_json(settings), "table": sha256_file(cfg.table),
+            "manifest": sha256_file(cfg.manifest),
+            "base_model": model_fingerprint(cfg.model)["fingerprint"]}
+
+
+def fingerprint(parts: dict) -> str:
+    return sha256_json(parts)[:16]
 
 
 def load_examples(cfg: TrainConfig, tokenizer):
@@ -281,8 +292,10 @@ def is_zero3(model) -> bool:
     return getattr(model, "zero_optimization_stage", lambda: 0)() == 3
 
 
-def save_model(model, tokenizer, path: Path, master: bool = True) -> None:
-    """save_pretrained on rank 0. Call on EVERY rank: ZeRO-3 gathers the shards first."""
+def save_model(model, tokenizer, path: Path, master: bool = True, provenance: dict | None = None) -> None:
+    """save_pretrained on rank 0. Call on EVERY rank: ZeRO-3 gathers the shards first.
+    `provenance` (training-run fingerprint, step, versions) goes to provenance.json beside the
+    weights: evaluation keys its resumable answers by it."""
     state_dict = model._zero3_consolidated_16bit_state_dict() if is_zero3(model) else None
     if not master:
         return
@@ -293,6 +306,8 @@ def save_model(model, tokenizer, path: Path, master: bool = True) -> None:
         else:
             inner.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        if provenance is not None:
+            (tmp / PROVENANCE).write_text(json.dumps(provenance, indent=2, sort_keys=True) + "\n")
 
 
 def rng_state() -> dict:
@@ -453,20 +468,24 @@ def train(cfg: TrainConfig) -> int:
     loss_fn = TokenLoss(model, cfg.loss_impl, cfg.loss_chunk, zero3=is_zero3(model),
                         autocast=cfg.dtype == "auto" and device.type == "cuda" and not cfg.deepspeed)
 
-    fp = fingerprint(cfg)
+    parts = fingerprint_parts(cfg)
+    fp = fingerprint(parts)
     state = {"step": 0, "best": math.inf, "best_step": None, "candidate": None,
-             "candidate_loss": None, "bad": 0, "fingerprint": fp}
+             "candidate_loss": None, "bad": 0, "fingerprint": fp, "fingerprint_parts": parts}
     metrics: list[dict] = []
     resume = work / "resume" / "state.pt"
     if resume.exists():
-        saved = torch.load(resume, weights_only=False)
+        saved = torch.load(resume, weights_only=True)
         if saved["state"]["fingerprint"] == fp:
             load_resume(work, model, opt, cfg, saved)
             state, metrics = saved["state"], saved["metrics"]
             if master:
                 print(f"resumed at step {state['step']} from {resume}", flush=True)
         elif master:
-            print("resume state is from other settings; starting over", flush=True)
+            old = saved["state"].get("fingerprint_parts") or {}
+            changed = sorted(k for k in parts if old.get(k) != parts[k]) or ["settings"]
+            print(f"resume state is from other settings ({', '.join(changed)} changed); starting over",
+                  flush=True)
     if master and not metrics:  # a fresh start: no stale checkpoints from other settings
         shutil.rmtree(ckpts, ignore_errors=True)
     if master:
@@ -485,6 +504,9 @@ def train(cfg: TrainConfig) -> int:
         bar = tqdm(total=cfg.max_steps, initial=state["step"], desc="train", unit="step",
                    file=sys.stderr, mininterval=5.0, dynamic_ncols=False, ascii=True)
 
+    def provenance(step):
+        return {"train_fingerprint": fp, "step": step, "fingerprint_parts": parts, "versions": versions()}
+
     def log(row):
         row["loss_impl"] = loss_fn.impl
         metrics.append(row)
@@ -501,7 +523,7 @@ def train(cfg: TrainConfig) -> int:
         on_disk = None
         if loss <= state["best"] + cfg.tolerance:
             state["bad"] = 0
-            save_model(model, tokenizer, ckpts / f"step-{step}", master)
+            save_model(model, tokenizer, ckpts / f"step-{step}", master, provenance(step))
             if master:
                 on_disk = checkpoint_count(ckpts)  # the peak: new one written, old not yet pruned
                 keep_only(ckpts, step)
@@ -570,7 +592,7 @@ def train(cfg: TrainConfig) -> int:
     if bar is not None:
         bar.close()
     if not val_set:  # LoRA on all rows: no validation, the final state is the candidate
-        save_model(model, tokenizer, ckpts / f"step-{state['step']}", master)
+        save_model(model, tokenizer, ckpts / f"step-{state['step']}", master, provenance(state["step"]))
         if master:
             keep_only(ckpts, state["step"])
     if world > 1:
