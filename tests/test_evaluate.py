@@ -112,8 +112,8 @@ def test_aime_output_json_and_samples(aime_runs, tiny_model):
     assert 0.0 <= rec["score"] <= 100.0
     assert rec["score"] == pytest.approx(100 * rec["metrics"]["exact_match"])
     assert rec["n_samples"] == 3 == len(samples)
-    assert set(rec["versions"]) >= {"lm_eval", "transformers", "torch", "peft"}
-    assert all(rec["versions"][k] for k in ("lm_eval", "transformers", "torch", "peft"))
+    assert set(rec["versions"]) >= {"lm-eval", "transformers", "torch", "peft", "deepspeed"}
+    assert all(rec["versions"][k] for k in ("lm-eval", "transformers", "torch", "peft", "deepspeed"))
     assert rec["elapsed_s"] > 0
     assert rec["seeds"] == {"python": 0, "numpy": 1234, "torch": 1, "fewshot": 1234}
     ids = [json.loads(l)["id"] for l in (TASKS / "aime_demo.jsonl").read_text().splitlines()[:3]]
@@ -273,19 +273,24 @@ def test_generation_kwargs_unit():
     assert evaluate.generation_kwargs(args)["do_sample"] is False
 
 
-def test_several_gpus_split_the_model():
-    """14B/32B evaluation jobs get 2/4 GPUs: one process, the model split over all of them
-    (lm-eval parallelize); one GPU or CPU keeps the plain device placement."""
+def test_layouts_map_to_lm_eval_model_args():
+    """--layout split: one process, the model split over the job's GPUs (lm-eval parallelize);
+    tp: transformers tensor parallel (tp_plan auto, under torchrun); dp and single: plain device
+    placement (dp's ranks share out the fixed batches themselves, lm_backend.py)."""
     from lm_eval.models.huggingface import HFLM
     import inspect
 
     args = evaluate.build_parser().parse_args(
         ["--model", "m", "--task", "t", "--seed", "0", "--max-gen-toks", "8", "--out", "o.json"])
+    assert args.layout == "single" and "parallelize" not in evaluate.model_args(args, 4)
+    args.layout = "split"
     assert evaluate.model_args(args, 4)["parallelize"] is True
     assert "parallelize" not in evaluate.model_args(args, 1)
-    args.device = "cpu"
-    assert "parallelize" not in evaluate.model_args(args, 4)
-    assert "parallelize" in inspect.signature(HFLM.__init__).parameters  # the name lm-eval takes
+    args.layout = "tp"
+    assert evaluate.model_args(args, 4)["tp_plan"] == "auto"
+    args.layout = "dp"
+    assert not {"parallelize", "tp_plan"} & set(evaluate.model_args(args, 4))
+    assert {"parallelize", "tp_plan"} <= set(inspect.signature(HFLM.__init__).parameters)  # lm-eval's names
 
 
 def test_lm_eval_merge_keeps_yaml_do_sample_unless_overridden():

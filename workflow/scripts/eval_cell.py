@@ -30,10 +30,15 @@ Pitfalls this program defuses (see tests/test_evaluate.py):
     generation_config (Qwen2.5-Instruct: top_p 0.8, top_k 20, repetition_penalty 1.05).
     We pass temperature, top_p, top_k (0 = off), min_p (0 = off, sent as None) and
     repetition_penalty every time.
-  * GPQA's process_docs shuffles the choices with Python's global `random`. lm-eval seeds
-    it (random_seed) before loading tasks, so we keep random_seed, numpy_random_seed and
-    fewshot_random_seed FIXED and vary only torch_random_seed = --seed: every seed sees
-    the same prompts and only the sampling differs.
+  * GPQA's process_docs shuffles the choices with Python's global `random` inside a
+    `datasets` map, and `datasets` caches map results by the function's code, not the random
+    state: a cache filled by another process (e.g. fetch_tasks, unseeded) would fix the order
+    by whatever that process drew, differently on every fresh machine. So we turn datasets'
+    transform cache off (the downloaded data stay cached), seed Python's `random` with the
+    fixed PYTHON_SEED right before the task is built, and keep numpy/fewshot seeds FIXED;
+    only torch_random_seed = --seed varies. The prompts are a function of the configuration:
+    every seed and every machine sees the same ones, and OUT.json records their sha256
+    (`prompts_sha256`) so that any difference shows.
   * GPQA's YAML has no max_gen_toks (lm-eval's HF default is 256); we always pass one.
   * lm-eval asserts max_gen_toks < the model's context length (default: the checkpoint
     config's); the workflow passes --max-length = models.<size>.context. Our backends also
@@ -43,7 +48,13 @@ Pitfalls this program defuses (see tests/test_evaluate.py):
     (lm_backend.py) appends each finished answer to OUT.partial.jsonl (not a Snakemake
     output) and a rerun generates only the missing ones; batches have a fixed composition
     and a seed derived from (seed, request keys), so a resumed run equals an uninterrupted
-    one. OUT.json's "resume" says how many answers were reused / generated.
+    one. Answers are keyed by the model's CONTENT fingerprint (provenance.py), so a model
+    retrained under the same path never reuses the old model's answers. OUT.json's
+    "resume" says how many answers were reused / generated.
+  * Several GPUs (--layout, launched with torchrun): dp = a replica per GPU, the fixed
+    batches shared out (the answers equal one process's); tp = transformers tensor parallel
+    (tp_plan="auto") for a model that does not fit one GPU; split = accelerate's layer split
+    (lm-eval parallelize=True, one process: GPUs run one after another).
 
 The HF hub is off (HF_HUB_OFFLINE=1, HF_DATASETS_OFFLINE=1) unless --allow-hub is given.
 The HF token is never printed or written: output files are scrubbed of $HF_TOKEN's value.
@@ -51,12 +62,14 @@ The HF token is never printed or written: output files are scrubbed of $HF_TOKEN
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
 from pathlib import Path
 
 from atomic import write_json, write_jsonl
+from provenance import versions
 
 # Fixed across seeds (see the docstring): data order / choice shuffles must not change.
 PYTHON_SEED = 0
@@ -64,6 +77,7 @@ NUMPY_SEED = 1234
 FEWSHOT_SEED = 1234
 # Preferred primary metrics, in order ("metric,filter" as lm-eval reports them).
 BACKENDS = ("hf-resumable", "hf-cb", "hf")
+LAYOUTS = ("single", "dp", "tp", "split")
 PRIMARY_METRICS = ("exact_match,none", "exact_match,flexible-extract", "exact_match,strict-match")
 
 
@@ -82,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--backend", default="hf-resumable", choices=BACKENDS,
                    help="lm-eval model: hf-resumable (HF generate, resumable, prompt-length check; "
                         "default), hf-cb (transformers continuous batching, resumable), hf (plain lm-eval)")
+    m.add_argument("--layout", default="single", choices=LAYOUTS,
+                   help="GPUs of the job: single | dp (torchrun, a replica per GPU) | tp (torchrun, "
+                        "tensor parallel) | split (one process, layers split over the GPUs)")
     m.add_argument("--trust-remote-code", action="store_true", help="allow custom model code (default: off)")
     m.add_argument("--allow-hub", action="store_true", help="allow HF hub access (default: offline)")
     t = ap.add_argument_group("task")
@@ -90,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory of extra task YAMLs (repeatable); if --task is found there the "
                         "built-in task index is skipped")
     t.add_argument("--limit", type=float, default=None, help="only the first N documents (tests)")
+    t.add_argument("--task-revision", default=None,
+                   help="commit sha of the task's hub dataset to load (eval.task_revisions); default: "
+                        "what the cache holds")
     t.add_argument("--metric", default=None,
                    help="primary metric as 'name,filter' (default: first of %s present)" % ", ".join(PRIMARY_METRICS))
     g = ap.add_argument_group("generation (all passed explicitly to HF generate)")
@@ -124,11 +144,12 @@ def _batch_size(value: str):
 
 def model_args(args, n_gpus: int = 0) -> dict:
     margs = {"pretrained": args.model, "dtype": args.dtype, "trust_remote_code": bool(args.trust_remote_code)}
-    if args.device in ("auto", "cuda") and n_gpus > 1:
+    if args.layout == "split" and n_gpus > 1:
         # One process, the model split layer-wise over every GPU of the job (lm-eval's
-        # parallelize = accelerate device_map "auto"): 32B weights + a 29k-token KV cache
-        # do not fit one GPU. models.<size>.eval.gpus sets how many the job gets.
+        # parallelize = accelerate device_map "auto"): fits, but the GPUs take turns.
         margs["parallelize"] = True
+    elif args.layout == "tp":
+        margs["tp_plan"] = "auto"  # transformers tensor parallel over the torchrun ranks
     if args.revision:
         margs["revision"] = args.revision
     if args.adapter:
@@ -155,9 +176,12 @@ def make_lm(args, device):
     if args.backend != "hf":
         if args.backend == "hf-cb":
             import lm_backend_cb  # noqa: F401  (registers hf-cb)
-        margs.update(partial_path=str(partial_path(args.out)), resume_seed=int(args.seed))
+        margs.update(partial_path=str(partial_path(args.out)), resume_seed=int(args.seed),
+                     model_fingerprint=model_identity(args)["fingerprint"], layout=args.layout)
+    elif args.layout in ("dp", "tp") and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SystemExit("--backend hf runs lm-eval's own layouts only; use hf-resumable for dp/tp")
     extra = {"batch_size": _batch_size(args.batch_size), "max_batch_size": 64}
-    if not margs.get("parallelize"):
+    if not margs.get("parallelize") and "tp_plan" not in margs:
         extra["device"] = device
     return get_model(args.backend).create_from_arg_obj(margs, extra)
 
@@ -209,16 +233,73 @@ def pick_primary(task_results: dict, wanted: str | None) -> str:
     return numeric[0]
 
 
-def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
+def model_identity(args) -> dict:
+    """Content fingerprints of the model (and adapter): what the resumable answers are keyed by."""
+    from provenance import model_fingerprint
 
-    out = {}
-    for pkg in ("lm_eval", "transformers", "torch", "peft", "datasets"):
-        try:
-            out[pkg] = version(pkg.replace("_", "-"))
-        except PackageNotFoundError:
-            out[pkg] = None
-    return out
+    model = model_fingerprint(args.model, args.revision)
+    adapter = model_fingerprint(args.adapter) if args.adapter else None
+    fp = model["fingerprint"] + (f"+adapter:{adapter['fingerprint']}" if adapter else "")
+    return {"model": model, "adapter": adapter, "fingerprint": fp}
+
+
+@contextlib.contextmanager
+def dataset_loads(revision: str | None):
+    """Record every datasets.load_dataset call while a task is built, and pin its revision."""
+    import datasets
+
+    calls, orig = [], datasets.load_dataset
+
+    def load(*a, **kw):
+        if revision and not kw.get("revision"):
+            kw["revision"] = revision
+        path = kw.get("path", a[0] if a else None)
+        calls.append({"path": path, "name": kw.get("name"), "revision": kw.get("revision")})
+        return orig(*a, **kw)
+
+    datasets.load_dataset = load
+    try:
+        yield calls
+    finally:
+        datasets.load_dataset = orig
+
+
+def build_task(task: str, include_paths, revision: str | None = None):
+    """The lm-eval Task, its documents a function of the configuration, and the hub dataset it
+    was loaded from ({path, name, revision, resolved commit}).
+
+    GPQA shuffles its choices with Python's global `random` in a datasets map, which datasets
+    would cache (keyed by code, not by the random state) and any earlier process may have
+    filled. So: transforms are not cached, Python's random is seeded with PYTHON_SEED right
+    before the task is built, and the documents computed then are frozen on the task: lm-eval
+    reads eval_docs again to score (process_docs runs on every read), and must see the very
+    documents the prompts were built from."""
+    import random
+
+    import datasets
+
+    from provenance import hub_commit
+
+    datasets.disable_caching()
+    tm = task_manager(task, include_paths)
+    random.seed(PYTHON_SEED)
+    with dataset_loads(revision) as calls:
+        obj = tm.load([task])["tasks"][task]
+    docs = obj.task_docs  # computed once in Task.__init__ under the seed above
+    obj.test_docs = obj.validation_docs = lambda: docs
+    hub = [c for c in calls if c["path"] and "/" in str(c["path"]) and not Path(str(c["path"])).exists()]
+    source = None
+    if hub:
+        c = hub[0]
+        source = {**c, "resolved": hub_commit(c["path"], c["revision"], repo_type="dataset")}
+    return obj, tm, source
+
+
+def prompts_sha256(samples: list[dict]) -> str:
+    """sha256 over (doc_id, prompt, target) of every scored document: equal iff same prompts."""
+    from provenance import sha256_json
+
+    return sha256_json([[s["doc_id"], s["prompt"], str(s["target"])] for s in samples])
 
 
 def _scrub(obj):
@@ -253,10 +334,11 @@ def run(args) -> dict:
         limit = int(limit)
 
     lm = make_lm(args, device)
+    task, tm, dataset = build_task(args.task, args.include_path, args.task_revision)
     results = lm_eval.simple_evaluate(
         model=lm,
-        tasks=[args.task],
-        task_manager=task_manager(args.task, args.include_path),
+        tasks=[task],
+        task_manager=tm,
         limit=limit,
         apply_chat_template=True,
         gen_kwargs=gen,
@@ -266,7 +348,7 @@ def run(args) -> dict:
         torch_random_seed=int(args.seed),
         fewshot_random_seed=FEWSHOT_SEED,
     )
-    if results is None:  # non-zero rank
+    if results is None or int(os.environ.get("RANK", "0")) != 0:  # not the writing rank
         return {}
 
     task_res = results["results"][args.task]
@@ -318,13 +400,18 @@ def run(args) -> dict:
         "batch_size": args.batch_size,
         "backend": args.backend,
         "max_length": int(lm.max_length),
+        "layout": args.layout,
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
         "resume": dict(getattr(lm, "stats", {})),
-        "versions": _versions(),
+        "prompts_sha256": prompts_sha256(samples),
+        "provenance": {**model_identity(args), "dataset": dataset, "versions": versions()},
+        "versions": versions(),
         "elapsed_s": round(time.perf_counter() - t0, 3),
     }
     write_jsonl(samples_path(args.out), _scrub(samples))
     write_json(args.out, _scrub(record))
-    partial_path(args.out).unlink(missing_ok=True)  # OUT is complete: the sidecar is spent
+    for side in getattr(lm, "sidecar_files", lambda: [partial_path(args.out)])():
+        side.unlink(missing_ok=True)  # OUT is complete: the sidecar is spent
     return record
 
 

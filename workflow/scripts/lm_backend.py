@@ -15,8 +15,18 @@ Importing this module registers, with lm-eval's model registry:
                      answer. A batch's seed and composition do not depend on what was done
                      before, so a killed-and-resumed run gives exactly the answers of an
                      uninterrupted one (same hardware/dtype/batch size).
-                 Request key = sha256(settings fingerprint incl. seed, task, doc_id, repeat
-                 index, prompt, gen_kwargs): stale lines from other settings are ignored.
+                 Request key = sha256(settings fingerprint incl. seed and the MODEL'S CONTENT
+                 fingerprint (provenance.model_fingerprint: hub commit, training-run
+                 fingerprint, or file hashes -- never the path), task, doc_id, repeat index,
+                 prompt, gen_kwargs): lines of another model or other settings are ignored.
+                 Layouts over several GPUs (torchrun, model arg `layout`):
+                   dp  every rank builds ALL requests (lm-eval sees one process), cuts the same
+                       fixed batches, generates every world-th missing batch, writes its own
+                       sidecar `<partial>.rank<r>` and exchanges answers with the others: the
+                       answers are those of one process (same batches, same per-batch seeds);
+                   tp  every rank runs every batch on its slice of the weights (transformers
+                       tp_plan); rank 0 alone writes the sidecar.
+                 Every sidecar file of the cell (any layout, any rank) is read on resume.
   hf-cb          the same with `transformers` continuous batching (paged attention):
                  see lm_backend_cb.py (registered when that module is imported).
 
@@ -56,32 +66,52 @@ def _sha(*parts) -> str:
 class ResumableMixin:
     """generate_until with fixed batches, per-batch seeds and a sidecar of finished answers."""
 
-    def _resumable_init(self, partial_path, resume_seed, settings: dict):
-        self.partial_path = Path(partial_path) if partial_path else None
-        world, rank = int(getattr(self, "world_size", 1) or 1), int(getattr(self, "rank", 0) or 0)
-        if self.partial_path is not None and world > 1:  # data parallel: one sidecar per rank
-            self.partial_path = self.partial_path.with_name(self.partial_path.name + f".rank{rank}")
+    def _resumable_init(self, partial_path, resume_seed, settings: dict, layout: str = "single"):
+        import torch.distributed as dist
+
+        self.layout = layout
+        multi = layout in ("dp", "tp") and int(os.environ.get("WORLD_SIZE", "1")) > 1
+        self.dp_rank = int(os.environ.get("RANK", "0")) if multi and layout == "dp" else 0
+        self.dp_world = int(os.environ.get("WORLD_SIZE", "1")) if multi and layout == "dp" else 1
+        self.writer = layout == "dp" or int(os.environ.get("RANK", "0")) == 0
+        self.group = None
+        if multi:
+            if not dist.is_initialized():
+                dist.init_process_group("gloo")
+            self.group = dist.new_group(backend="gloo")  # answers are exchanged as objects
+        self._rank, self._world_size = 0, 1  # lm-eval sees one process: every rank builds every request
+        self.sidecar_base = Path(partial_path) if partial_path else None
+        self.partial_path = self.sidecar_base
+        if self.partial_path is not None and self.dp_world > 1:
+            self.partial_path = self.partial_path.with_name(self.partial_path.name + f".rank{self.dp_rank}")
         self.resume_seed = int(resume_seed)
         self.fingerprint = _sha(SIDE_VERSION, self.resume_seed, settings)
         self.stats = {"requests": 0, "reused": 0, "generated": 0, "batches_generated": 0}
 
     # ------------------------------------------------------------------ sidecar
+    def sidecar_files(self) -> list[Path]:
+        """The cell's sidecar and every rank's (`<partial>.rank<r>`), whatever layout wrote them."""
+        if self.sidecar_base is None:
+            return []
+        base = self.sidecar_base
+        return sorted(p for p in base.parent.glob(base.name + "*")
+                      if p.name == base.name or p.name.removeprefix(base.name).startswith(".rank"))
+
     def _load_sidecar(self) -> dict:
         done = {}
-        if self.partial_path is None or not self.partial_path.exists():
-            return done
-        with open(self.partial_path, "rb") as fh:
-            for raw in fh:
-                try:  # a kill can leave a torn last line: skip it
-                    row = json.loads(raw)
-                except (ValueError, UnicodeDecodeError):
-                    continue
-                if isinstance(row, dict) and "key" in row and "response" in row:
-                    done[row["key"]] = row["response"]
+        for path in self.sidecar_files():
+            with open(path, "rb") as fh:
+                for raw in fh:
+                    try:  # a kill can leave a torn last line: skip it
+                        row = json.loads(raw)
+                    except (ValueError, UnicodeDecodeError):
+                        continue
+                    if isinstance(row, dict) and "key" in row and "response" in row:
+                        done[row["key"]] = row["response"]
         return done
 
     def _append_sidecar(self, rows: list[dict]) -> None:
-        if self.partial_path is None:
+        if self.partial_path is None or not self.writer:
             return
         self.partial_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.partial_path, "a", encoding="utf-8") as fh:
@@ -155,11 +185,11 @@ class ResumableMixin:
         self.stats["requests"] += len(requests)
         reused = sum(k in done for k in keys)
         self.stats["reused"] += reused
-        pbar = tqdm(total=len(requests), initial=reused, disable=disable_tqdm or self.rank != 0,
+        pbar = tqdm(total=len(requests), initial=reused, disable=disable_tqdm or not self.writer or self.dp_rank,
                     desc="generate_until (resumable)")
-        for batch in self.fixed_batches(requests, lengths):
-            if all(keys[i] in done for i in batch):
-                continue
+        todo = [b for b in self.fixed_batches(requests, lengths) if not all(keys[i] in done for i in b)]
+        new = {}
+        for batch in todo[self.dp_rank::self.dp_world]:  # dp: every world-th missing batch
             torch.manual_seed(int(_sha(self.fingerprint, [keys[i] for i in batch])[:15], 16))
             answers = self.generate_batch_answers([requests[i] for i in batch])
             rows = []
@@ -167,20 +197,33 @@ class ResumableMixin:
                 if keys[i] not in done:
                     self.stats["generated"] += 1
                     pbar.update(1)
-                done[keys[i]] = ans
+                done[keys[i]] = new[keys[i]] = ans
                 rows.append({"key": keys[i], "task": requests[i].task_name, "doc_id": requests[i].doc_id,
                              "response": ans})
             self.stats["batches_generated"] += 1
             self._append_sidecar(rows)
         pbar.close()
+        if self.dp_world > 1:  # every rank gets every answer (lm-eval scores on each rank)
+            import torch.distributed as dist
+
+            parts = [None] * self.dp_world
+            dist.all_gather_object(parts, new, group=self.group)
+            for part in parts:
+                done.update(part)
+            self.stats["generated"] = sum(len(p) for p in parts)
         return [done[k] for k in keys]
 
 
 @register_model("hf-resumable")
 class ResumableHFLM(ResumableMixin, HFLM):
-    def __init__(self, partial_path: str = "", resume_seed: int = 0, **kwargs):
-        settings = {k: kwargs.get(k) for k in ("pretrained", "peft", "revision", "dtype", "max_length")}
-        settings["batch_size"] = kwargs.get("batch_size")
-        settings["backend"] = "hf-resumable"
+    def __init__(self, partial_path: str = "", resume_seed: int = 0, model_fingerprint: str = "",
+                 layout: str = "single", **kwargs):
+        # The answers depend on the model's CONTENT (model_fingerprint: eval_cell.py computes it
+        # from the hub commit / training run / file hashes), not on the path it was loaded from.
+        settings = {k: kwargs.get(k) for k in ("dtype", "max_length")}
+        settings.update(model=model_fingerprint or kwargs.get("pretrained"), batch_size=kwargs.get("batch_size"),
+                        backend="hf-resumable")
+        if not model_fingerprint:
+            settings.update(peft=kwargs.get("peft"), revision=kwargs.get("revision"))
         super().__init__(**kwargs)
-        self._resumable_init(partial_path, resume_seed, settings)
+        self._resumable_init(partial_path, resume_seed, settings, layout)

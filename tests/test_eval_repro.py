@@ -1,0 +1,122 @@
+"""Evaluation outputs that mean the same thing on every machine and after every change.
+
+* GPQA's choice order: upstream gpqa_diamond_cot_zeroshot (its own YAML and process_docs, only
+  the data swapped for local rows loaded through `datasets`, so its map is cached like the hub
+  data's) gives the same prompts from two empty HF caches, with fetch_tasks filling each cache
+  first as the workflow does, for every torch seed; every target letter points at the correct
+  choice of its own prompt.
+* A model retrained under the same path never reuses the old model's answers from a killed
+  cell's sidecar.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+SCRIPTS = ROOT / "workflow" / "scripts"
+
+
+def _env(cache: Path | None = None, **extra) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+               TOKENIZERS_PARALLELISM="false", HF_TOKEN="hf_dummy_token_for_the_gated_check", **extra)
+    if cache is not None:
+        env["HF_DATASETS_CACHE"] = str(cache)
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    return env
+
+
+@pytest.fixture(scope="module")
+def gpqa_task(tmp_path_factory):
+    """Upstream GPQA (include: its YAML) over 12 local rows; correct answer of row i: right-i."""
+    import lm_eval.tasks
+
+    d = tmp_path_factory.mktemp("gpqa_task")
+    rows = [{"Question": f" Which option is right for item {i}?", "Correct Answer": f"right-{i}",
+             "Incorrect Answer 1": f"wrong-{i}-a", "Incorrect Answer 2": f"wrong-{i}-b",
+             "Incorrect Answer 3": f"wrong-{i}-c"} for i in range(12)]
+    (d / "rows.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    upstream = Path(lm_eval.tasks.__file__).parent / "gpqa" / "cot_zeroshot" / "gpqa_diamond_cot_zeroshot.yaml"
+    (d / "gpqa_local.yaml").write_text(
+        f"include: {upstream}\ntask: gpqa_local\ntag: []\ndataset_path: json\ndataset_name: null\n"
+        f"dataset_kwargs:\n  data_files:\n    train: {d / 'rows.jsonl'}\n")
+    return d
+
+
+def _fetch_then_eval(model, task_dir, cache, out, seeds):
+    subprocess.run([sys.executable, SCRIPTS / "fetch_hub.py", "tasks", "--tasks", "gpqa_local",
+                    "--include-path", task_dir, "--out", out.parent / "tasks.json"],
+                   env=_env(cache), check=True, capture_output=True)
+    got = {}
+    for seed in seeds:
+        o = out.with_name(f"seed{seed}.json")
+        proc = subprocess.run([sys.executable, SCRIPTS / "eval_cell.py", "--model", model, "--task", "gpqa_local",
+                               "--include-path", task_dir, "--seed", str(seed), "--max-gen-toks", "4",
+                               "--device", "cpu", "--dtype", "float32", "--max-length", "512",
+                               "--batch-size", "4", "--out", o], env=_env(cache), capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        rec = json.loads(o.read_text())
+        samples = [json.loads(line) for line in o.with_name(o.stem + ".samples.jsonl").read_text().splitlines()]
+        got[seed] = (rec, samples)
+    return got
+
+
+def test_gpqa_prompts_identical_from_two_empty_caches(demo_model, gpqa_task, tmp_path):
+    a = _fetch_then_eval(demo_model, gpqa_task, tmp_path / "cache_a", tmp_path / "a" / "x.json", [0, 1])
+    b = _fetch_then_eval(demo_model, gpqa_task, tmp_path / "cache_b", tmp_path / "b" / "x.json", [0])
+    prompts = {k: [(s["doc_id"], s["prompt"], s["target"]) for s in v[1]] for k, v in
+               (("a0", a[0]), ("a1", a[1]), ("b0", b[0]))}
+    assert len(prompts["a0"]) == 12
+    assert prompts["a0"] == prompts["a1"] == prompts["b0"]
+    assert a[0][0]["prompts_sha256"] == a[1][0]["prompts_sha256"] == b[0][0]["prompts_sha256"]
+    # the order is shuffled (not the raw column order) and each target is its own prompt's right choice
+    letters = []
+    for doc_id, prompt, target in prompts["a0"]:
+        choice = re.search(rf"\({target.strip('()')}\) (\S+)", prompt).group(1)
+        assert choice == f"right-{doc_id}", (doc_id, target, prompt)
+        letters.append(target)
+    assert len(set(letters)) > 1
+
+
+def test_retrained_model_at_the_same_path_reuses_no_answer(demo_model, tmp_path):
+    """A cell killed after 4 of 8 answers; the model under its path is then replaced (as a
+    retraining with another train.lr would); the rerun generates all 8 and equals a clean run."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = tmp_path / "model"
+    shutil.copytree(demo_model, model)
+    args = ["--model", str(model), "--task", "demo_aime", "--include-path", str(ROOT / "workflow" / "tasks" / "demo"),
+            "--seed", "0", "--max-gen-toks", "6", "--device", "cpu", "--dtype", "float32", "--max-length", "512",
+            "--batch-size", "2"]
+    out = tmp_path / "cell" / "seed0.json"
+    proc = subprocess.run([sys.executable, SCRIPTS / "eval_cell.py", *args, "--out", out],
+                          env=_env(LM_BACKEND_SIGTERM_AFTER="4"), capture_output=True, text=True)
+    assert proc.returncode != 0 and not out.exists()
+    side = out.with_name(out.name + ".partial.jsonl")
+    assert len(side.read_text().splitlines()) == 4
+    m = AutoModelForCausalLM.from_pretrained(model)  # "retrained": other weights, same path
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    m.save_pretrained(model)
+    proc = subprocess.run([sys.executable, SCRIPTS / "eval_cell.py", *args, "--out", out], env=_env(),
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec = json.loads(out.read_text())
+    assert rec["resume"]["reused"] == 0 and rec["resume"]["generated"] == 8
+    clean = tmp_path / "clean" / "seed0.json"
+    subprocess.run([sys.executable, SCRIPTS / "eval_cell.py", *args, "--out", clean], env=_env(),
+                   check=True, capture_output=True)
+    read = lambda o: [json.loads(x)["response"] for x in o.with_name(o.stem + ".samples.jsonl").read_text().splitlines()]  # noqa: E731
+    assert read(out) == read(clean)
+    assert rec["provenance"]["model"]["fingerprint"].startswith("dir:")
