@@ -187,6 +187,10 @@ class ResumableMixin:
         self.stats["reused"] += reused
         pbar = tqdm(total=len(requests), initial=reused, disable=disable_tqdm or not self.writer or self.dp_rank,
                     desc="generate_until (resumable)")
+        if self.group is not None:  # every rank has read the sidecars before any rank appends
+            import torch.distributed as dist
+
+            dist.barrier(group=self.group)
         todo = [b for b in self.fixed_batches(requests, lengths) if not all(keys[i] in done for i in b)]
         new = {}
         for batch in todo[self.dp_rank::self.dp_world]:  # dp: every world-th missing batch

@@ -1,0 +1,88 @@
+"""Evaluation over several devices gives one process's answers (CPU, 2 gloo ranks via torchrun).
+
+* dp: every rank builds every request, the fixed batches are shared out, the answers exchanged:
+  the per-sample answers equal one process's, greedy AND seeded sampling (same batches, same
+  per-batch seeds).
+* tp: transformers tensor parallel (tp_plan auto, DTensor weights over gloo): greedy answers equal
+  one process's. (Sampled answers are not compared: the sharded matmuls sum in another order, so a
+  near-tie of probabilities may draw another token; on GPU the same holds.)
+* the sidecar works across layouts: a dp run killed after some answers resumes in one process
+  (and the other way round) with exactly the uninterrupted answers, nothing regenerated twice.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import ROOT
+from tests.test_eval_repro import SCRIPTS, _env
+
+TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
+
+
+def _eval(model, out, layout="single", temperature=0.6, **env):
+    launcher = TORCHRUN if layout in ("dp", "tp") else (sys.executable,)
+    cmd = [*launcher, str(SCRIPTS / "eval_cell.py"), "--model", str(model), "--task", "demo_aime",
+           "--include-path", str(ROOT / "workflow" / "tasks" / "demo"), "--seed", "3",
+           "--max-gen-toks", "6", "--temperature", str(temperature), "--device", "cpu", "--dtype", "float32",
+           "--max-length", "512", "--batch-size", "2", "--layout", layout, "--out", str(out)]
+    return subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=600)
+
+
+def _answers(out):
+    rec = json.loads(out.read_text())
+    rows = [json.loads(x) for x in out.with_name(out.stem + ".samples.jsonl").read_text().splitlines()]
+    return rec, [(r["doc_id"], r["response"]) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def single(demo_model, tmp_path_factory):
+    d = tmp_path_factory.mktemp("single")
+    got = {}
+    for name, temp in (("greedy", 0.0), ("sampled", 0.6)):
+        proc = _eval(demo_model, d / name / "seed3.json", temperature=temp)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        got[name] = _answers(d / name / "seed3.json")
+    assert got["greedy"][1] != got["sampled"][1]  # the sampled run really samples
+    return got
+
+
+@pytest.mark.parametrize("mode", ["greedy", "sampled"])
+def test_data_parallel_equals_one_process(demo_model, single, tmp_path, mode):
+    out = tmp_path / "seed3.json"
+    proc = _eval(demo_model, out, "dp", temperature=0.0 if mode == "greedy" else 0.6)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec, answers = _answers(out)
+    assert rec["layout"] == "dp" and rec["world_size"] == 2
+    assert rec["resume"]["generated"] == 8 and rec["resume"]["batches_generated"] == 2  # 2 of 4 on rank 0
+    assert answers == single[mode][1]
+    assert rec["score"] == single[mode][0]["score"] and rec["prompts_sha256"] == single[mode][0]["prompts_sha256"]
+    assert not list(tmp_path.glob("*.partial.jsonl*"))  # every rank's sidecar removed when done
+
+
+def test_tensor_parallel_equals_one_process_greedy(demo_model, single, tmp_path):
+    out = tmp_path / "seed3.json"
+    proc = _eval(demo_model, out, "tp", temperature=0.0)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rec, answers = _answers(out)
+    assert rec["layout"] == "tp" and rec["world_size"] == 2
+    assert answers == single["greedy"][1]
+
+
+def test_sidecar_resumes_across_layouts(demo_model, single, tmp_path):
+    """dp killed after 4 answers -> resumed in one process; one process killed after 4 -> dp."""
+    for first, second in (("dp", "single"), ("single", "dp")):
+        out = tmp_path / first / "seed3.json"
+        proc = _eval(demo_model, out, first, LM_BACKEND_SIGTERM_AFTER="4")
+        assert proc.returncode != 0 and not out.exists(), proc.stdout[-2000:]
+        sides = list(out.parent.glob("seed3.json.partial.jsonl*"))
+        assert sides and sum(len(p.read_text().splitlines()) for p in sides) >= 4
+        proc = _eval(demo_model, out, second)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        rec, answers = _answers(out)
+        assert rec["resume"]["reused"] >= 4 and rec["resume"]["reused"] + rec["resume"]["generated"] == 8
+        assert answers == single["sampled"][1], (first, second)
+        assert not list(out.parent.glob("*.partial.jsonl*"))
