@@ -171,4 +171,7 @@ def test_fetch_tasks_loads_local_tasks_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.delenv("HF_TOKEN", raising=False)
     got = fetch_hub.fetch_tasks(["demo_aime", "demo_gpqa"], str(ROOT / "workflow" / "tasks" / "demo"))
-    assert got == {"tasks": ["demo_aime", "demo_gpqa"], "token_used": False}
+    assert got["tasks"] == ["demo_aime", "demo_gpqa"] and got["token_used"] is False
+    # local JSONL: no hub dataset, hence no commit to pin; the documents are counted
+    assert got["datasets"]["demo_aime"]["dataset"] is None and got["datasets"]["demo_aime"]["n_docs"] > 0
+    assert got["versions"]["lm-eval"] == "0.4.13"

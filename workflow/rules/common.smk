@@ -19,6 +19,12 @@ try:
 except ConfigError as e:
     raise WorkflowError(str(e))
 
+from provenance import unpinned  # noqa: E402
+
+if workflow.is_main_process:  # hub ids whose revision floats: one line each, with the pin to paste
+    for _line in unpinned(config, Path("results")):
+        logger.warning(_line)
+
 SIZES = list(config["sizes"])
 MODELS = config["models"]
 SUBSETS = sorted(config["data"]["subsets"], reverse=True)
@@ -156,6 +162,7 @@ def train_args(wc):
     args = dict(
         lr=t["lr"], weight_decay=t["weight_decay"], adam_beta1=t.get("adam_beta1", 0.9),
         adam_beta2=t.get("adam_beta2", 0.95), warmup_steps=t.get("warmup_steps", 0),
+        warmup_ratio=t.get("warmup_ratio", 0.0),
         max_grad_norm=t.get("max_grad_norm", 1.0),
         global_batch=t["global_batch"], max_steps=t["max_steps"], eval_every=t["eval_every"],
         tolerance=t["tolerance"], patience=t["patience"], seed=t["seed"],
@@ -193,6 +200,9 @@ def eval_cli(wc):
         args += f" --include-path {INCLUDE_PATH}"
     if e.get("limit"):
         args += f" --limit {e['limit']}"
+    pin = (e.get("task_revisions") or {}).get(wc.task)
+    if pin:
+        args += f" --task-revision {pin}"
     if MODELS[wc.size].get("trust_remote_code"):
         args += " --trust-remote-code"
     return args

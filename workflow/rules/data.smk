@@ -153,9 +153,11 @@ rule fetch_tasks:
     params:
         tasks=" ".join(TASKS),
         include=f"--include-path {INCLUDE_PATH}" if INCLUDE_PATH else "",
+        revisions=" ".join(f"{t}={r}" for t, r in (config["eval"].get("task_revisions") or {}).items()),
     log:
         "results/logs/fetch_tasks.log",
     conda:
         "../../envs/eval.yaml"
     shell:
-        "python {SCRIPTS}/fetch_hub.py tasks --tasks {params.tasks} {params.include} --out {output} > {log} 2>&1"
+        "python {SCRIPTS}/fetch_hub.py tasks --tasks {params.tasks} {params.include} "
+        "--revisions {params.revisions} --out {output} > {log} 2>&1"

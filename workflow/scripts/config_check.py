@@ -53,6 +53,13 @@ def check(config: dict) -> dict:
                             f"train.global_batch={config['train']['global_batch']}")
     from prepare_data import check_split_config  # data.subsets vs data.n_val/expected_rows
     problems += check_split_config(config["data"])
+    t = config["train"]
+    if t.get("warmup_ratio") and t.get("warmup_steps"):
+        problems.append(f"train.warmup_ratio ({t['warmup_ratio']}) and train.warmup_steps ({t['warmup_steps']}): "
+                        "set one of them")
+    for task in (config["eval"].get("task_revisions") or {}):
+        if task not in config["eval"]["tasks"]:
+            problems.append(f"eval.task_revisions.{task}: not one of eval.tasks")
     for name, tasks in config["benchmarks"].items():
         for t in tasks:
             if t not in config["eval"]["tasks"]:

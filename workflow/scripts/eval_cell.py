@@ -62,19 +62,15 @@ The HF token is never printed or written: output files are scrubbed of $HF_TOKEN
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import time
 from pathlib import Path
 
 from atomic import write_json, write_jsonl
+from lm_tasks import FEWSHOT_SEED, NUMPY_SEED, PYTHON_SEED, build_task, prompts_sha256
 from provenance import versions
 
-# Fixed across seeds (see the docstring): data order / choice shuffles must not change.
-PYTHON_SEED = 0
-NUMPY_SEED = 1234
-FEWSHOT_SEED = 1234
 # Preferred primary metrics, in order ("metric,filter" as lm-eval reports them).
 BACKENDS = ("hf-resumable", "hf-cb", "hf")
 LAYOUTS = ("single", "dp", "tp", "split")
@@ -205,19 +201,6 @@ def set_offline(allow_hub: bool) -> None:
         dc.HF_HUB_OFFLINE = True
 
 
-def task_manager(task: str, include_paths: list[str] | None):
-    """Index only our YAMLs when the task is ours (skips ~15 s of built-in indexing)."""
-    from lm_eval.tasks import TaskManager
-
-    if include_paths:
-        paths = [str(Path(p).resolve()) for p in include_paths]
-        tm = TaskManager(include_path=paths, include_defaults=False)
-        if task in tm.all_tasks:
-            return tm
-        return TaskManager(include_path=paths, include_defaults=True)
-    return TaskManager()
-
-
 def pick_primary(task_results: dict, wanted: str | None) -> str:
     numeric = [k for k, v in task_results.items()
                if "," in k and "_stderr" not in k and isinstance(v, (int, float))]
@@ -241,65 +224,6 @@ def model_identity(args) -> dict:
     adapter = model_fingerprint(args.adapter) if args.adapter else None
     fp = model["fingerprint"] + (f"+adapter:{adapter['fingerprint']}" if adapter else "")
     return {"model": model, "adapter": adapter, "fingerprint": fp}
-
-
-@contextlib.contextmanager
-def dataset_loads(revision: str | None):
-    """Record every datasets.load_dataset call while a task is built, and pin its revision."""
-    import datasets
-
-    calls, orig = [], datasets.load_dataset
-
-    def load(*a, **kw):
-        if revision and not kw.get("revision"):
-            kw["revision"] = revision
-        path = kw.get("path", a[0] if a else None)
-        calls.append({"path": path, "name": kw.get("name"), "revision": kw.get("revision")})
-        return orig(*a, **kw)
-
-    datasets.load_dataset = load
-    try:
-        yield calls
-    finally:
-        datasets.load_dataset = orig
-
-
-def build_task(task: str, include_paths, revision: str | None = None):
-    """The lm-eval Task, its documents a function of the configuration, and the hub dataset it
-    was loaded from ({path, name, revision, resolved commit}).
-
-    GPQA shuffles its choices with Python's global `random` in a datasets map, which datasets
-    would cache (keyed by code, not by the random state) and any earlier process may have
-    filled. So: transforms are not cached, Python's random is seeded with PYTHON_SEED right
-    before the task is built, and the documents computed then are frozen on the task: lm-eval
-    reads eval_docs again to score (process_docs runs on every read), and must see the very
-    documents the prompts were built from."""
-    import random
-
-    import datasets
-
-    from provenance import hub_commit
-
-    datasets.disable_caching()
-    tm = task_manager(task, include_paths)
-    random.seed(PYTHON_SEED)
-    with dataset_loads(revision) as calls:
-        obj = tm.load([task])["tasks"][task]
-    docs = obj.task_docs  # computed once in Task.__init__ under the seed above
-    obj.test_docs = obj.validation_docs = lambda: docs
-    hub = [c for c in calls if c["path"] and "/" in str(c["path"]) and not Path(str(c["path"])).exists()]
-    source = None
-    if hub:
-        c = hub[0]
-        source = {**c, "resolved": hub_commit(c["path"], c["revision"], repo_type="dataset")}
-    return obj, tm, source
-
-
-def prompts_sha256(samples: list[dict]) -> str:
-    """sha256 over (doc_id, prompt, target) of every scored document: equal iff same prompts."""
-    from provenance import sha256_json
-
-    return sha256_json([[s["doc_id"], s["prompt"], str(s["target"])] for s in samples])
 
 
 def _scrub(obj):

@@ -2,10 +2,14 @@
 """Download hub artefacts once, on the submit host, so compute jobs can run offline.
 
   model: snapshot a model repo at a revision into the HF cache; the marker JSON names
-         the local snapshot. Jobs then load the hub id with HF_HUB_OFFLINE=1.
-  tasks: load the lm-eval tasks once so their datasets land in the HF datasets cache.
-         GPQA is gated: the token comes from HF_TOKEN in the environment and is never
-         printed or written.
+         the local snapshot and the COMMIT the revision resolved to (pin it in config:
+         models.<size>.base_revision / skyline_revision). Jobs then load the hub id with
+         HF_HUB_OFFLINE=1.
+  tasks: build the lm-eval tasks once (lm_tasks.build_task, exactly as evaluation builds
+         them) so their datasets land in the HF datasets cache; the marker records each
+         task's hub dataset and the commit it resolved to (pin: eval.task_revisions), and the
+         sha256 of its prompts. GPQA is gated: the token comes from HF_TOKEN in the
+         environment and is never printed or written.
 
 Usage:
   python workflow/scripts/fetch_hub.py model --repo Qwen/Qwen2.5-7B-Instruct --revision main \\
@@ -20,6 +24,8 @@ import os
 from pathlib import Path
 
 from atomic import write_json
+from lm_tasks import build_task
+from provenance import is_commit, versions
 
 
 def fetch_model(repo: str, revision: str | None) -> dict:
@@ -27,7 +33,9 @@ def fetch_model(repo: str, revision: str | None) -> dict:
 
     path = snapshot_download(repo, revision=revision or None,
                              allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"])
-    return {"repo": repo, "revision": revision or None, "snapshot": path}
+    commit = Path(path).name
+    return {"repo": repo, "revision": revision or None, "commit": commit if is_commit(commit) else None,
+            "snapshot": path, "versions": versions()}
 
 
 GATED = "Idavidrein/gpqa"  # the hub dataset behind GPQA tasks; needs accepted terms + a token
@@ -51,11 +59,11 @@ def _yaml_text(path: Path, depth: int = 0) -> str:
     return text
 
 
-def fetch_tasks(tasks: list[str], include_path: str | None) -> dict:
-    """Load every task once (its dataset lands in the HF cache). Tasks found in
-    include_path alone (the demo's local JSONL tasks, or workflow/tasks/paper) skip the
-    ~15 s index of lm-eval's built-in tasks."""
-    from lm_eval.tasks import TaskManager, get_task_dict
+def fetch_tasks(tasks: list[str], include_path: str | None, revisions: dict | None = None) -> dict:
+    """Build every task once, as evaluation will (its dataset lands in the HF cache). Tasks
+    found in include_path alone (the demo's local JSONL tasks, or workflow/tasks/paper) skip
+    the ~15 s index of lm-eval's built-in tasks."""
+    from lm_eval.tasks import TaskManager
 
     tm = TaskManager(include_path=include_path, include_defaults=False) if include_path else None
     if tm is None or not set(tasks) <= set(tm.all_tasks):
@@ -64,8 +72,13 @@ def fetch_tasks(tasks: list[str], include_path: str | None) -> dict:
     if gated:
         raise SystemExit(f"fetch_hub: {', '.join(gated)}: GPQA is gated on the hub: accept its "
                          f"terms on huggingface.co/datasets/{GATED} and export HF_TOKEN")
-    loaded = get_task_dict(tasks, tm)
-    return {"tasks": sorted(loaded), "token_used": bool(os.environ.get("HF_TOKEN"))}
+    datasets = {}
+    for task in tasks:
+        obj, _, source = build_task(task, [include_path] if include_path else None,
+                                    (revisions or {}).get(task), tm=tm)
+        datasets[task] = {"dataset": source, "n_docs": len(obj.task_docs)}
+    return {"tasks": sorted(tasks), "token_used": bool(os.environ.get("HF_TOKEN")), "datasets": datasets,
+            "versions": versions()}
 
 
 def main(argv=None) -> None:
@@ -78,12 +91,15 @@ def main(argv=None) -> None:
     p = sub.add_parser("tasks")
     p.add_argument("--tasks", nargs="+", required=True)
     p.add_argument("--include-path", default=None)
+    p.add_argument("--revisions", nargs="*", default=[], metavar="TASK=SHA",
+                   help="pinned commits of the tasks' hub datasets (eval.task_revisions)")
     p.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     if args.cmd == "model":
         write_json(args.out, fetch_model(args.repo, args.revision))
     else:
-        write_json(args.out, fetch_tasks(args.tasks, args.include_path))
+        pins = dict(r.split("=", 1) for r in args.revisions)
+        write_json(args.out, fetch_tasks(args.tasks, args.include_path, pins))
 
 
 if __name__ == "__main__":

@@ -91,3 +91,49 @@ def model_fingerprint(source: str, revision: str | None = None) -> dict:
     commit = hub_commit(source, revision)
     fp = f"hub:{source}@{commit}" if commit else f"hub:{source}@{revision or 'main'}:unresolved"
     return {"source": source, "revision": revision, "resolved": commit, "fingerprint": fp}
+
+
+def is_local(source: str) -> bool:
+    """A model or data source is a local path if it exists or is spelled like one."""
+    return (Path(source).exists() or source.startswith(("results/", "/", "./", "../"))
+            or source.endswith((".parquet", ".jsonl", ".json")))
+
+
+def _recorded(path: Path, key: str):
+    try:
+        return json.loads(path.read_text()).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def unpinned(config: dict, results: Path = Path("results")) -> list[str]:
+    """One line per hub id of `config` whose revision is not a commit sha, with the YAML line to
+    paste: the commit the fetch rules recorded, once they have run."""
+    def line(key: str, what: str, commit, fetched_by: str) -> str:
+        pin = commit if is_commit(commit) else f"<commit; `snakemake --until {fetched_by}` fetches it, then this line shows it>"
+        return f"unpinned hub revision: {what} floats; pin it in config: {key}: {pin}"
+
+    out = []
+    d = config["data"]
+    if not is_local(d["source"]) and not is_commit(d.get("revision")):
+        commit = _recorded(results / "data" / "s1k.json", "resolved_revision")
+        out.append(line("data.revision", f"{d['source']}@{d.get('revision') or 'main'}", commit, "fetch_data"))
+    for size in config["sizes"]:
+        m = config["models"][size]
+        for role in ("base", "skyline"):
+            src, rev = m[role], m.get(f"{role}_revision")
+            if is_local(src) or is_commit(rev):
+                continue
+            commit = _recorded(results / "hub" / "models" / size / f"{role}.json", "commit")
+            out.append(line(f"models.{size}.{role}_revision", f"{src}@{rev or 'main'}", commit, "fetch_model"))
+    pins = config["eval"].get("task_revisions") or {}
+    fetched = _recorded(results / "hub" / "tasks.json", "datasets") or {}
+    for task in config["eval"]["tasks"]:
+        if is_commit(pins.get(task)) or config["eval"].get("include_path") and not fetched:
+            continue  # local task files (the demo): nothing on the hub, unless fetch says otherwise
+        source = (fetched.get(task) or {}).get("dataset")
+        if fetched and source is None:
+            continue  # fetched: its data are local
+        what = f"task {task}'s dataset" + (f" {source['path']}" if source else "")
+        out.append(line(f"eval.task_revisions.{task}", what, (source or {}).get("resolved"), "fetch_tasks"))
+    return out

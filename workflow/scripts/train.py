@@ -66,6 +66,8 @@ class TrainConfig:
     adam_beta1: float = 0.9
     adam_beta2: float = 0.95
     warmup_steps: int = 0
+    warmup_ratio: float = field(default=0.0, metadata={"help": (
+        "warmup as a fraction of max_steps (s1's recipe: 0.05), rounded; used when warmup_steps is 0")})
     min_lr_ratio: float = 0.0
     max_grad_norm: float = 1.0
     global_batch: int = 16
@@ -175,10 +177,16 @@ def load_examples(cfg: TrainConfig, tokenizer):
     return train_set, val_set, {"train": train_report, "validation": val_report}
 
 
+def warmup_steps(cfg: TrainConfig) -> int:
+    return cfg.warmup_steps or round(cfg.warmup_ratio * cfg.max_steps)
+
+
 def lr_at(step: int, cfg: TrainConfig) -> float:
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    progress = (step - cfg.warmup_steps) / max(1, cfg.max_steps - cfg.warmup_steps)
+    """Linear warmup over warmup_steps(cfg) steps, then cosine decay to min_lr_ratio x lr."""
+    warm = warmup_steps(cfg)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    progress = (step - warm) / max(1, cfg.max_steps - warm)
     cos = 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
     return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * cos)
 

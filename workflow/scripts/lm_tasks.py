@@ -1,0 +1,87 @@
+"""Building lm-eval tasks the same way in every process: fetch_tasks (submit host) and eval_cell.
+
+  task_manager(task, include_paths)   index only our YAMLs when the task is ours (skips ~15 s)
+  build_task(task, include_paths, revision)
+      the Task with its documents a function of the configuration: GPQA shuffles its choices
+      with Python's global `random` inside a datasets map, which datasets would cache keyed by
+      the code, not the random state, so any earlier process (an unseeded fetch, another
+      machine) would fix the order. Transforms are not cached, Python's random is seeded with
+      PYTHON_SEED right before the task is built, and the documents computed then are frozen on
+      the task (lm-eval reads eval_docs again to score, and process_docs runs on every read).
+      Every datasets.load_dataset call is recorded (hub path, name, revision; `revision` pins
+      it) and the commit the cache holds is resolved offline.
+  prompts_sha256(samples)             sha256 over (doc_id, prompt, target): equal iff same prompts
+"""
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+# Fixed across seeds: data order / choice shuffles must not change; only the torch seed varies.
+PYTHON_SEED = 0
+NUMPY_SEED = 1234
+FEWSHOT_SEED = 1234
+
+
+def task_manager(task: str, include_paths: list[str] | None):
+    """Index only our YAMLs when the task is ours (skips ~15 s of built-in indexing)."""
+    from lm_eval.tasks import TaskManager
+
+    if include_paths:
+        paths = [str(Path(p).resolve()) for p in include_paths]
+        tm = TaskManager(include_path=paths, include_defaults=False)
+        if task in tm.all_tasks:
+            return tm
+        return TaskManager(include_path=paths, include_defaults=True)
+    return TaskManager()
+
+
+@contextlib.contextmanager
+def dataset_loads(revision: str | None):
+    """Record every datasets.load_dataset call while a task is built, and pin its revision."""
+    import datasets
+
+    calls, orig = [], datasets.load_dataset
+
+    def load(*a, **kw):
+        if revision and not kw.get("revision"):
+            kw["revision"] = revision
+        path = kw.get("path", a[0] if a else None)
+        calls.append({"path": path, "name": kw.get("name"), "revision": kw.get("revision")})
+        return orig(*a, **kw)
+
+    datasets.load_dataset = load
+    try:
+        yield calls
+    finally:
+        datasets.load_dataset = orig
+
+
+def build_task(task: str, include_paths, revision: str | None = None, tm=None):
+    """(Task, TaskManager, {path, name, revision, resolved} of its hub dataset or None); see above."""
+    import random
+
+    import datasets
+
+    from provenance import hub_commit
+
+    datasets.disable_caching()
+    tm = tm if tm is not None and task in tm.all_tasks else task_manager(task, include_paths)
+    random.seed(PYTHON_SEED)
+    with dataset_loads(revision) as calls:
+        obj = tm.load([task])["tasks"][task]
+    docs = obj.task_docs  # computed once in Task.__init__ under the seed above
+    obj.test_docs = obj.validation_docs = lambda: docs
+    hub = [c for c in calls if c["path"] and "/" in str(c["path"]) and not Path(str(c["path"])).exists()]
+    source = None
+    if hub:
+        c = hub[0]
+        source = {**c, "resolved": hub_commit(c["path"], c["revision"], repo_type="dataset")}
+    return obj, tm, source
+
+
+def prompts_sha256(samples: list[dict]) -> str:
+    """sha256 over (doc_id, prompt, target) of every scored document: equal iff same prompts."""
+    from provenance import sha256_json
+
+    return sha256_json([[s["doc_id"], s["prompt"], str(s["target"])] for s in samples])
