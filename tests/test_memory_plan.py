@@ -56,6 +56,16 @@ def test_parameter_counts_on_the_meta_device(hub_id):
     assert total == pytest.approx(PUBLISHED[hub_id], rel=0.01)
 
 
+def test_an_unknown_architecture_is_named_and_the_arch_key_supplies_it(cache):
+    cfg = copy.deepcopy(PAPER)
+    cfg["models"]["7B"]["base"] = "someone/Unknown-7B"
+    with pytest.raises(mp.PlanError, match=r"models\.7B\.base: no architecture for 'someone/Unknown-7B': "
+                                           r"add resources/models/someone--Unknown-7B\.json"):
+        mp.check(cfg, 80, cache)
+    cfg["models"]["7B"]["arch"] = {"base": "resources/models/Qwen--Qwen2.5-7B-Instruct.json"}
+    assert mp.load_arch(cfg, "7B") == mp.load_arch(PAPER, "7B") and mp.check(cfg, 80, cache) == []
+
+
 def test_lora_trainable_count_matches_peft():
     import torch
     from peft import LoraConfig, get_peft_model

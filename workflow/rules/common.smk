@@ -41,7 +41,7 @@ if SITE.get("gpu_mem_gb"):
     try:
         _memory_problems = memory_plan.check(config, SITE["gpu_mem_gb"])
     except memory_plan.PlanError as e:
-        _memory_problems = [str(e)]
+        raise WorkflowError(f"memory plan: {e}")
     if _memory_problems:
         raise WorkflowError(f"memory plan: jobs that cannot fit {SITE['gpu_mem_gb']} GiB per GPU "
                             "(site setting gpu_mem_gb):\n" + "\n".join(f"  {p}" for p in _memory_problems))
