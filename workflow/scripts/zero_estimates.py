@@ -47,9 +47,13 @@ def compute(requests: list[dict]) -> list[int]:
 
 
 def deepspeed_version() -> str:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
-    return version("deepspeed")
+    try:
+        return version("deepspeed")
+    except PackageNotFoundError:
+        raise EstimatorError(f"deepspeed is not installed for {sys.executable}: its estimators plan "
+                             "the training jobs' model states") from None
 
 
 def _load(path: Path, ver: str) -> dict:
