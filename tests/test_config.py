@@ -43,6 +43,10 @@ def mutate(path, value):
     (["lora", "rank"], KeyError, "lora: 'rank' is a required property"),
     (["train", "stop_margin_min"], 360, "models.1.5B.train.runtime_h=6"),
     (["models", "14B", "train", "deepspeed"], "zero4", "models.14B.train.deepspeed"),
+    (["models", "14B", "eval", "layout"], "pipeline", "models.14B.eval.layout"),
+    (["models", "14B", "train", "layout"], "tp", "'layout' was unexpected"),  # an eval-only key
+    (["train", "loss_chunk"], 0, "train.loss_chunk"),
+    (["cost", "max_prompt_tokens"], {"aime24": 0}, "cost.max_prompt_tokens.aime24"),
 ])
 def test_error_names_the_key(path, value, needle):
     with pytest.raises(ConfigError) as e:

@@ -1,5 +1,6 @@
 """The cost estimate against hand-computed GPU-hours."""
 import copy
+import re
 import subprocess
 import sys
 
@@ -24,7 +25,24 @@ def test_hand_computed():
     assert ev["gpu_hours"] == pytest.approx(1.08) and ev["jobs"] == 9 * 3 * 4
 
 
-def test_cli_prints_total():
-    out = subprocess.run([sys.executable, str(ROOT / "workflow" / "scripts" / "estimate_cost.py"),
-                          str(ROOT / "config" / "config.yaml")], capture_output=True, text=True, check=True)
-    assert "total" in out.stdout and "32B" in out.stdout
+def cli(tmp_path, *args):
+    return subprocess.run([sys.executable, str(ROOT / "workflow" / "scripts" / "estimate_cost.py"),
+                           str(ROOT / "config" / "config.yaml"), *args],
+                          capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+
+
+def test_cli_prints_total_and_the_memory_table(tmp_path):
+    out = cli(tmp_path)
+    assert "total" in out and "32B" in out
+    memory = out.split("memory per GPU (predicted peak, GiB)")[1]
+    assert re.search(r"^ +7B +\d+\.\d \[zero2 x8\] +\d+\.\d \[zero2 x8\] +\d+\.\d \[single x1\]$", memory, re.M)
+    assert re.search(r"^ +32B +\d+\.\d \[zero3 x16\] .* \[tp x4\]$", memory, re.M)  # no memory given: no verdict
+
+
+def test_cli_says_what_fits(tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text("gpu_mem_gb: 80\n")
+    assert len(re.findall(r"fits on 80 GiB$", cli(tmp_path, "--site", str(site)), re.M)) == 4
+    small = cli(tmp_path, "--gpu-mem-gb", "24", "--sizes", "32B")
+    assert re.search(r"^ +32B .* does not fit on 24 GiB: train full, train lora, eval$", small, re.M)
+    assert "1.5B" not in small

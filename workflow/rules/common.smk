@@ -39,6 +39,22 @@ INCLUDE_PATH = (str(Path(workflow.basedir) / config["eval"]["include_path"])
 STOP_MARGIN_MIN = config["train"].get("stop_margin_min", 0)
 SITE = yaml.safe_load(Path(config["site"]).read_text()) if config.get("site") else {}
 
+# Memory plan: every train/eval job's predicted per-GPU peak against the site's GPU memory
+# (workflow/scripts/memory_plan.py; DeepSpeed's estimators cached under .snakemake/).
+if SITE.get("gpu_mem_gb"):
+    import memory_plan
+
+    try:
+        _memory_problems = memory_plan.check(config, SITE["gpu_mem_gb"])
+    except memory_plan.PlanError as e:
+        raise WorkflowError(f"memory plan: {e}")
+    if _memory_problems:
+        raise WorkflowError(f"memory plan: jobs that cannot fit {SITE['gpu_mem_gb']} GiB per GPU "
+                            "(site setting gpu_mem_gb):\n" + "\n".join(f"  {p}" for p in _memory_problems))
+else:
+    print("memory plan not checked: no gpu_mem_gb in the site settings (profiles/slurm/site.yaml)",
+          file=sys.stderr)
+
 
 wildcard_constraints:
     size="|".join(re.escape(s) for s in SIZES),

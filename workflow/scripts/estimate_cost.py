@@ -7,9 +7,15 @@ makes it cheaper), plus a validation pass every `eval_every` steps (forward only
 a training token); every evaluation cell generates `cost.mean_new_tokens[task]` tokens for
 each of `cost.problems[task]` problems. Throughputs come from `cost.*_tokens_per_gpu_s`.
 
+Beside it, the memory plan (workflow/scripts/memory_plan.py): predicted peak GiB per GPU of
+train full, train lora and eval per size, with how each runs (DeepSpeed stage x GPUs; eval
+layout x GPUs), and whether it fits when --gpu-mem-gb or --site (a site.yaml with gpu_mem_gb)
+is given.
+
 Usage:
   python workflow/scripts/estimate_cost.py config/config.yaml
   python workflow/scripts/estimate_cost.py config/config.yaml --sizes 32B --csv cost.csv
+  python workflow/scripts/estimate_cost.py config/config.yaml --site profiles/slurm/site.yaml
 """
 from __future__ import annotations
 
@@ -18,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+import memory_plan
 from config_check import check
 
 
@@ -43,13 +50,30 @@ def estimate(cfg: dict, sizes: list[str] | None = None) -> list[dict]:
     return rows
 
 
+def memory_table(cfg: dict, sizes: list[str] | None = None, gpu_mem_gb: float | None = None) -> str:
+    """Predicted peak GiB per GPU per size and job kind, and the verdict against gpu_mem_gb."""
+    kinds = ("train full", "train lora", "eval")
+    out = [f"{'size':>6} " + "".join(f"{k:>20}" for k in kinds) + "   memory per GPU (predicted peak, GiB)"]
+    for r in memory_plan.table({**cfg, "sizes": sizes or cfg["sizes"]}, gpu_mem_gb):
+        gib = {k: memory_plan.gib_of(r[k]) for k in kinds if r[k]}
+        cells = [(f"{gib[k]:.1f}" if k in gib else "-") + f" [{r[k + ' how']}]" for k in kinds]
+        over = [k for k in kinds if k in gib and gib[k] > gpu_mem_gb] if gpu_mem_gb else []
+        verdict = "" if gpu_mem_gb is None else (f"   fits on {gpu_mem_gb:g} GiB" if not over
+                                                 else f"   does not fit on {gpu_mem_gb:g} GiB: {', '.join(over)}")
+        out.append(f"{r['size']:>6} " + "".join(f"{c:>20}" for c in cells) + verdict)
+    return "\n".join(out)
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("config")
     ap.add_argument("--sizes", nargs="+")
     ap.add_argument("--csv", help="also write the table as CSV")
+    ap.add_argument("--gpu-mem-gb", type=float, help="GiB per GPU: say whether each size's jobs fit")
+    ap.add_argument("--site", help="site.yaml whose gpu_mem_gb to use (e.g. profiles/slurm/site.yaml)")
     args = ap.parse_args(argv)
-    rows = estimate(check(yaml.safe_load(Path(args.config).read_text())), args.sizes)
+    cfg = check(yaml.safe_load(Path(args.config).read_text()))
+    rows = estimate(cfg, args.sizes)
     print(f"{'size':>6} {'stage':>6} {'jobs':>5} {'GPU-hours':>10}")
     for r in rows:
         print(f"{r['size']:>6} {r['stage']:>6} {r['jobs']:>5} {r['gpu_hours']:>10.1f}")
@@ -57,6 +81,11 @@ def main(argv=None) -> None:
         print(f"{'all':>6} {stage:>6} {sum(r['jobs'] for r in rows if r['stage'] == stage):>5} "
               f"{sum(r['gpu_hours'] for r in rows if r['stage'] == stage):>10.1f}")
     print(f"{'all':>6} {'total':>6} {sum(r['jobs'] for r in rows):>5} {sum(r['gpu_hours'] for r in rows):>10.1f}")
+    mem = args.gpu_mem_gb
+    if mem is None and args.site:
+        mem = (yaml.safe_load(Path(args.site).read_text()) or {}).get("gpu_mem_gb")
+    print()
+    print(memory_table(cfg, args.sizes, mem))
     if args.csv:
         import csv
 

@@ -1,0 +1,222 @@
+"""The per-GPU memory plan: architectures, DeepSpeed's estimators, the paper grid's verdicts,
+the plan-time check in a dry-run, evaluation layouts and the planner against measurement."""
+import copy
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+import memory_plan as mp
+import zero_estimates
+from tests.conftest import ROOT
+
+PAPER = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+# Parameter counts as published on the model cards (Qwen2.5: "Number of Parameters"; the
+# R1 distills: the hub's safetensors size). Qwen2.5-32B's card rounds to 32.5B while its
+# weights hold 32.76B, hence the 1% tolerance.
+PUBLISHED = {"Qwen/Qwen2.5-1.5B-Instruct": 1.54e9, "Qwen/Qwen2.5-7B-Instruct": 7.62e9,
+             "Qwen/Qwen2.5-14B-Instruct": 14.7e9, "Qwen/Qwen2.5-32B-Instruct": 32.5e9,
+             "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B": 1.78e9, "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": 7.62e9,
+             "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B": 14.8e9, "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B": 32.8e9}
+ARCH_KEYS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+             "num_key_value_heads", "vocab_size", "tie_word_embeddings", "max_position_embeddings", "torch_dtype")
+
+
+@pytest.fixture
+def cache(tmp_path):
+    zero_estimates._MEMO.clear()
+    yield tmp_path / "zero_estimates.json"
+    zero_estimates._MEMO.clear()
+
+
+def test_every_paper_model_has_an_architecture_file():
+    for m in PAPER["models"].values():
+        for role in ("base", "skyline"):
+            assert mp.arch_file(m[role]).is_file(), m[role]
+    assert {mp.arch_file(h).name for h in PUBLISHED} == {p.name for p in (ROOT / "resources" / "models").glob("*.json")}
+
+
+@pytest.mark.parametrize("hub_id", sorted(PUBLISHED))
+def test_parameter_counts_on_the_meta_device(hub_id):
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    fields = json.loads(mp.arch_file(hub_id).read_text())
+    assert fields["_hub_id"] == hub_id and set(ARCH_KEYS) <= set(fields)
+    with torch.device("meta"):
+        model = Qwen2ForCausalLM(Qwen2Config(**{k: fields[k] for k in ARCH_KEYS if k != "torch_dtype"}))
+    total = sum(p.numel() for p in model.parameters())  # parameters() yields a tied matrix once
+    largest = max(sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules())
+    arch = mp.Arch.from_config(fields)
+    assert arch.params() == total and arch.largest_layer_params() == largest
+    assert total == pytest.approx(PUBLISHED[hub_id], rel=0.01)
+
+
+def test_an_unknown_architecture_is_named_and_the_arch_key_supplies_it(cache):
+    cfg = copy.deepcopy(PAPER)
+    cfg["models"]["7B"]["base"] = "someone/Unknown-7B"
+    with pytest.raises(mp.PlanError, match=r"models\.7B\.base: no architecture for 'someone/Unknown-7B': "
+                                           r"add resources/models/someone--Unknown-7B\.json"):
+        mp.check(cfg, 80, cache)
+    cfg["models"]["7B"]["arch"] = {"base": "resources/models/Qwen--Qwen2.5-7B-Instruct.json"}
+    assert mp.load_arch(cfg, "7B") == mp.load_arch(PAPER, "7B") and mp.check(cfg, 80, cache) == []
+
+
+def test_lora_trainable_count_matches_peft():
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    arch = mp.Arch(hidden=64, inter=160, layers=2, heads=4, kv_heads=2, vocab=300, tied=False)
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(hidden_size=64, intermediate_size=160, num_hidden_layers=2,
+                                         num_attention_heads=4, num_key_value_heads=2, vocab_size=300))
+    assert sum(p.numel() for p in model.parameters()) == arch.params()
+    lora = PAPER["lora"]
+    peft = get_peft_model(model, LoraConfig(r=3, lora_alpha=16, target_modules=lora["targets"], task_type="CAUSAL_LM"))
+    assert sum(p.numel() for p in peft.parameters() if p.requires_grad) == arch.lora_params(3, lora["targets"])
+
+
+def test_plan_time_estimates_equal_deepspeeds_own(cache, monkeypatch):
+    """Every ZeRO input of the paper grid (and of the suggested alternatives): what the plan
+    reads through its cache equals DeepSpeed's estimator called here directly."""
+    from deepspeed.runtime.zero.stage3 import estimate_zero3_model_states_mem_needs
+    from deepspeed.runtime.zero.stage_1_and_2 import estimate_zero2_model_states_mem_needs
+
+    reqs = [mp.zero_request(PAPER, size, mode, stage)[0] for size, mode in mp._jobs(PAPER)
+            for stage in ("config", "zero2", "zero3", "zero3_offload")]
+    planned = zero_estimates.estimates(reqs, cache)
+    for r, got in zip(reqs, planned):
+        n, g, k = r["total_params"], r["gpus"], r["nodes"]
+        if r["stage"] == "zero2":
+            want = estimate_zero2_model_states_mem_needs(n, num_gpus_per_node=g, num_nodes=k, cpu_offload=False)[1]
+        else:
+            off = r["stage"] == "zero3_offload"
+            want = estimate_zero3_model_states_mem_needs(n, r["largest_layer_params"], num_gpus_per_node=g,
+                                                         num_nodes=k, cpu_offload=off, cpu_offload_params=off)[1]
+        assert got == int(want), r
+    assert {r["stage"] for r in reqs} == {"zero2", "zero3", "zero3_offload"}
+    # a second process reads the cache file: no deepspeed, no subprocess
+    zero_estimates._MEMO.clear()
+    monkeypatch.setattr(zero_estimates.subprocess, "run", lambda *a, **k: pytest.fail("cache miss"))
+    assert zero_estimates.estimates(reqs, cache) == planned
+    assert json.loads(cache.read_text())["deepspeed"] == zero_estimates.deepspeed_version()
+
+
+def test_lora_states_are_the_trainable_set_plus_the_frozen_bf16_base():
+    base = mp.load_arch(PAPER, "7B").params()
+    req, frozen = mp.zero_request(PAPER, "7B", "lora")  # zero2 x 8: the frozen base replicated
+    assert req["total_params"] == mp.load_arch(PAPER, "7B").lora_params(1, PAPER["lora"]["targets"]) < 3e6
+    assert frozen == 2 * base
+    req, frozen = mp.zero_request(PAPER, "32B", "lora")  # zero3 x 16: partitioned
+    assert frozen == 2 * mp.load_arch(PAPER, "32B").params() // 16
+    assert mp.zero_request(PAPER, "7B", "full", stage=None) == (None, 20 * base)  # DDP: 16 B/param + buckets
+
+
+def test_paper_grid_fits_80_gib(cache):
+    assert mp.check(PAPER, 80, cache) == []
+    rows = {r["size"]: r for r in mp.table(PAPER, 80, cache)}
+    assert all(0 < mp.gib_of(rows[s][k]) <= 80 for s in rows for k in ("train full", "train lora", "eval"))
+
+
+def test_paper_grid_does_not_fit_24_gib_and_says_what_to_change(cache):
+    problems = mp.check(PAPER, 24, cache)
+    pattern = re.compile(r"^models\.(1\.5B|7B|14B|32B): (train full|train lora|eval) needs (\d+\.\d) GiB per GPU "
+                         r"\(.*\) > 24 GiB available: (.+)$")
+    found = {}
+    for msg in problems:
+        m = pattern.match(msg)
+        assert m, msg
+        assert float(m[3]) > 24
+        fixes = m[4]
+        if m[2] == "eval":
+            assert "eval.batch_size" in fixes and f"models.{m[1]}.eval.gpus" in fixes
+        else:
+            assert f"models.{m[1]}.train.gpus/nodes" in fixes and "zero3_offload" in fixes
+        found.setdefault(m[1], set()).add(m[2])
+    assert found["32B"] == {"train full", "train lora", "eval"} and found["7B"] == {"train full", "train lora", "eval"}
+
+
+def test_demo_jobs_on_cpu_are_not_checked(cache):
+    assert mp.check(DEMO, 1, cache) == []
+    assert mp.load_arch(DEMO, "tiny-a") == mp.Arch(64, 128, 2, 4, 2, mp.DEMO_VOCAB, True)
+
+
+def _site(tmp_path, gib):
+    site = tmp_path / f"site{gib}.yaml"
+    site.write_text(yaml.safe_dump({"gpu_mem_gb": gib}))
+    return f"site={site}"
+
+
+def _dry_run(tmp_path, *config):
+    return subprocess.run(["snakemake", "-n", "--quiet", "rules", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path),
+                           "--configfile", str(ROOT / "config" / "config.yaml"), *config],
+                          capture_output=True, text=True)
+
+
+def test_dry_run_refuses_a_grid_that_cannot_fit(tmp_path):
+    out = _dry_run(tmp_path, "--config", _site(tmp_path, 24))
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "memory plan: jobs that cannot fit 24 GiB per GPU" in text
+    assert re.search(r"models\.32B: train full needs \d+\.\d GiB per GPU .* > 24 GiB available: ", text)
+    assert re.search(r"models\.7B: eval needs \d+\.\d GiB per GPU .* eval\.batch_size: \d", text)
+    assert "Job stats" not in out.stdout
+    assert (tmp_path / ".snakemake" / "memory_plan" / "zero_estimates.json").is_file()  # the workdir's cache
+    ok = _dry_run(tmp_path, "--config", _site(tmp_path, 80))  # the cache written above is reused
+    assert ok.returncode == 0, ok.stderr[-3000:]
+    assert "total" in ok.stdout.split("Job stats:")[-1] and "memory plan" not in ok.stderr
+    unchecked = _dry_run(tmp_path)
+    assert unchecked.returncode == 0 and "memory plan not checked: no gpu_mem_gb" in unchecked.stderr
+
+
+def test_eval_layouts(cache):
+    assert {s: mp.eval_layout(PAPER, s, 80) for s in PAPER["sizes"]} == \
+        {"1.5B": "single", "7B": "single", "14B": "dp", "32B": "tp"}
+    assert mp.eval_layout(PAPER, "14B", 40) == "tp"  # a replica no longer fits, tp does
+    assert {s: mp.eval_layout(PAPER, s, None) for s in ("14B", "32B")} == {"14B": "tp", "32B": "tp"}
+    cfg = copy.deepcopy(PAPER)
+    cfg["models"]["7B"]["eval"].update(gpus=3)  # 28 heads, 4 KV heads: tp over 3 GPUs cannot divide
+    assert mp.eval_layout(cfg, "7B", None) == "split" and mp.eval_layout(cfg, "7B", 80) == "dp"
+    cfg["models"]["7B"]["eval"]["layout"] = "tp"
+    assert mp.eval_layout(cfg, "7B", 80) == "tp"
+    assert any("models.7B.eval.layout: tp needs the attention and KV heads divisible by 3" in m
+               for m in mp.check(cfg, 80, cache))
+
+
+def test_eval_layout_arithmetic():
+    a = mp.load_arch(PAPER, "32B")
+    one, tp, split = (mp.eval_parts(a, 8, 512, 29000, 4, lay) for lay in ("single", "tp", "split"))
+    assert one["kv cache"] == 8 * 29512 * 2 * 64 * 8 * 128 * 2 and tp["kv cache"] == one["kv cache"] // 4
+    assert tp["weights"] == one["weights"] // 4 and split["kv cache"] == one["kv cache"] // 4
+    assert one["weights"] // 4 < split["weights"] < one["weights"] // 2  # a quarter of the layers + one embedding
+    assert mp.eval_parts(a, 8, 512, 29000, 4, "dp") == one
+
+
+def test_prompt_is_capped_by_the_context():
+    cfg = copy.deepcopy(PAPER)
+    assert mp.prompt_tokens(cfg, "7B") == 2560  # gpqa_diamond_cot_zeroshot's planning number
+    cfg["cost"]["max_prompt_tokens"]["aime24"] = 10**6
+    assert mp.prompt_tokens(cfg, "7B") == 32768 - 29000
+    del cfg["cost"]["max_prompt_tokens"]
+    assert mp.prompt_tokens(cfg, "7B") == 32768 - 29000
+
+
+def test_chunked_loss_is_what_makes_long_sequences_fit():
+    a = mp.load_arch(PAPER, "7B")
+    chunked, whole = mp.loss_chunked_bytes(a, 512), mp.loss_materialised_bytes(a, 32768)
+    assert chunked < 1.1 * 2**30 and whole > 60 * 2**30
+
+
+@pytest.mark.parametrize("point", ["train-mat-512", "train-chunk-1024", "act-gc-2048", "eval-p32-g256"])
+def test_planner_against_measurement(point):
+    """bench/memory_check.py: peak RSS of one step on this CPU within the stated tolerance."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    import memory_check
+
+    got, want = memory_check.measure(point, timeout=120), memory_check.predict(memory_check.POINTS[point])
+    lo, hi = memory_check.TOLERANCE
+    assert lo <= got / want <= hi, (point, got, want)

@@ -1,0 +1,334 @@
+#!/usr/bin/env python
+"""Per-GPU memory plan of every training and evaluation job, checked before submission.
+
+Predicted peak GiB per GPU of
+  train full|lora  model states (DeepSpeed's own ZeRO estimators; LoRA: the estimator on the
+                   trainable set + the frozen bf16 base; no DeepSpeed: 16 B/param fp32 AdamW)
+                   + activations of one data.max_seq_len sequence (per-layer checkpointing)
+                   + the loss (LM head + cross-entropy in train.loss_chunk-token chunks)
+                   + DeepSpeed's communication buckets + CUDA_OVERHEAD_GIB;
+  eval             bf16 weights + KV cache of eval.batch_size x (prompt + max_gen_toks) tokens
+                   + generation transients, under the layout single | dp | tp | split.
+Architectures: resources/models/<hub id, "/" -> "--">.json. DeepSpeed's estimators are read
+from a cache (zero_estimates.py): plan time imports deepspeed only for new inputs.
+
+Usage:  python workflow/scripts/memory_plan.py config/config.yaml [--gpu-mem-gb 80]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import zero_estimates
+
+REPO = Path(__file__).resolve().parents[2]
+MODELS_DIR, DS_DIR = REPO / "resources" / "models", REPO / "workflow" / "deepspeed"
+GIB = 2**30
+# CUDA context + cuBLAS workspace (~1 GiB), NCCL buffers (~1 GiB), allocator slack: on every GPU.
+CUDA_OVERHEAD_GIB = 2.5
+DEMO_VOCAB = 512  # make_demo.py tokenizer --vocab-size default: an upper bound of len(tok)
+
+
+class PlanError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Arch:
+    hidden: int
+    inter: int
+    layers: int
+    heads: int
+    kv_heads: int
+    vocab: int
+    tied: bool
+
+    @classmethod
+    def from_config(cls, c: dict) -> "Arch":
+        """From HF config.json fields (Qwen2: q/k/v biases, no o/MLP biases)."""
+        return cls(c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"],
+                   c["num_attention_heads"], c.get("num_key_value_heads") or c["num_attention_heads"],
+                   c["vocab_size"], bool(c.get("tie_word_embeddings", False)))
+
+    head_dim = property(lambda self: self.hidden // self.heads)
+    kv_dim = property(lambda self: self.kv_heads * self.head_dim)
+
+    def layer_params(self) -> int:
+        h, kv, i = self.hidden, self.kv_dim, self.inter
+        return 2 * h * h + h + 2 * (h * kv + kv) + 3 * h * i + 2 * h  # q+bias, o, k/v+bias, MLP, 2 norms
+
+    def params(self) -> int:
+        return self.layers * self.layer_params() + self.vocab * self.hidden * (1 if self.tied else 2) + self.hidden
+
+    def largest_layer_params(self) -> int:
+        """DeepSpeed's model_to_params: the most parameters one module owns (non-recursive)."""
+        return max(self.vocab * self.hidden, self.hidden * self.inter, self.hidden * (self.hidden + 1))
+
+    def lora_params(self, rank: int, targets: list[str]) -> int:
+        h, kv, i = self.hidden, self.kv_dim, self.inter
+        shapes = {"q_proj": h + h, "k_proj": h + kv, "v_proj": h + kv, "o_proj": h + h,
+                  "gate_proj": h + i, "up_proj": h + i, "down_proj": i + h}
+        if unknown := [t for t in targets if t not in shapes]:
+            raise PlanError(f"lora.targets: no Qwen2 module named {unknown} (known: {sorted(shapes)})")
+        return self.layers * rank * sum(shapes[t] for t in targets)
+
+    def kv_bytes_per_token(self, dtype_bytes: int = 2) -> int:
+        return 2 * self.layers * self.kv_dim * dtype_bytes  # K and V of every layer
+
+
+def arch_file(hub_id: str) -> Path:
+    return MODELS_DIR / (hub_id.replace("/", "--") + ".json")
+
+
+def load_arch(config: dict, size: str, role: str = "base") -> Arch:
+    """models.<size>.arch.<role> file, else the demo spec, else resources/models/<hub id>.json,
+    else a local model directory's config.json."""
+    m = config["models"][size]
+    if path := (m.get("arch") or {}).get(role):
+        return Arch.from_config(json.loads((REPO / path).read_text()))
+    if d := m.get("demo"):  # as make_demo.py cmd_model builds it
+        return Arch(d["hidden"], 2 * d["hidden"], d["layers"], d["heads"], max(1, d["heads"] // 2), DEMO_VOCAB, True)
+    for f in (arch_file(m[role]), Path(m[role]) / "config.json"):
+        if f.is_file():
+            return Arch.from_config(json.loads(f.read_text()))
+    raise PlanError(f"models.{size}.{role}: no architecture for {m[role]!r}: add "
+                    f"{arch_file(m[role]).relative_to(REPO)} (its config.json) or set models.{size}.arch.{role}")
+
+
+# ------------------------------------------------------------------------- training
+def activation_bytes(a: Arch, seq: int, dtype_bytes: int = 2, checkpointing: bool = True) -> int:
+    """One sequence's forward + backward. Per layer the backward keeps: the norms' inputs and
+    outputs, q/k after RoPE, v, the attention output (twice), the MLP's gate, silu, up and
+    product (6h + 2kv + 4i) plus the RMSNorms' fp32 copies when computing in 16 bit, and
+    gradients in flight (2h + 2i). Checkpointing keeps each layer's input and recomputes one
+    layer at a time in the backward."""
+    b, h = dtype_bytes, a.hidden
+    norm32 = 4 * h if b < 4 else 0
+    saved = b * (6 * h + 2 * a.kv_dim + 4 * a.inter) + 2 * norm32
+    in_flight = b * (2 * h + 2 * a.inter)
+    final_norm = 2 * b * h + norm32
+    layers = a.layers * b * h + saved if checkpointing else a.layers * saved
+    return seq * (layers + in_flight + final_norm)
+
+
+def loss_chunked_bytes(a: Arch, chunk: int, dtype_bytes: int = 2) -> int:
+    """LM head + cross-entropy `chunk` tokens at a time, each chunk recomputed in the backward:
+    its logits (dtype), their fp32 copy (16 bit only), log-softmax and two fp32 gradients."""
+    return chunk * a.vocab * ((dtype_bytes if dtype_bytes < 4 else 0) + 3 * 4)
+
+
+def loss_materialised_bytes(a: Arch, seq: int, dtype_bytes: int = 2) -> int:
+    """train.py's token_loss_sum today: logits of the whole sequence, upcast to fp32, cross_entropy."""
+    return loss_chunked_bytes(a, seq, dtype_bytes)
+
+
+def zero_request(config: dict, size: str, mode: str, stage: str | None = "config") -> tuple[dict | None, int]:
+    """(inputs of DeepSpeed's estimator, bytes outside it) for one training job's model states.
+    LoRA: the estimator sees the trainable set; the frozen base is bf16 weights, replicated
+    under ZeRO-2, partitioned under ZeRO-3, in CPU memory under zero3_offload."""
+    a, t = load_arch(config, size), config["models"][size]["train"]
+    gpus, nodes = max(1, t["gpus"]), t.get("nodes", 1)
+    stage = t.get("deepspeed") if stage == "config" else stage
+    total, lora = a.params(), config["lora"]
+    trainable = total if mode == "full" else a.lora_params(lora["rank"], lora["targets"])
+    frozen = 0 if mode == "full" else total
+    if not stage:  # fp32 weights, grads, AdamW m and v; DDP adds a gradient-bucket copy
+        return None, (16 + (4 if gpus * nodes > 1 else 0)) * trainable + 4 * frozen
+    req = {"stage": stage, "total_params": trainable, "largest_layer_params": a.largest_layer_params(),
+           "gpus": gpus, "nodes": nodes}
+    return req, {"zero2": 2 * frozen, "zero3": 2 * frozen // (gpus * nodes)}.get(stage, 0)
+
+
+def ds_buffer_bytes(stage: str | None) -> int:
+    """DeepSpeed's bf16 communication buckets from workflow/deepspeed/<stage>.json; with
+    overlap_comm the reduce/allgather buckets take 4.5x their size (HF DeepSpeed docs)."""
+    if not stage:
+        return 0
+    z = json.loads((DS_DIR / f"{stage}.json").read_text())["zero_optimization"]
+    buckets = z.get("reduce_bucket_size", 5e8) + z.get("allgather_bucket_size", 0 if z["stage"] == 3 else 5e8)
+    return int(2 * (buckets * (4.5 if z.get("overlap_comm") else 1) + z.get("stage3_prefetch_bucket_size", 0)))
+
+
+def train_parts(config: dict, size: str, mode: str, stage: str | None = "config", cache=None) -> dict[str, int]:
+    a, tr = load_arch(config, size), config["train"]
+    req, outside = zero_request(config, size, mode, stage)
+    seq, stage = config["data"]["max_seq_len"], req and req["stage"]
+    return {"model states": outside + (zero_estimates.estimates([req], cache)[0] if req else 0),
+            "activations": activation_bytes(a, seq, 2, tr.get("gradient_checkpointing", False)),
+            "loss": loss_chunked_bytes(a, min(seq, tr.get("loss_chunk", 512))),
+            "deepspeed buckets": ds_buffer_bytes(stage), "overhead": int(CUDA_OVERHEAD_GIB * GIB)}
+
+
+# ------------------------------------------------------------------------- evaluation
+def eval_parts(a: Arch, batch: int, prompt: int, new: int, gpus: int = 1, layout: str = "single",
+               dtype_bytes: int = 2) -> dict[str, int]:
+    """One GPU of an evaluation job at its peak, the last decoding step: weights + the KV cache
+    of prompt + new tokens + one layer's K copied one token longer (DynamicCache's cat) + fp32
+    logits / scores / probabilities of one step. The prefill (a KV cache of the prompt only,
+    hidden/MLP tensors, K and V repeated to every query head: a padded batch has a mask, so
+    no GQA kernel) counts where it is the larger. Decoding packs GQA (transformers 5)."""
+    b, h = dtype_bytes, a.hidden
+    g = gpus if layout in ("tp", "split") else 1
+    weights, kv = a.params() * b, batch * (prompt + new) * a.kv_bytes_per_token(b)
+    cat, kv_prompt = batch * (prompt + new) * a.kv_dim * b, batch * prompt * a.kv_bytes_per_token(b)
+    mlp = batch * prompt * b * 3 * a.inter
+    if layout == "tp":  # heads, KV heads and the MLP sharded; the hidden size is not
+        weights, kv, cat, kv_prompt, mlp = weights // g, kv // g, cat // g, kv_prompt // g, mlp // g
+    elif layout == "split":  # whole layers per GPU; one embedding matrix (input or LM head) each
+        here = math.ceil(a.layers / g)
+        weights = here * a.layer_params() * b + a.vocab * h * b
+        kv, kv_prompt = kv * here // a.layers, kv_prompt * here // a.layers
+    prefill = kv_prompt + mlp + batch * prompt * b * 6 * h
+    gen = max(cat, prefill - kv) + 3 * batch * a.vocab * 4
+    return {"weights": weights, "kv cache": kv, "generation": gen, "overhead": int(CUDA_OVERHEAD_GIB * GIB)}
+
+
+def prompt_tokens(config: dict, size: str) -> int:
+    """Longest prompt of the evaluated tasks (cost.max_prompt_tokens; a task not listed there
+    counts at the cap), capped so prompt + eval.max_gen_toks fits models.<size>.context."""
+    cap = config["models"][size]["context"] - config["eval"]["max_gen_toks"]
+    per_task = (config.get("cost") or {}).get("max_prompt_tokens") or {}
+    return min(cap, max(per_task.get(t, cap) for t in config["eval"]["tasks"]))
+
+
+def eval_batch(config: dict) -> int:
+    bs = config["eval"].get("batch_size", 1)
+    return bs if isinstance(bs, int) else 1  # "auto": lm-eval picks what fits; plan the minimum
+
+
+def eval_gpus(config: dict, size: str) -> int:
+    e = config["models"][size]["eval"]
+    return max(1, e["gpus"]) * e.get("nodes", 1)
+
+
+def eval_plan(config: dict, size: str, layout: str, batch: int | None = None) -> dict[str, int]:
+    """The worse of the base and skyline models (the finetunes share the base architecture)."""
+    args = (eval_batch(config) if batch is None else batch, prompt_tokens(config, size),
+            config["eval"]["max_gen_toks"], eval_gpus(config, size), layout)
+    parts = [eval_parts(load_arch(config, size, role), *args) for role in ("base", "skyline")]
+    return max(parts, key=lambda p: sum(p.values()))
+
+
+def tp_divides(config: dict, size: str) -> bool:
+    g, a = eval_gpus(config, size), load_arch(config, size)
+    return a.heads % g == 0 and a.kv_heads % g == 0
+
+
+def eval_layout(config: dict, size: str, gpu_mem_gb: float | None) -> str:
+    """models.<size>.eval.layout unless auto. auto: single on one GPU; else dp if a replica
+    fits gpu_mem_gb, else tp if it fits (and divides the heads), else split; unknown memory:
+    tp (split where tp cannot divide the heads). Nothing fits: the smallest, check() says so."""
+    layout = config["models"][size]["eval"].get("layout", "auto")
+    if layout != "auto":
+        return layout
+    if eval_gpus(config, size) <= 1:
+        return "single"
+    options = ["dp", "tp", "split"] if tp_divides(config, size) else ["dp", "split"]
+    if gpu_mem_gb is None:
+        return options[1]
+    gib = {lay: gib_of(eval_plan(config, size, lay)) for lay in options}
+    return next((lay for lay in options if gib[lay] <= gpu_mem_gb), min(options, key=gib.get))
+
+
+# ------------------------------------------------------------------------- the plan and its check
+def gib_of(parts: dict[str, int]) -> float:
+    return sum(parts.values()) / GIB
+
+
+def _jobs(config: dict):
+    for size in config["sizes"]:
+        m = config["models"][size]
+        if m["train"]["gpus"] > 0:
+            yield size, "full"
+            yield size, "lora"
+
+
+def prefetch(config: dict, cache=None) -> None:
+    """Every estimator input the plan and its suggestions need, in one subprocess at most."""
+    reqs = [zero_request(config, s, mode, st)[0] for s, mode in _jobs(config)
+            for st in ("config", "zero3", "zero3_offload")]
+    try:
+        zero_estimates.estimates([r for r in reqs if r], cache)
+    except zero_estimates.EstimatorError as e:
+        raise PlanError(str(e)) from None
+
+
+def table(config: dict, gpu_mem_gb: float | None = None, cache=None) -> list[dict]:
+    """Per size: the predicted parts (bytes per GPU) of train full, train lora and eval (None:
+    a CPU job), and how each runs ("<deepspeed> x<world>", "<layout> x<gpus>")."""
+    prefetch(config, cache)
+    rows = []
+    for size in config["sizes"]:
+        m, layout = config["models"][size], eval_layout(config, size, gpu_mem_gb)
+        t = m["train"]
+        row = {"size": size, "eval": eval_plan(config, size, layout) if m["eval"]["gpus"] else None,
+               "eval how": f"{layout} x{eval_gpus(config, size)}"}
+        for mode in ("full", "lora"):
+            row[f"train {mode}"] = train_parts(config, size, mode, cache=cache) if t["gpus"] else None
+            row[f"train {mode} how"] = f"{t.get('deepspeed') or 'ddp'} x{max(1, t['gpus']) * t.get('nodes', 1)}"
+        rows.append(row)
+    return rows
+
+
+def _train_message(config, size, mode, gib, mem, cache) -> str:
+    t = config["models"][size]["train"]
+    alt = " / ".join(f"{st} ({gib_of(train_parts(config, size, mode, st, cache)):.1f} GiB)"
+                     for st in ("zero3", "zero3_offload") if st != t.get("deepspeed"))
+    return (f"models.{size}: train {mode} needs {gib:.1f} GiB per GPU ({t.get('deepspeed') or 'no DeepSpeed'}, "
+            f"{t['gpus']} GPU(s) x {t.get('nodes', 1)} node(s)) > {mem:g} GiB available: use more GPUs or nodes "
+            f"(models.{size}.train.gpus/nodes) or models.{size}.train.deepspeed: {alt}")
+
+
+def _eval_message(config, size, layout, gib, mem) -> str:
+    fits = [b for b in range(eval_batch(config) - 1, 0, -1) if gib_of(eval_plan(config, size, layout, b)) <= mem]
+    fix = [f"eval.batch_size: {fits[0]} ({gib_of(eval_plan(config, size, layout, fits[0])):.1f} GiB)" if fits
+           else "a smaller eval.batch_size does not suffice", f"more GPUs (models.{size}.eval.gpus)"]
+    if layout != "tp" and eval_gpus(config, size) > 1 and tp_divides(config, size):
+        fix.append(f"models.{size}.eval.layout: tp ({gib_of(eval_plan(config, size, 'tp')):.1f} GiB)")
+    return (f"models.{size}: eval needs {gib:.1f} GiB per GPU (layout {layout}, {eval_gpus(config, size)} GPU(s), "
+            f"batch {eval_batch(config)} x {prompt_tokens(config, size)} + {config['eval']['max_gen_toks']} tokens) "
+            f"> {mem:g} GiB available: " + "; ".join(fix))
+
+
+def check(config: dict, gpu_mem_gb: float, cache=None) -> list[str]:
+    """One message per job kind whose predicted peak exceeds gpu_mem_gb GiB per GPU."""
+    problems = []
+    for row in table(config, gpu_mem_gb, cache):
+        size = row["size"]
+        for mode in ("full", "lora"):
+            if row[f"train {mode}"] and gib_of(row[f"train {mode}"]) > gpu_mem_gb:
+                problems.append(_train_message(config, size, mode, gib_of(row[f"train {mode}"]), gpu_mem_gb, cache))
+        layout = row["eval how"].split()[0]
+        if row["eval"] and layout == "tp" and not tp_divides(config, size):
+            problems.append(f"models.{size}.eval.layout: tp needs the attention and KV heads divisible by "
+                            f"{eval_gpus(config, size)} GPUs")
+        elif row["eval"] and gib_of(row["eval"]) > gpu_mem_gb:
+            problems.append(_eval_message(config, size, layout, gib_of(row["eval"]), gpu_mem_gb))
+    return problems
+
+
+def main(argv=None) -> None:
+    """Every job's parts, then the check's messages."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("config")
+    ap.add_argument("--gpu-mem-gb", type=float, default=None, help="GiB per GPU: also check the plan")
+    args = ap.parse_args(argv)
+    import yaml
+
+    from config_check import check as check_config
+
+    config = check_config(yaml.safe_load(Path(args.config).read_text()))
+    for row in table(config, args.gpu_mem_gb):
+        for kind in ("train full", "train lora", "eval"):
+            if row[kind]:
+                print(f"{row['size']:>5} {kind:<10} [{row[kind + ' how']}] {gib_of(row[kind]):5.1f} GiB = "
+                      + " + ".join(f"{k} {v / GIB:.1f}" for k, v in row[kind].items()))
+    for msg in check(config, args.gpu_mem_gb) if args.gpu_mem_gb else []:
+        print(msg)
+
+
+if __name__ == "__main__":
+    main()
