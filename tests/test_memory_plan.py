@@ -175,7 +175,8 @@ def test_dry_run_refuses_a_grid_that_cannot_fit(tmp_path):
 
 def test_eval_layouts(cache):
     assert {s: mp.eval_layout(PAPER, s, 80) for s in PAPER["sizes"]} == \
-        {"1.5B": "single", "7B": "single", "14B": "dp", "32B": "tp"}
+        {"1.5B": "single", "7B": "single", "14B": "tp", "32B": "tp"}  # 14B dp: 76.7 GiB, > 90 % of 80
+    assert mp.eval_layout(PAPER, "14B", 96) == "dp"  # a replica with 10 % to spare: one per GPU
     assert mp.eval_layout(PAPER, "14B", 40) == "tp"  # a replica no longer fits, tp does
     assert {s: mp.eval_layout(PAPER, s, None) for s in ("14B", "32B")} == {"14B": "tp", "32B": "tp"}
     cfg = copy.deepcopy(PAPER)

@@ -51,7 +51,7 @@ if SITE.get("gpu_mem_gb"):
     if _memory_problems:
         raise WorkflowError(f"memory plan: jobs that cannot fit {SITE['gpu_mem_gb']} GiB per GPU "
                             "(site setting gpu_mem_gb):\n" + "\n".join(f"  {p}" for p in _memory_problems))
-else:
+elif workflow.is_main_process and any(MODELS[s][k]["gpus"] for s in SIZES for k in ("train", "eval")):
     print("memory plan not checked: no gpu_mem_gb in the site settings (profiles/slurm/site.yaml)",
           file=sys.stderr)
 
@@ -153,6 +153,20 @@ def job_threads(stage):
     return lambda wc: job_spec(wc.size, stage).get("cpus", 8)
 
 
+def eval_layout(wc):
+    """single | dp | tp | split for this size's evaluation jobs (memory_plan.eval_layout: dp when a
+    replica fits one GPU, else tp, else split; models.<size>.eval.layout overrides)."""
+    import memory_plan
+
+    return memory_plan.eval_layout(config, wc.size, SITE.get("gpu_mem_gb"))
+
+
+def eval_launcher(wc):
+    """torchrun over the job's GPUs for dp/tp (a process per GPU), python otherwise."""
+    gpus = job_spec(wc.size, "eval")["gpus"]
+    return f"torchrun --standalone --nproc_per_node {gpus}" if eval_layout(wc) in ("dp", "tp") else "python"
+
+
 def launcher(wc):
     """python, torchrun over one node's GPUs, or one srun task per GPU on several nodes."""
     spec = job_spec(wc.size, "train")
@@ -186,6 +200,7 @@ def train_args(wc):
         max_seq_len=config["data"]["max_seq_len"], format=config["data"]["format"],
         on_too_long=config["data"].get("on_too_long", "truncate"),
         trust_remote_code=MODELS[wc.size].get("trust_remote_code", False),
+        loss_chunk=t.get("loss_chunk", 512),
     )
     ds = MODELS[wc.size]["train"].get("deepspeed")
     if ds:  # models.<size>.train.deepspeed: zero2 | zero3 | zero3_offload (null: plain DDP)

@@ -16,11 +16,16 @@ rule evaluate:
     threads: job_threads("eval")
     resources:
         **gpu_resources("eval"),
+        # How the job uses its GPUs: not params, so a site change (gpu_mem_gb) reruns nothing;
+        # the layout is recorded in every result (dp gives one process's answers).
+        eval_layout=eval_layout,
+        eval_launcher=eval_launcher,
     log:
         "results/logs/eval/{size}/{config}/{task}/seed{seed}.log",
     conda:
         "../../envs/eval.yaml"
     shell:
         "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
-        "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 python {SCRIPTS}/eval_cell.py {params.model} "
-        "{params.cli} --out {output} >> {log} 2>&1"
+        "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 {resources.eval_launcher} "
+        "{SCRIPTS}/eval_cell.py {params.model} {params.cli} --layout {resources.eval_layout} "
+        "--out {output} >> {log} 2>&1"

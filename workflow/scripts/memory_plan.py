@@ -217,9 +217,13 @@ def tp_divides(config: dict, size: str) -> bool:
     return a.heads % g == 0 and a.kv_heads % g == 0
 
 
+LAYOUT_HEADROOM = 0.9
+
+
 def eval_layout(config: dict, size: str, gpu_mem_gb: float | None) -> str:
     """models.<size>.eval.layout unless auto. auto: single on one GPU; else dp if a replica
-    fits gpu_mem_gb, else tp if it fits (and divides the heads), else split; unknown memory:
+    fits 90 % of gpu_mem_gb, else tp, else split (the first that fits 90 %, else the first that
+    fits at all); unknown memory:
     tp (split where tp cannot divide the heads). Nothing fits: the smallest, check() says so."""
     layout = config["models"][size]["eval"].get("layout", "auto")
     if layout != "auto":
@@ -230,7 +234,11 @@ def eval_layout(config: dict, size: str, gpu_mem_gb: float | None) -> str:
     if gpu_mem_gb is None:
         return options[1]
     gib = {lay: gib_of(eval_plan(config, size, lay)) for lay in options}
-    return next((lay for lay in options if gib[lay] <= gpu_mem_gb), min(options, key=gib.get))
+    # Prefer a layout that leaves LAYOUT_HEADROOM of the GPU free: a KV cache that grows every step
+    # fragments the allocator (a dp replica of 14B at 76.7 of 80 GiB would be a gamble).
+    roomy = [lay for lay in options if gib[lay] <= LAYOUT_HEADROOM * gpu_mem_gb]
+    fits = [lay for lay in options if gib[lay] <= gpu_mem_gb]
+    return (roomy or fits or [min(options, key=gib.get)])[0]
 
 
 # ------------------------------------------------------------------------- the plan and its check
