@@ -26,11 +26,12 @@ $(VENV)/.installed: pyproject.toml
 demo: venv
 	snakemake --profile profiles/local
 	@echo
+	@echo "Report:     results/report.html  (Table 1 with 95 % intervals, Recovered %, figures, plan, provenance)"
 	@echo "Table 1:    results/table1.md  (also .csv, .tex)"
-	@echo "Recovered:  results/recovered.csv"
+	@echo "Recovered:  results/recovered.csv  (with LoRA vs full)"
 	@echo "vs paper:   results/paper_comparison.md"
-	@echo "Figures:    results/figures/  (recovered, val_loss_gain, bars, absolute, paper_comparison)"
-	@echo "Grid:       snakemake status   HTML report: snakemake --report report.html"
+	@echo "Figures:    results/figures/  (recovered, val_loss_gain, bars, absolute, paper_comparison, training_curves)"
+	@echo "Grid:       snakemake status"
 
 test: venv
 	python -m pytest -q

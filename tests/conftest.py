@@ -45,3 +45,34 @@ def build_demo_model(d: Path) -> Path:
 def demo_model(tmp_path_factory) -> Path:
     """build_demo_model once per session (tests that change it copy it first)."""
     return build_demo_model(tmp_path_factory.mktemp("demo_model"))
+
+
+def snakemake(workdir, *args, check=True):
+    """snakemake with the local profile (as `make demo` runs it) in `workdir`."""
+    import subprocess
+
+    out = subprocess.run(["snakemake", "-s", str(ROOT / "Snakefile"), "--profile", str(ROOT / "profiles" / "local"),
+                          "-d", str(workdir), *args], capture_output=True, text=True)
+    if check:
+        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The whole demo DAG, run once per session (the `make demo` path); tests that change it copy it."""
+    import time
+
+    workdir = tmp_path_factory.mktemp("demo")
+    t0 = time.time()
+    snakemake(workdir)
+    print(f"\ndemo DAG wall time: {time.time() - t0:.0f} s")
+    return workdir
+
+
+def copy_run(src: Path, dst: Path) -> Path:
+    """A copy of a finished run (results/ and .snakemake/ metadata, mtimes kept)."""
+    import shutil
+
+    shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns("locks", "incomplete", "log"))
+    return dst

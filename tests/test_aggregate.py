@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 import aggregate
+from tests.conftest import ROOT
 
 BENCH = {"AIME": ["aime24", "aime25"], "GPQA": ["gpqa"]}
 
@@ -162,5 +163,71 @@ def test_tidy_has_settings(results):
 
 def test_cli(results):
     aggregate.main(["--results", str(results), "--sizes", "7B", "--benchmarks", "AIME=aime24,aime25", "GPQA=gpqa",
-                    "--no-figures", "--paper", ""])
+                    "--no-figures", "--paper", "", "--out", str(results)])
     assert (results / "table1.tex").exists() and (results / "paper_comparison.md").exists()
+
+
+def test_a_hand_run_leaves_the_workflows_table_alone(results):
+    """aggregate.py by hand for one size writes to <results>/adhoc, not over results/table1.*."""
+    aggregate.run(results, ["7B", "32B"], BENCH, figures=False)
+    put(results, "32B", "base", "gpqa", 0, 50, 198)
+    before = (results / "table1.csv").read_text()
+    aggregate.main(["--results", str(results), "--sizes", "32B", "--benchmarks", "GPQA=gpqa", "--no-figures"])
+    assert (results / "table1.csv").read_text() == before
+    assert "32B" in (results / "adhoc" / "table1.csv").read_text()
+
+
+def put_samples(root, size, config, task, seed, correct):
+    """A cell with its per-problem samples (the score is their mean)."""
+    p = root / "eval" / size / config / task / f"seed{seed}.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"doc_id": i, "score": int(c)} for i, c in enumerate(correct)]
+    p.with_name(p.stem + ".samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    p.write_text(json.dumps({"score": 100 * sum(correct) / len(correct), "n_samples": len(correct)}))
+
+
+def test_intervals_lora_vs_full_and_curves(tmp_path):
+    """With per-problem samples: 95 % intervals in summary/gains/recovered, LoRA vs full(928) in
+    recovered.csv, Table 1b in table1.md, the training-curves figure; no samples: no interval."""
+    import numpy as np
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "manifest.json").write_text(json.dumps({"n_rows": 1000}))
+    rng = np.random.default_rng(0)
+    p = {"base": 0.1, "skyline": 0.7, "lora": 0.35, "full-29": 0.2, "full-928": 0.45}
+    for config, q in p.items():
+        for seed in range(4):
+            for task, n in (("aime24", 30), ("aime25", 30), ("gpqa", 198)):
+                put_samples(tmp_path, "7B", config, task, seed, rng.random(n) < q)
+    metrics = tmp_path / "train" / "7B" / "full-29" / "metrics.jsonl"
+    metrics.parent.mkdir(parents=True)
+    metrics.write_text("".join(json.dumps({"step": s, "val_loss": 1 / (s + 1)}) + "\n" for s in (0, 10, 20)))
+    out = aggregate.run(tmp_path, ["7B"], BENCH, paper=None, n_boot=300)
+    s = out["summary"].set_index(["configuration", "train_examples", "benchmark"])
+    assert (s["ci_lo"] <= s["mean"]).all() and (s["mean"] <= s["ci_hi"]).all()
+    rec = pd.read_csv(tmp_path / "recovered.csv")
+    lvf = rec[rec["configuration"] == "lora_vs_full"].set_index("benchmark")
+    m = out["summary"].set_index(["configuration", "benchmark"])["mean"]
+    want = (m[("lora", "AIME")] - m[("base", "AIME")]) / (m.loc[("full", "AIME")].max() - m[("base", "AIME")]) * 100
+    assert lvf.loc["AIME", "recovered_pct"] == pytest.approx(want) and lvf.loc["AIME", "train_examples"] == 928
+    assert lvf.loc["AIME", "ci_lo"] < want < lvf.loc["AIME", "ci_hi"]
+    full = rec[rec["configuration"] == "full"]
+    assert full["ci_lo"].notna().all() and not full["undefined_ci"].any()
+    assert "Table 1b. 95 % intervals" in (tmp_path / "table1.md").read_text()
+    assert len(pd.read_csv(tmp_path / "gains.csv")) == 3 * 2  # lora, full-29, full-928 x 2 benchmarks
+    assert (tmp_path / "figures" / "training_curves.png").stat().st_size > 10_000
+
+
+def test_report_holds_every_table_and_figure(tmp_path):
+    import report
+    import yaml
+
+    test_intervals_lora_vs_full_and_curves(tmp_path)
+    cfg = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    page = report.build(tmp_path, cfg)
+    for name, _ in report.FIGURES:
+        assert f"<img alt='{name}' src='data:image/png;base64," in page, name
+    for needle in ("<h2 id='table1'>Table 1</h2>", "Table 1b. 95 % intervals", "id='recovered'",
+                   "Comparison with the paper", "<h2 id='plan'>Plan: GPU-hours and memory</h2>",
+                   "<h2 id='provenance'>Provenance</h2>", "lora_vs_full", "Miller 2024"):
+        assert needle in page, needle

@@ -281,7 +281,6 @@ def simulated(n_sets, problems=30, seeds=4, rng_seed=0):
     p = rng.beta(A, B, (n_sets, problems))
     answers = {"base": rng.random((n_sets, seeds, problems)) < p[:, None],
                "full": rng.random((n_sets, seeds, problems)) < (1 - (1 - p) ** 2)[:, None]}
-    n = n_sets * seeds * problems
     return samples(*[pd.DataFrame({"size": np.repeat([f"sim{i}" for i in range(n_sets)], seeds * problems),
                                    "configuration": c, "train_examples": None if c == "base" else 29, "task": "t",
                                    "seed": np.tile(np.repeat(np.arange(seeds), problems), n_sets),

@@ -41,7 +41,7 @@ def test_cli_prints_total_and_the_memory_table(tmp_path):
 
 def test_cli_says_what_fits(tmp_path):
     site = tmp_path / "site.yaml"
-    site.write_text("gpu_mem_gb: 80\n")
+    site.write_text("site:\n  gpu_mem_gb: 80\n  partitions: {default: gpu}\n")
     assert len(re.findall(r"fits on 80 GiB$", cli(tmp_path, "--site", str(site)), re.M)) == 4
     small = cli(tmp_path, "--gpu-mem-gb", "24", "--sizes", "32B")
     assert re.search(r"^ +32B .* does not fit on 24 GiB: train full, train lora, eval$", small, re.M)

@@ -60,7 +60,7 @@ def test_fetch_then_split(tmp_path):
     assert m["source"] == str(src) and m["revision"] is None and m["source_sha256"] == meta["sha256"]
     assert sorted(m["subsets"]) == ["2", "8"] and m["all"] == list(range(12))
     assert set(m["subsets"]["2"]) < set(m["subsets"]["8"]) and not set(m["subsets"]["8"]) & set(m["validation"])
-    assert files(out) == ["manifest.json", "s1k.json", "s1k.parquet"]  # no temporaries left
+    assert files(out) == ["fingerprint.json", "manifest.json", "s1k.json", "s1k.parquet"]  # no temporaries left
 
 
 @pytest.mark.parametrize("kind", ["jsonl", "parquet"])

@@ -1,8 +1,6 @@
 """The whole demo DAG runs to the end in a temporary directory (the `make demo` path)."""
 import json
 import re
-import subprocess
-import time
 
 import pandas as pd
 import pytest
@@ -13,21 +11,12 @@ from tests.conftest import ROOT
 DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 
 
-def snakemake(workdir, *args, check=True):
-    out = subprocess.run(["snakemake", "-s", str(ROOT / "Snakefile"), "--profile", str(ROOT / "profiles" / "local"),
-                          "-d", str(workdir), *args], capture_output=True, text=True)
-    if check:
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    return out
+from tests.conftest import snakemake  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def demo(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("demo")
-    t0 = time.time()
-    snakemake(workdir)
-    print(f"\ndemo DAG wall time: {time.time() - t0:.0f} s")
-    return workdir
+def demo(demo_run):
+    return demo_run
 
 
 @pytest.mark.slow

@@ -148,7 +148,7 @@ def test_demo_jobs_on_cpu_are_not_checked(cache):
 
 def _site(tmp_path, gib):
     site = tmp_path / f"site{gib}.yaml"
-    site.write_text(yaml.safe_dump({"gpu_mem_gb": gib}))
+    site.write_text(yaml.safe_dump({"site": {"gpu_mem_gb": gib, "partitions": {"default": "gpu"}}}))
     return f"site={site}"
 
 

@@ -14,7 +14,7 @@ import yaml
 
 from tests.conftest import ROOT
 
-SITE_KEYS = {"config", "slurm-init-seconds-before-status-checks", "jobs", "latency-wait"}
+SITE_KEYS = {"configfile", "slurm-init-seconds-before-status-checks", "jobs", "latency-wait"}
 MAPPING = {"tiny-a": "gpu-small", "tiny-b": "gpu-large"}
 
 # Fails the first attempt of one evaluation job (then lets it pass): loaded by every
@@ -38,10 +38,11 @@ def test_profile_differs_only_in_site_keys(tmp_path):
 
 def make_profile(tmp_path):
     prod = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
-    site = {"account": None, "qos": None, "gpu_model": None,
+    site = {"account": "demo-account", "qos": None, "gpu_model": None,
             "partitions": {"default": "gpu-small", **MAPPING}}
-    (tmp_path / "site.yaml").write_text(yaml.safe_dump(site))
-    test = {**prod, "config": [f"site={tmp_path / 'site.yaml'}"], "jobs": 6, "latency-wait": 5,
+    (tmp_path / "site.yaml").write_text(yaml.safe_dump({"site": site}))
+    test = {**prod, "configfile": [str(tmp_path / "grid.yaml"), str(tmp_path / "site.yaml")], "jobs": 6,
+            "latency-wait": 5,
             "slurm-init-seconds-before-status-checks": 2}
     (tmp_path / "profile").mkdir(exist_ok=True)
     (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(test))

@@ -1,112 +1,99 @@
-"""status.py: the grid of a config with seeds done / missing / failed after deleting some cells."""
+"""`snakemake status` reports what a dry-run would run, and what is corrupt, running, failed or
+incomplete -- tested on a copy of the finished demo run, one state each."""
 import base64
 import json
+import re
+import subprocess
 
 import pytest
 import yaml
 
-import status
-from tests.conftest import ROOT
+from tests.conftest import ROOT, copy_run, snakemake
 
-CFG = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())  # tiny-a, tiny-b; 16, 8; 2 tasks; seeds 0, 1
+DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-def run(tmp_path):
-    """A finished demo-shaped run: every eval output and log, every selection."""
-    g = status.grid(CFG)
-    res = tmp_path / "results"
-    for size in g["sizes"]:
-        for config in g["configs"]:
-            if config not in ("base", "skyline"):
-                sel = res / "models" / size / config / "selection.json"
-                sel.parent.mkdir(parents=True, exist_ok=True)
-                sel.write_text("{}")
-                for stage in ("train", "select"):
-                    log = res / "logs" / stage / size / f"{config}.log"
-                    log.parent.mkdir(parents=True, exist_ok=True)
-                    log.write_text("ok")
-            for task in g["tasks"]:
-                for seed in g["seeds"]:
-                    for root, ext in ((res / "eval", ".json"), (res / "logs" / "eval", ".log")):
-                        p = root / size / config / task / f"seed{seed}{ext}"
-                        p.parent.mkdir(parents=True, exist_ok=True)
-                        p.write_text("{}")
-    cfg = tmp_path / "demo.yaml"
-    cfg.write_text(yaml.safe_dump(CFG))
-    return tmp_path, res, cfg
+def run(demo_run, tmp_path):
+    return copy_run(demo_run, tmp_path / "run")
 
 
-def cell(st, size, config, task):
-    return next(c for c in st["cells"] if (c["size"], c["configuration"], c["task"]) == (size, config, task))
+def status(work, *args):
+    out = snakemake(work, "status", *args)
+    text = out.stdout + out.stderr
+    return text[text.index("Grid:"):]
 
 
-def test_all_done(run, capsys):
-    tmp, res, cfg = run
-    assert status.main(["--config", str(cfg), "--results", str(res), "--check"]) == 0
-    out = capsys.readouterr().out
-    assert "2 sizes × 5 configurations × 2 tasks × 2 seeds" in out
-    assert "Evaluations: 40/40 done, 0 failed, 0 missing. Models: 6/6 selected." in out
-    assert "Nothing left to run" in out and "missing" not in out.split("Evaluations")[0]
+def planned(work, *args):
+    out = snakemake(work, "-n", "--quiet", "rules", *args)
+    stats = (out.stdout + out.stderr).split("Job stats:")[-1]
+    return {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
 
 
-def test_deleted_cells(run, capsys):
-    tmp, res, cfg = run
-    # failed: output gone, log kept (the job ran and died)
-    (res / "eval" / "tiny-a" / "lora" / "demo_gpqa" / "seed1.json").unlink()
-    # missing: output and log gone (never ran)
-    for seed in (0, 1):
-        (res / "eval" / "tiny-b" / "full-8" / "demo_aime" / f"seed{seed}.json").unlink()
-        (res / "logs" / "eval" / "tiny-b" / "full-8" / "demo_aime" / f"seed{seed}.log").unlink()
-    # failed: output exists but snakemake's incomplete marker names it (killed mid-write)
-    key = "results/eval/tiny-b/base/demo_gpqa/seed0.json"
-    marker = tmp / ".snakemake" / "incomplete" / base64.urlsafe_b64encode(key.encode()).decode()
-    marker.parent.mkdir(parents=True)
-    marker.write_text(json.dumps({"external_jobid": None}))
-    # a model whose selection is gone but whose training log exists: failed; one never trained: missing
-    (res / "models" / "tiny-b" / "full-16" / "selection.json").unlink()
-    (res / "models" / "tiny-a" / "full-8" / "selection.json").unlink()
-    for stage in ("train", "select"):
-        (res / "logs" / stage / "tiny-a" / "full-8.log").unlink()
-
-    st = status.collect(status.grid(CFG), res)
-    assert cell(st, "tiny-a", "lora", "demo_gpqa")["state"] == "failed"
-    assert cell(st, "tiny-a", "lora", "demo_gpqa")["done"] == 1
-    assert cell(st, "tiny-a", "lora", "demo_gpqa")["seeds"] == {0: "done", 1: "failed"}
-    assert cell(st, "tiny-b", "full-8", "demo_aime")["state"] == "missing"
-    assert cell(st, "tiny-b", "full-8", "demo_aime")["done"] == 0
-    assert cell(st, "tiny-b", "base", "demo_gpqa")["seeds"] == {0: "failed", 1: "done"}
-    assert cell(st, "tiny-b", "full-16", "demo_aime")["model"] == "failed"
-    assert cell(st, "tiny-a", "full-8", "demo_aime")["model"] == "missing"
-    assert cell(st, "tiny-a", "base", "demo_aime")["model"] == "-"
-    done = [c for c in st["cells"] if c["state"] == "done"]
-    assert len(done) == 20 - 3
-
-    assert status.main(["--config", str(cfg), "--results", str(res), "--check"]) == 1
-    out = capsys.readouterr().out
-    lines = out.splitlines()
-    tiny_b = lines.index(next(line for line in lines if line.startswith("tiny-b")))
-    assert lines[tiny_b].split() == ["tiny-b", "model", "demo_aime", "demo_gpqa"]
-    assert lines[tiny_b + 1].split() == ["base", "-", "2/2", "done", "1/2", "failed"]
-    assert lines[tiny_b + 4].split() == ["full-16", "failed", "2/2", "done", "2/2", "done"]
-    assert lines[tiny_b + 5].split() == ["full-8", "ready", "0/2", "missing", "2/2", "done"]
-    assert "Evaluations: 36/40 done, 2 failed, 2 missing. Models: 4/6 selected." in out
-    # 4 to run + 8 done but downstream of the two models to redo (tiny-b/full-16, tiny-a/full-8)
-    assert "train/select 2 model(s), run 12 evaluation(s) (8 of them done but downstream" in out
-    assert "failed: results/eval/tiny-a/lora/demo_gpqa/seed1.json" in out
+def test_readme_command_works_as_printed():
+    """`snakemake status` in the checkout, no --cores, no profile: the grid of the demo config."""
+    out = subprocess.run(["snakemake", "status"], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Grid: 2 sizes × 5 configurations × 2 tasks × 2 seeds" in out.stdout
 
 
-def test_one_size_json_and_lock(run, capsys):
-    tmp, res, cfg = run
-    (res / "eval" / "tiny-b" / "lora" / "demo_aime" / "seed0.json").unlink()
-    (tmp / ".snakemake" / "locks").mkdir(parents=True)
-    (tmp / ".snakemake" / "locks" / "0.input.lock").write_text("")
-    assert status.main(["--config", str(cfg), "--results", str(res), "--sizes", "tiny-a", "--check"]) == 0
-    out = capsys.readouterr().out
-    assert "tiny-b" not in out and "1 sizes" in out and "a run may be active" in out
-    status.main(["--config", str(cfg), "--results", str(res), "--json"])
-    st = json.loads(capsys.readouterr().out)
-    assert len(st["cells"]) == 2 * 5 * 2
-    assert [c["state"] for c in st["cells"] if c["state"] != "done"] == ["failed"]
-    with pytest.raises(SystemExit):
-        status.grid(CFG, ["70B"])
+def test_finished_run_is_done(run):
+    text = status(run)
+    assert "Nothing left to run for this grid" in text and "Evaluations: 40 done (of 40)" in text
+    assert "Models: 6 done" in text
+
+
+def test_a_changed_setting_shows_what_the_dry_run_plans(run, tmp_path):
+    """eval.temperature changed: every cell is outdated, and status counts what a dry-run runs
+    (the old status said 'Nothing left to run' here: it only looked at files)."""
+    cfg = tmp_path / "hot.yaml"
+    cfg.write_text(yaml.safe_dump({**DEMO, "eval": {**DEMO["eval"], "temperature": 0.9}}))
+    jobs = planned(run, "--configfile", str(cfg))
+    text = status(run, "--configfile", str(cfg))
+    assert jobs["evaluate"] == 40
+    assert f"A rerun would run 0 training(s) and {jobs['evaluate']} evaluation(s)" in text
+    assert "40 outdated" in text and "outdated: results/eval/tiny-a/base/demo_aime/seed0.json (params changed)" in text
+
+
+def test_each_state(run):
+    rel = "results/eval/tiny-a/{}/demo_gpqa/seed{}.json"
+    # missing: output and log gone; failed: output gone, log kept
+    (run / rel.format("lora", 0)).unlink()
+    (run / rel.format("lora", 0).replace("results/eval", "results/logs/eval").replace(".json", ".log")).unlink()
+    (run / rel.format("lora", 1)).unlink()
+    # incomplete: snakemake's marker, no run; running: marker and a live run's output lock
+    for config, lock in (("base", False), ("skyline", True)):
+        path = rel.format(config, 0)
+        marker = run / ".snakemake" / "incomplete" / base64.urlsafe_b64encode(path.encode()).decode()
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(json.dumps({"external_jobid": None}))
+        if lock:
+            (run / ".snakemake" / "locks").mkdir(parents=True, exist_ok=True)
+            (run / ".snakemake" / "locks" / "0.output.lock").write_text(f"{run / path}\n")
+    # corrupt: a truncated result
+    victim = run / rel.format("full-8", 1)
+    victim.write_text(victim.read_text()[:40])
+    st = json.loads(subprocess.run(
+        ["python", str(ROOT / "workflow" / "scripts" / "status.py"), "--config", str(ROOT / "config" / "demo.yaml"),
+         "--workdir", str(run), "--json"], capture_output=True, text=True, check=True).stdout)
+    seeds = {(c["configuration"], k): v["state"] for c in st["cells"] if (c["size"], c["task"]) == ("tiny-a", "demo_gpqa")
+             for k, v in c["seeds"].items()}
+    assert seeds[("lora", "0")] == "missing" and seeds[("lora", "1")] == "failed"
+    assert seeds[("base", "0")] == "incomplete" and seeds[("skyline", "0")] == "running"
+    assert seeds[("full-8", "1")] == "corrupt" and seeds[("full-16", "0")] == "done"
+    cell = next(c for c in st["cells"] if (c["size"], c["configuration"], c["task"]) == ("tiny-a", "lora", "demo_gpqa"))
+    assert cell["state"] == "failed" and cell["done"] == 0
+    text = subprocess.run(["python", str(ROOT / "workflow" / "scripts" / "status.py"), "--config",
+                           str(ROOT / "config" / "demo.yaml"), "--workdir", str(run), "--check"],
+                          capture_output=True, text=True)
+    assert text.returncode == 1
+    assert f"corrupt: {rel.format('full-8', 1)} ({run / rel.format('full-8', 1)}: not valid JSON" in text.stdout
+    # what the dry-run plans: the missing, the failed and the two incomplete cells (not the corrupt
+    # one: Snakemake cannot know; the plan refuses to start until it is fixed)
+    assert "A rerun would run 0 training(s) and 4 evaluation(s)" in text.stdout
+
+
+def test_one_size(run):
+    text = status(run, "--config", "sizes=[tiny-b]")
+    assert "Grid: 1 sizes" in text and "tiny-a" not in text

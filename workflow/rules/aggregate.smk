@@ -1,7 +1,9 @@
-# Aggregation: tidy table, Table 1 (mean ± s.e. across seeds; CSV, Markdown, LaTeX), Recovered %,
-# comparison with the paper's Table 1, figures (PNG + PDF). Outputs marked report(...) appear in
+# Aggregation: tidy table, Table 1 (mean ± s.e.; CSV, Markdown, LaTeX) with 95 % intervals,
+# Recovered % and LoRA vs full, comparison with the paper's Table 1, figures (PNG + PDF), and one
+# HTML page of it all (results/report.html, rule report). Outputs marked report(...) also appear in
 #   snakemake --report report.html
-# with the captions in workflow/report/. `snakemake status` prints what is done/missing/failed.
+# with the captions in workflow/report/ (report.py uses the same captions). `snakemake status`
+# prints what a rerun would do.
 
 
 localrules:
@@ -10,14 +12,24 @@ localrules:
     fetch_tasks,
     select_checkpoint,
     aggregate,
+    report,
     status,
 
 
 import json  # noqa: E402
 import shlex  # noqa: E402
 
-FIGURES = ["recovered", "val_loss_gain", "bars", "absolute", "paper_comparison"]
+FIGURES = ["recovered", "val_loss_gain", "bars", "absolute", "paper_comparison", "training_curves"]
+FIGURE_LABELS = {"recovered": "1 Recovered %", "val_loss_gain": "2 Validation loss vs gain",
+                 "bars": "3 Base, skyline, finetune, LoRA", "absolute": "4 All absolute values",
+                 "paper_comparison": "ours vs paper", "training_curves": "training curves"}
 REPORT = "../report"
+
+
+def figure_output(name):
+    category = "Comparison with the paper" if name == "paper_comparison" else "Figures"
+    return report(f"results/figures/{name}.png", caption=f"{REPORT}/{name}.rst", category=category,
+                  labels={"figure": FIGURE_LABELS[name]})
 
 
 rule aggregate:
@@ -28,52 +40,76 @@ rule aggregate:
         paper=f"{workflow.basedir}/resources/paper/table1.csv",
     output:
         tidy="results/tidy.parquet",
+        samples="results/samples.parquet",
         summary="results/summary.csv",
+        summary_tasks="results/summary_tasks.csv",
         table=report("results/table1.csv", caption=f"{REPORT}/table1.rst", category="Table 1",
                      labels={"table": "Table 1 (CSV)"}),
         markdown="results/table1.md",
         latex=report("results/table1.tex", caption=f"{REPORT}/table1_tex.rst", category="Table 1",
                      labels={"table": "Table 1 (LaTeX)"}),
-        recovered="results/recovered.csv",
+        recovered=report("results/recovered.csv", caption=f"{REPORT}/recovered_table.rst", category="Table 1",
+                         labels={"table": "Recovered % with 95 % intervals, LoRA vs full"}),
+        gains="results/gains.csv",
         comparison=report("results/paper_comparison.csv", caption=f"{REPORT}/paper_comparison_table.rst",
                           category="Comparison with the paper", labels={"table": "per cell"}),
         comparison_md="results/paper_comparison.md",
         gain="results/val_loss_gain.csv",
-        figure=report("results/figures/recovered.png", caption=f"{REPORT}/recovered.rst",
-                      category="Figures", labels={"figure": "1 Recovered %"}),
-        fig_val_loss=report("results/figures/val_loss_gain.png", caption=f"{REPORT}/val_loss_gain.rst",
-                            category="Figures", labels={"figure": "2 Validation loss vs gain"}),
-        fig_bars=report("results/figures/bars.png", caption=f"{REPORT}/bars.rst",
-                        category="Figures", labels={"figure": "3 Base, skyline, finetune, LoRA"}),
-        fig_absolute=report("results/figures/absolute.png", caption=f"{REPORT}/absolute.rst",
-                            category="Figures", labels={"figure": "4 All absolute values"}),
-        fig_paper=report("results/figures/paper_comparison.png", caption=f"{REPORT}/paper_comparison.rst",
-                         category="Comparison with the paper", labels={"figure": "ours vs paper"}),
+        **{f"fig_{name}": figure_output(name) for name in FIGURES},
         pdfs=expand("results/figures/{name}.pdf", name=FIGURES),
     params:
-        sizes=" ".join(SIZES),
+        # every configured size, in the config's order: rerunning one size (--config 'sizes=[32B]')
+        # keeps the other sizes' rows in Table 1 (aggregate.py reads whatever exists)
+        sizes=" ".join(MODELS),
         configs=" ".join(CONFIGS),
         seeds=" ".join(str(s) for s in SEEDS),
         benchmarks=" ".join(f"{k}={','.join(v)}" for k, v in config["benchmarks"].items()),
+        paper_sha256=external_sha256(f"{workflow.basedir}/resources/paper/table1.csv"),
     log:
         "results/logs/aggregate.log",
     conda:
         "../../envs/aggregate.yaml"
     shell:
         "python {SCRIPTS}/aggregate.py --results results --sizes {params.sizes} --configs {params.configs} "
-        "--seeds {params.seeds} --benchmarks {params.benchmarks} --paper {input.paper} > {log} 2>&1"
+        "--seeds {params.seeds} --benchmarks {params.benchmarks} --paper {input.paper} --out results > {log} 2>&1"
+
+
+rule report:
+    """results/report.html: tables, figures with captions, plan and provenance, in one page."""
+    input:
+        rules.aggregate.output,
+    output:
+        "results/report.html",
+    params:
+        config=lambda wc: shlex.quote(json.dumps(config, default=str)),
+    log:
+        "results/logs/report.log",
+    conda:
+        "../../envs/aggregate.yaml"
+    shell:
+        "python {SCRIPTS}/report.py --results results --config-json {params.config} --out {output} > {log} 2>&1"
+
+
+# `snakemake status` needs no --cores: it runs this one local rule and nothing else.
+if workflow.resource_settings.cores is None and "status" in sys.argv[1:]:
+    workflow.resource_settings.cores = 1
 
 
 rule status:
-    """Print the grid (this config's sizes × configurations × tasks) with seeds done / missing /
-    failed, i.e. what a rerun would still do; runs nothing else and is not part of `all`:
+    """Print the grid (this config's sizes × configurations × tasks) with the state of every
+    seed: what a dry-run would run (outdated, missing), and what is corrupt, running, failed or
+    incomplete (workflow/scripts/status.py); runs nothing else and is not part of `all`:
         snakemake status        (add --config 'sizes=[32B]' or --configfile as for a run)"""
     params:
-        grid=lambda wc: shlex.quote(json.dumps({"sizes": SIZES, "data": {"subsets": SUBSETS},
-                                                "eval": {"tasks": TASKS, "seeds": SEEDS}})),
+        config=lambda wc: shlex.quote(json.dumps(config, default=str)),
+        triggers=lambda wc: " ".join(sorted(t.name.lower().replace("_", "-")
+                                            for t in workflow.dag_settings.rerun_triggers)),
+        snakefile=workflow.main_snakefile,
+        sizes=" ".join(SIZES),
     log:
         "results/logs/status.log",
     conda:
         "../../envs/aggregate.yaml"
     shell:
-        "python {SCRIPTS}/status.py --config-json {params.grid} --results results --no-lock-note 2>&1 | tee {log}"
+        "python {SCRIPTS}/status.py --config-json {params.config} --snakefile {params.snakefile} "
+        "--rerun-triggers {params.triggers} --sizes {params.sizes} 2>&1 | tee {log}"

@@ -1,6 +1,7 @@
 # Config validation, wildcard constraints, input functions and resources.
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -11,8 +12,9 @@ import yaml
 # margin must not make a moved checkout retrain the grid.
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 sys.path.insert(0, str(SCRIPTS))
-from config_check import ConfigError, check  # noqa: E402
+from config_check import ConfigError, check, load_site  # noqa: E402
 import launch  # noqa: E402
+from shellargs import cli  # noqa: E402
 
 try:
     check(config)
@@ -26,6 +28,8 @@ if workflow.is_main_process:  # hub ids whose revision floats: one line each, wi
         logger.warning(_line)
 
 SIZES = list(config["sizes"])
+DATA_TABLE, DATA_MANIFEST = "results/data/s1k.parquet", "results/data/manifest.json"
+DATA_STAMP = "results/data/fingerprint.json"
 MODELS = config["models"]
 SUBSETS = sorted(config["data"]["subsets"], reverse=True)
 CONFIGS = ["base", "skyline", "lora"] + [f"full-{n}" for n in SUBSETS]
@@ -37,7 +41,36 @@ INCLUDE_PATH = (str(Path(workflow.basedir) / config["eval"]["include_path"])
                 if config["eval"].get("include_path") else "")
 # Job control, not an experiment setting: passed outside params so changing it reruns nothing.
 STOP_MARGIN_MIN = config["train"].get("stop_margin_min", 0)
-SITE = yaml.safe_load(Path(config["site"]).read_text()) if config.get("site") else {}
+try:
+    SITE = load_site(config)  # {} without site settings (the demo, a local dry-run)
+except ConfigError as e:
+    raise WorkflowError(str(e))
+
+
+# Damaged result files stop the plan before any job could delete or build on them
+# (workflow/scripts/integrity.py: each message names the file and what to do).
+if workflow.is_main_process and not os.environ.get("WORKFLOW_SKIP_INTEGRITY"):  # status.py reports damage itself
+    import integrity
+
+    _damaged = integrity.problems(Path("results"), {"n_val": config["data"]["n_val"],
+                                                    "subsets": sorted(config["data"]["subsets"]),
+                                                    "seed": config["data"]["split_seed"]})
+    if _damaged:
+        raise WorkflowError(f"{len(_damaged)} damaged result file(s); nothing was run or deleted:\n"
+                            + "\n".join(f"  {d}" for d in _damaged))
+
+
+onstart:
+    # Once the DAG is known, before the first job (workflow/scripts/guards.py): no SLURM submission
+    # without site settings, no finished work redone because an upstream file is being rebuilt,
+    # no race with the jobs of an earlier, killed snakemake.
+    import guards
+
+    _executor = workflow.executor_plugin.name if workflow.executor_plugin is not None else None
+    for _msg in (guards.missing_site(_executor, SITE), guards.redone_finished_work(workflow.dag),
+                 guards.orphan_slurm_jobs(os.getcwd()) if _executor == "slurm" else ""):
+        if _msg:
+            raise WorkflowError(_msg)
 
 # Memory plan: every train/eval job's predicted per-GPU peak against the site's GPU memory
 # (workflow/scripts/memory_plan.py; DeepSpeed's estimators cached under .snakemake/).
@@ -82,27 +115,41 @@ def model_input(size, role):
 
 
 def eval_model_args(wc):
-    """--model/--adapter/--revision arguments of evaluate.py for one cell."""
+    """--model/--adapter/--revision arguments of eval_cell.py for one cell."""
     m = MODELS[wc.size]
     if wc.config in ("base", "skyline"):
-        args = f"--model {model_source(wc.size, wc.config)}"
-        rev = m.get(f"{wc.config}_revision")
-        return args + (f" --revision {rev}" if rev else "")
+        return cli({"model": model_source(wc.size, wc.config), "revision": m.get(f"{wc.config}_revision")})
     if wc.config == "lora":
-        return f"--model {model_source(wc.size, 'base')} --adapter results/models/{wc.size}/lora/model"
-    return f"--model results/models/{wc.size}/{wc.config}/model"
+        return cli({"model": model_source(wc.size, "base"), "revision": m.get("base_revision"),
+                    "adapter": f"results/models/{wc.size}/lora/model"})
+    return cli({"model": f"results/models/{wc.size}/{wc.config}/model"})
 
 
 def eval_inputs(wc):
     # Every task is loaded once by fetch_tasks on the submit host (the hub datasets land in
     # the cache; the demo's local JSONL tasks load in a second): jobs then run offline.
-    inputs = ["results/hub/tasks.json"]
+    # ancient(): a rebuilt hub marker or demo model never redoes a finished cell; what the
+    # model IS is in params (model_definition); a retrained model arrives via selection.json.
+    inputs = [ancient("results/hub/tasks.json")]
     if wc.config in ("base", "skyline"):
-        return inputs + [model_input(wc.size, wc.config)]
+        return inputs + [ancient(model_input(wc.size, wc.config))]
     inputs.append(f"results/models/{wc.size}/{wc.config}/selection.json")
     if wc.config == "lora":
-        inputs.append(model_input(wc.size, "base"))
+        inputs.append(ancient(model_input(wc.size, "base")))
     return inputs
+
+
+def model_definition(size, role):
+    """What a base/skyline model is, as far as the config says: source, revision, demo spec."""
+    m = MODELS[size]
+    return {"source": m[role], "revision": m.get(f"{role}_revision"), "demo": m.get("demo"),
+            "trust_remote_code": m.get("trust_remote_code", False)}
+
+
+def data_settings():
+    """Every config value the data table and the split depend on (a change retrains)."""
+    d = config["data"]
+    return {k: d.get(k) for k in ("source", "revision", "n_val", "subsets", "split_seed", "expected_rows")}
 
 
 def eval_outputs(sizes=None):
@@ -181,9 +228,12 @@ def ranks_cpus(spec):
 
 
 # ---------------------------------------------------------------- data rules
-def _expected_rows_arg():
-    n = config["data"].get("expected_rows")
-    return f"--expected-rows {n}" if n is not None else ""
+def external_sha256(source):
+    """sha256 of a local file of the user's (exists now, not built under results/), else ''."""
+    from provenance import sha256_file
+
+    p = Path(source)
+    return sha256_file(p) if p.is_file() and not source.startswith("results/") else ""
 
 
 # ---------------------------------------------------------------- train rules
@@ -201,6 +251,7 @@ def train_args(wc):
         on_too_long=config["data"].get("on_too_long", "truncate"),
         trust_remote_code=MODELS[wc.size].get("trust_remote_code", False),
         loss_chunk=t.get("loss_chunk", 512),
+        revision=MODELS[wc.size].get("base_revision") or "",
     )
     ds = MODELS[wc.size]["train"].get("deepspeed")
     if ds:  # models.<size>.train.deepspeed: zero2 | zero3 | zero3_offload (null: plain DDP)
@@ -214,26 +265,19 @@ def train_args(wc):
 
 
 def train_cli(wc):
-    return " ".join(f"--{k} {v}" for k, v in sorted(train_args(wc).items()))
+    return " ".join(f"--{k} {shlex.quote(str(v))}" for k, v in sorted(train_args(wc).items()))
 
 
 # ---------------------------------------------------------------- eval rules
 def eval_cli(wc):
     e = config["eval"]
-    args = (f"--task {wc.task} --seed {wc.seed} --max-gen-toks {e['max_gen_toks']} "
-            f"--temperature {e['temperature']} --top-p {e.get('top_p', 1.0)} --top-k {e.get('top_k', 0)} "
-            f"--min-p {e.get('min_p', 0.0)} --repetition-penalty {e.get('repetition_penalty', 1.0)} "
-            f"--batch-size {e.get('batch_size', 1)} --backend {e.get('backend', 'hf-resumable')} "
-            # lm-eval's max_length = the context we planned with (config_check.py checks
-            # max_gen_toks < context at plan time; eval_cell checks the real prompts).
-            f"--max-length {MODELS[wc.size]['context']}")
-    if INCLUDE_PATH:
-        args += f" --include-path {INCLUDE_PATH}"
-    if e.get("limit"):
-        args += f" --limit {e['limit']}"
-    pin = (e.get("task_revisions") or {}).get(wc.task)
-    if pin:
-        args += f" --task-revision {pin}"
-    if MODELS[wc.size].get("trust_remote_code"):
-        args += " --trust-remote-code"
-    return args
+    return cli({
+        "task": wc.task, "seed": wc.seed, "max-gen-toks": e["max_gen_toks"], "temperature": e["temperature"],
+        "top-p": e.get("top_p", 1.0), "top-k": e.get("top_k", 0), "min-p": e.get("min_p", 0.0),
+        "repetition-penalty": e.get("repetition_penalty", 1.0), "batch-size": e.get("batch_size", 1),
+        "backend": e.get("backend", "hf-resumable"),
+        # lm-eval's max_length = the context we planned with (config_check.py checks
+        # max_gen_toks < context at plan time; eval_cell checks the real prompts).
+        "max-length": MODELS[wc.size]["context"], "include-path": INCLUDE_PATH or None, "limit": e.get("limit"),
+        "task-revision": (e.get("task_revisions") or {}).get(wc.task),
+        "trust-remote-code": bool(MODELS[wc.size].get("trust_remote_code"))})

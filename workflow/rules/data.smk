@@ -9,16 +9,17 @@ rule fetch_data:
         table="results/data/s1k.parquet",
         meta="results/data/s1k.json",
     params:
-        source=config["data"]["source"],
-        revision=config["data"].get("revision") or "",
-        expected=_expected_rows_arg(),
+        args=cli({"source": config["data"]["source"], "revision": config["data"].get("revision"),
+                  "expected-rows": config["data"].get("expected_rows")}),
+        # a local source of the user's (not built by the demo rules) reruns the data when its
+        # bytes change (rerun-triggers has no mtime: a touch or a copy reruns nothing)
+        source_sha256=external_sha256(config["data"]["source"]),
     log:
         "results/logs/fetch_data.log",
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/prepare_data.py fetch --source {params.source} "
-        "--revision '{params.revision}' {params.expected} --out {output.table} > {log} 2>&1"
+        "python {SCRIPTS}/prepare_data.py fetch {params.args} --out {output.table} > {log} 2>&1"
 
 
 rule split_data:
@@ -26,19 +27,19 @@ rule split_data:
         table="results/data/s1k.parquet",
         meta="results/data/s1k.json",
     output:
-        "results/data/manifest.json",
+        manifest=DATA_MANIFEST,
+        stamp=DATA_STAMP,  # sha256 of table + manifest: what trainings depend on (see train.smk)
     params:
-        n_val=config["data"]["n_val"],
+        args=cli({"n-val": config["data"]["n_val"], "seed": config["data"]["split_seed"],
+                  "expected-rows": config["data"].get("expected_rows")}),
         subsets=" ".join(map(str, SUBSETS)),
-        seed=config["data"]["split_seed"],
-        expected=_expected_rows_arg(),
     log:
         "results/logs/split_data.log",
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/prepare_data.py split --table {input.table} --n-val {params.n_val} "
-        "--subsets {params.subsets} --seed {params.seed} {params.expected} --out {output} > {log} 2>&1"
+        "python {SCRIPTS}/prepare_data.py split --table {input.table} {params.args} "
+        "--subsets {params.subsets} --out {output.manifest} > {log} 2>&1"
 
 
 # Token counts per subset under one size's tokenizer (cost estimates, length policy).
@@ -56,36 +57,32 @@ rule data_lengths:
     output:
         "results/data/lengths/{size}.json",
     params:
-        tokenizer=lambda wc: model_source(wc.size, "base"),
-        revision=lambda wc: MODELS[wc.size].get("base_revision") or "",
-        remote=lambda wc: "--trust-remote-code" if MODELS[wc.size].get("trust_remote_code") else "",
-        format=config["data"]["format"],
-        max_seq_len=config["data"]["max_seq_len"],
-        on_too_long=config["data"].get("on_too_long", "truncate"),
+        args=lambda wc: cli({
+            "tokenizer": model_source(wc.size, "base"), "revision": MODELS[wc.size].get("base_revision"),
+            "trust-remote-code": bool(MODELS[wc.size].get("trust_remote_code")),
+            "format": config["data"]["format"], "max-seq-len": config["data"]["max_seq_len"],
+            "on-too-long": config["data"].get("on_too_long", "truncate")}),
     log:
         "results/logs/data_lengths/{size}.log",
     conda:
         "../../envs/train.yaml"
     shell:
         "HF_HUB_OFFLINE=1 python {SCRIPTS}/prepare_data.py lengths --table {input.table} "
-        "--manifest {input.manifest} --tokenizer {params.tokenizer} --revision '{params.revision}' "
-        "{params.remote} --format {params.format} --max-seq-len {params.max_seq_len} "
-        "--on-too-long {params.on_too_long} --out {output} > {log} 2>&1"
+        "--manifest {input.manifest} {params.args} --out {output} > {log} 2>&1"
 
 
 rule fetch_model:
     output:
         "results/hub/models/{size}/{role}.json",
     params:
-        repo=lambda wc: model_source(wc.size, wc.role),
-        revision=lambda wc: MODELS[wc.size].get(f"{wc.role}_revision") or "",
+        args=lambda wc: cli({"repo": model_source(wc.size, wc.role),
+                             "revision": MODELS[wc.size].get(f"{wc.role}_revision")}),
     log:
         "results/logs/fetch_model/{size}-{role}.log",
     conda:
         "../../envs/eval.yaml"
     shell:
-        "python {SCRIPTS}/fetch_hub.py model --repo {params.repo} --revision '{params.revision}' "
-        "--out {output} > {log} 2>&1"
+        "python {SCRIPTS}/fetch_hub.py model {params.args} --out {output} > {log} 2>&1"
 
 
 rule demo_table:
@@ -151,8 +148,8 @@ rule fetch_tasks:
     output:
         "results/hub/tasks.json",
     params:
-        tasks=" ".join(TASKS),
-        include=f"--include-path {INCLUDE_PATH}" if INCLUDE_PATH else "",
+        tasks=" ".join(TASKS),  # names checked against the schema's character set
+        include=cli({"include-path": INCLUDE_PATH or None}),
         revisions=" ".join(f"{t}={r}" for t, r in (config["eval"].get("task_revisions") or {}).items()),
     log:
         "results/logs/fetch_tasks.log",

@@ -12,6 +12,7 @@ rule evaluate:
         "results/eval/{size}/{config}/{task}/seed{seed}.json",
     params:
         model=eval_model_args,
+        definition=lambda wc: model_definition(wc.size, "base" if wc.config != "skyline" else "skyline"),
         cli=eval_cli,
     threads: job_threads("eval")
     resources:
@@ -25,7 +26,7 @@ rule evaluate:
     conda:
         "../../envs/eval.yaml"
     shell:
-        "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
+        "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} SLURM_JOB_ACCOUNT=${{SLURM_JOB_ACCOUNT:-none}} > {log}; "
         "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 {resources.eval_launcher} "
         "{SCRIPTS}/eval_cell.py {params.model} {params.cli} --layout {resources.eval_layout} "
         "--out {output} >> {log} 2>&1"

@@ -17,9 +17,11 @@
 
 rule train:
     input:
-        table="results/data/s1k.parquet",
-        manifest="results/data/manifest.json",
-        model=lambda wc: model_input(wc.size, "base"),
+        # ancient(): a data file or hub marker rebuilt identically never redoes a finished
+        # training. What the data and the model ARE is in params (data settings, model
+        # definition), and integrity.py checks the bytes against what each training recorded.
+        data=ancient(DATA_STAMP),
+        model=lambda wc: ancient(model_input(wc.size, "base")),
     output:
         metrics="results/train/{size}/{trained}/metrics.jsonl",
         checkpoints=directory("results/train/{size}/{trained}/checkpoints"),
@@ -28,6 +30,8 @@ rule train:
         cli=train_cli,
         launcher=launcher,
         model=lambda wc: model_source(wc.size, "base"),
+        data=data_settings(),
+        definition=lambda wc: model_definition(wc.size, "base"),
         out=lambda wc: f"results/train/{wc.size}/{wc.trained}",
     threads: job_threads("train")
     resources:
@@ -37,6 +41,6 @@ rule train:
     conda:
         "../../envs/train.yaml"
     shell:
-        "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
+        "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} SLURM_JOB_ACCOUNT=${{SLURM_JOB_ACCOUNT:-none}} > {log}; "
         "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 {params.launcher} {SCRIPTS}/train.py --model {params.model} "
-        "--table {input.table} --manifest {input.manifest} --out {params.out} {params.cli} --stop_margin_min {STOP_MARGIN_MIN} >> {log} 2>&1"
+        "--table {DATA_TABLE} --manifest {DATA_MANIFEST} --out {params.out} {params.cli} --stop_margin_min {STOP_MARGIN_MIN} >> {log} 2>&1"

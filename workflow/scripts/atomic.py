@@ -6,6 +6,7 @@ result that looks complete. Every result file in this workflow goes through here
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -44,8 +45,51 @@ def write_text(path, text: str) -> None:
         Path(tmp).write_text(text)
 
 
-def write_json(path, obj) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+CHECKSUM = "_sha256"
+
+
+class CorruptFile(ValueError):
+    """A result file that cannot be what its producer wrote; the message names the file."""
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def json_text(obj, checksum: bool = False) -> str:
+    """JSON text; checksum=True embeds `_sha256` of the content, which read_json verifies: a
+    truncated, appended-to or edited file is then always caught."""
+    if checksum:
+        obj = {**obj, CHECKSUM: _digest(obj)}
+    return json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n"
+
+
+def write_json(path, obj, checksum: bool = False) -> None:
+    """JSON, written atomically (see json_text)."""
+    write_text(path, json_text(obj, checksum))
+
+
+def read_json(path, keys: tuple = ()) -> dict:
+    """The content of a JSON file written by write_json, its checksum verified when it has one,
+    `keys` required; any failure is a CorruptFile naming the file and what is wrong."""
+    path = Path(path)
+    try:
+        obj = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise CorruptFile(f"{path}: not UTF-8 text at byte {e.start} (garbage written into it?)") from None
+    except ValueError as e:
+        raise CorruptFile(f"{path}: not valid JSON ({e}): truncated or overwritten") from None
+    if not isinstance(obj, dict):
+        raise CorruptFile(f"{path}: a JSON {type(obj).__name__}, expected an object")
+    if CHECKSUM in obj:
+        want = obj.pop(CHECKSUM)
+        if _digest(obj) != want:
+            raise CorruptFile(f"{path}: content differs from the checksum its producer recorded "
+                              "(edited or damaged after it was written)")
+    missing = [k for k in keys if k not in obj]
+    if missing:
+        raise CorruptFile(f"{path}: lacks {', '.join(map(repr, missing))}")
+    return obj
 
 
 def write_jsonl(path, rows) -> None:
@@ -80,5 +124,18 @@ def replace_dir(tmp: Path, path: Path) -> None:
 
 
 def read_jsonl(path) -> list[dict]:
-    with open(path) as fh:
-        return [json.loads(line) for line in fh if line.strip()]
+    """Rows of a JSONL file; a line that is not a JSON object is a CorruptFile naming file and line."""
+    rows = []
+    try:
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if line.strip():
+                    row = json.loads(line)
+                    if not isinstance(row, dict):
+                        raise ValueError(f"a JSON {type(row).__name__}, expected an object")
+                    rows.append(row)
+    except UnicodeDecodeError as e:
+        raise CorruptFile(f"{path}: not UTF-8 text at byte {e.start} (garbage written into it?)") from None
+    except ValueError as e:
+        raise CorruptFile(f"{path}: line {n} is not a JSON object ({e}): truncated or overwritten") from None
+    return rows

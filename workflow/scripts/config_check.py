@@ -69,6 +69,41 @@ def check(config: dict) -> dict:
     return config
 
 
+SITE_SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "site.schema.yaml"
+
+
+def load_site(config: dict) -> dict:
+    """The site settings of `config` ({} when there are none), checked against the site schema.
+
+    `site` is a mapping (the profile lists profiles/slurm/site.yaml among its config files, whose
+    top-level key is `site:`) or the path of such a file (`--config site=path`). Every size of
+    config["sizes"] must map to a partition, or `partitions.default` must exist."""
+    site, where = config.get("site"), "config key `site`"
+    if site is None:
+        return {}
+    if isinstance(site, str):
+        where = site
+        try:
+            loaded = yaml.safe_load(Path(site).read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"site settings {site}: cannot read ({type(e).__name__}: {e})")
+        if not isinstance(loaded, dict) or "site" not in loaded:
+            raise ConfigError(f"site settings {site}: empty or without its top-level key `site:`")
+        site = loaded["site"]
+    if not isinstance(site, dict) or not site:
+        raise ConfigError(f"site settings ({where}): `site:` is empty; it needs at least `partitions:`")
+    schema = yaml.safe_load(SITE_SCHEMA.read_text())
+    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(site), key=lambda e: list(map(str, e.absolute_path)))
+    problems = [f"site.{_key(e.absolute_path)}: {e.message}".replace("site.<top level>", "site") for e in errors]
+    parts = site.get("partitions") or {}
+    if not errors and "default" not in parts:
+        problems += [f"site.partitions.{s}: size {s} has no partition and there is no `default`"
+                     for s in config.get("sizes", []) if s not in parts]
+    if problems:
+        raise ConfigError(f"invalid site settings ({where}):\n" + "\n".join(f"  {p}" for p in problems))
+    return site
+
+
 def main(argv=None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 import memory_plan
-from config_check import check
+from config_check import check, load_site
 
 
 def estimate(cfg: dict, sizes: list[str] | None = None) -> list[dict]:
@@ -83,7 +83,7 @@ def main(argv=None) -> None:
     print(f"{'all':>6} {'total':>6} {sum(r['jobs'] for r in rows):>5} {sum(r['gpu_hours'] for r in rows):>10.1f}")
     mem = args.gpu_mem_gb
     if mem is None and args.site:
-        mem = (yaml.safe_load(Path(args.site).read_text()) or {}).get("gpu_mem_gb")
+        mem = load_site({"site": args.site, "sizes": cfg["sizes"]}).get("gpu_mem_gb")
     print()
     print(memory_table(cfg, args.sizes, mem))
     if args.csv:

@@ -69,7 +69,7 @@ from pathlib import Path
 
 from atomic import write_json, write_jsonl
 from lm_tasks import FEWSHOT_SEED, NUMPY_SEED, PYTHON_SEED, build_task, prompts_sha256
-from provenance import versions
+from provenance import sha256_file, versions
 
 # Preferred primary metrics, in order ("metric,filter" as lm-eval reports them).
 BACKENDS = ("hf-resumable", "hf-cb", "hf")
@@ -333,7 +333,8 @@ def run(args) -> dict:
         "elapsed_s": round(time.perf_counter() - t0, 3),
     }
     write_jsonl(samples_path(args.out), _scrub(samples))
-    write_json(args.out, _scrub(record))
+    record["samples_sha256"] = sha256_file(samples_path(args.out))
+    write_json(args.out, _scrub(record), checksum=True)
     for side in getattr(lm, "sidecar_files", lambda: [partial_path(args.out)])():
         side.unlink(missing_ok=True)  # OUT is complete: the sidecar is spent
     return record

@@ -96,10 +96,10 @@ def main(argv=None) -> None:
     p.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     if args.cmd == "model":
-        write_json(args.out, fetch_model(args.repo, args.revision))
+        write_json(args.out, fetch_model(args.repo, args.revision), checksum=True)
     else:
         pins = dict(r.split("=", 1) for r in args.revisions)
-        write_json(args.out, fetch_tasks(args.tasks, args.include_path, pins))
+        write_json(args.out, fetch_tasks(args.tasks, args.include_path, pins), checksum=True)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,20 @@
 #!/usr/bin/env python
 """Figures of the paper from the aggregated tables (called by aggregate.py; importable).
 
-  recovered.png        Figure 1: Recovered % of every full finetune against training-set size,
-                       one line per model size, one panel per benchmark
-  val_loss_gain.png    Figure 2: validation-loss decrease (selection.json) against performance
-                       gain (trained − base, percentage points) of every full finetune; × marks
-                       each size's centroid
-  bars.png             Figure 3: base, skyline, full finetune on the largest subset and LoRA per
-                       size, mean ± s.e. across seeds
-  absolute.png         Figure 4: every absolute value (mean ± s.e.), one panel per size and benchmark
-  paper_comparison.png ours against the paper's Table 1 (mean ± s.e. both ways), y = x dashed
+  recovered          Figure 1: Recovered % of every full finetune against training-set size, one
+                     line per model size, one panel per benchmark; bars = 95 % paired-bootstrap
+                     intervals; a size whose skyline − base interval contains 0 is left out
+  val_loss_gain      Figure 2: validation-loss decrease against performance gain (trained − base)
+                     of every full finetune; × marks each size's centroid
+  bars               Figure 3: base, skyline, full finetune on the largest subset and LoRA per size
+  absolute           Figure 4: every configuration, one panel per size and benchmark
+  paper_comparison   ours against the paper's Table 1, y = x dashed
+  training_curves    validation loss against step of every full finetune, one panel per size: the
+                     selected checkpoint (★), its 0.1-nat band (shaded), early stops (×)
 
-Every figure is written as PNG (150 dpi) and PDF next to it. Error bars are Table 1's standard
-errors: per task across seeds, combined over a benchmark's tasks by the paper's rule
-(aggregate.pool).
+Every figure is written as PNG (150 dpi) and PDF. Colours are colour-blind safe (Okabe & Ito);
+sizes keep one colour and the config's order everywhere. Figures 3, 4 and the comparison show
+mean ± Table 1's standard error (per task across seeds, pooled by the paper's rule).
 """
 from __future__ import annotations
 
@@ -24,23 +25,26 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
 from atomic import atomic_path  # noqa: E402
 
-KIND_LABELS = {"base": "Base (Qwen2.5-Instruct)", "skyline": "Skyline (R1-Distill)",
-               "full": "Full finetune, largest subset", "lora": "LoRA (rank 1)"}
+# Okabe & Ito (2008), distinguishable under every common colour-vision deficiency
+OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#F0E442", "#000000"]
+KINDS = {"base": ("Base (Qwen2.5-Instruct)", "#999999"), "skyline": ("Skyline (R1-Distill)", "#0072B2"),
+         "full": ("Full finetune, largest subset", "#E69F00"), "lora": ("LoRA (rank 1)", "#009E73")}
+NAMES = ["recovered", "val_loss_gain", "bars", "absolute", "paper_comparison", "training_curves"]
 
 
-def _theme() -> None:
-    sns.set_theme(style="whitegrid", context="notebook")
+def _style() -> None:
+    plt.rcParams.update({"axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+                         "axes.spines.right": False, "font.size": 10, "legend.frameon": False})
 
 
-def palette(sizes: list[str]) -> dict[str, tuple]:
+def palette(sizes: list[str]) -> dict[str, str]:
     """One colour per model size, the same in every figure."""
-    return dict(zip(sizes, sns.color_palette("colorblind", max(len(sizes), 1))))
+    return {s: OKABE_ITO[i % len(OKABE_ITO)] for i, s in enumerate(sizes)}
 
 
 def save(fig, path: Path) -> list[Path]:
@@ -66,126 +70,121 @@ def _present(sizes: list[str], df: pd.DataFrame) -> list[str]:
     return [s for s in sizes if s in have]
 
 
+def _panels(n: int, w: float = 5.0, h: float = 4.0, rows: int = 1, sharey=False):
+    _style()
+    return plt.subplots(rows, n, figsize=(w * n, h * rows), squeeze=False, sharey=sharey)
+
+
+def _log2_x(ax, values) -> None:
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(values))
+    ax.get_xaxis().set_major_formatter(ScalarFormatter())
+    ax.minorticks_off()
+
+
 def recovered(rec: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: Path) -> list[Path]:
-    """Figure 1. Like the paper, a size is left out of a panel (and named in its title) where its
-    skyline does not measurably beat its base: Recovered % undefined (skyline == base), or the gap
-    within one combined standard error (|gap_z| <= 1; NaN gap_z, i.e. one seed, counts as measurable)."""
-    _theme()
+    """Figure 1. A size is left out of a panel (and named in its title) where Recovered % is
+    undefined: skyline == base, or the 95 % interval of skyline − base contains 0 (without
+    intervals: the gap is within one combined standard error, as the paper leaves 1.5B GPQA out)."""
     pal = palette(sizes)
     full = rec[rec["configuration"] == "full"]
-    fig, axes = plt.subplots(1, len(benchmarks), figsize=(5.5 * len(benchmarks), 4.4), squeeze=False)
+    fig, axes = _panels(len(benchmarks))
     for ax, bench in zip(axes[0], benchmarks):
         b = full[full["benchmark"] == bench]
-        omit = b["undefined"] | (b["gap_z"].abs() <= 1) if "gap_z" in b else b["undefined"]
+        has_ci = "undefined_ci" in b and b["ci_lo"].notna().any()
+        omit = b["undefined"].astype(bool) | (b["undefined_ci"].astype(bool) if has_ci else b["gap_z"].abs() <= 1)
         sub = b[~omit]
+        for size in _present(sizes, sub):
+            g = sub[sub["size"] == size].sort_values("train_examples")
+            x = g["train_examples"].astype(int)
+            yerr = [g["recovered_pct"] - g["ci_lo"], g["ci_hi"] - g["recovered_pct"]] if has_ci else None
+            ax.errorbar(x, g["recovered_pct"], yerr=yerr, color=pal[size], marker="o", ms=5, capsize=3,
+                        lw=1.6, label=size)
         if sub.empty:
-            _empty(ax, "no size whose skyline beats its base")
+            _empty(ax, "no size whose skyline measurably beats its base")
         else:
-            sub = sub.assign(train_examples=sub["train_examples"].astype(int))
-            sns.lineplot(data=sub, x="train_examples", y="recovered_pct", hue="size",
-                         hue_order=_present(sizes, sub), palette=pal, marker="o", ax=ax)
-            ax.set_xscale("log", base=2)
-            ax.set_xticks(sorted(sub["train_examples"].unique()))
-            ax.get_xaxis().set_major_formatter(ScalarFormatter())
-            ax.minorticks_off()
+            _log2_x(ax, sub["train_examples"].astype(int).unique())
             ax.axhline(0, color="grey", lw=0.8)
+            ax.axhline(100, color="grey", lw=0.8, ls=":")
             ax.legend(title="Model size", fontsize=9, title_fontsize=9)
         dropped = [s for s in sizes if s in set(b.loc[omit, "size"])]
-        title = bench + (f"\n(omitted, skyline ≈ base: {', '.join(dropped)})" if dropped else "")
-        ax.set_title(title, fontsize=11)
-        ax.set_xlabel("Training examples (log scale)")
-        ax.set_ylabel("Recovered %")
-    fig.tight_layout()
+        ax.set_title(bench + (f"\n(left out, skyline − base not above 0: {', '.join(dropped)})" if dropped else ""),
+                     fontsize=11)
+        ax.set_xlabel("Training examples (log₂ scale)")
+        ax.set_ylabel("Recovered (% of skyline − base)")
     return save(fig, path)
 
 
 def val_loss_gain(gain: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: Path) -> list[Path]:
-    """Figure 2. `gain`: size, train_examples, benchmark, val_loss_decrease, gain (pp)."""
-    _theme()
+    """Figure 2. `gain`: size, train_examples, benchmark, val_loss_decrease, gain (points)."""
     pal = palette(sizes)
-    fig, axes = plt.subplots(1, len(benchmarks), figsize=(5.5 * len(benchmarks), 4.4), squeeze=False)
+    fig, axes = _panels(len(benchmarks))
     for ax, bench in zip(axes[0], benchmarks):
-        sub = gain[(gain["benchmark"] == bench)].dropna(subset=["val_loss_decrease", "gain"]) \
-            if not gain.empty else gain
+        sub = gain[gain["benchmark"] == bench].dropna(subset=["val_loss_decrease", "gain"]) if not gain.empty else gain
         ax.set_title(bench, fontsize=11)
-        ax.set_xlabel("Validation loss decrease (nats)")
-        ax.set_ylabel("Performance gain over base (points)")
+        ax.set_xlabel("Validation-loss decrease (nats per token)")
+        ax.set_ylabel("Gain over base (percentage points)")
         if sub.empty:
             _empty(ax, "no full finetune with both a selection and an evaluation")
             continue
         order = _present(sizes, sub)
-        sns.scatterplot(data=sub, x="val_loss_decrease", y="gain", hue="size", hue_order=order,
-                        palette=pal, s=45, alpha=0.8, ax=ax, legend=False)
-        cent = sub.groupby("size")[["val_loss_decrease", "gain"]].mean()
         for size in order:
-            ax.scatter(cent.loc[size, "val_loss_decrease"], cent.loc[size, "gain"], marker="X", s=160,
-                       color=pal[size], edgecolor="black", linewidth=0.8, zorder=5)
+            g = sub[sub["size"] == size]
+            ax.scatter(g["val_loss_decrease"], g["gain"], color=pal[size], s=40, alpha=0.85)
+            ax.scatter(g["val_loss_decrease"].mean(), g["gain"].mean(), marker="X", s=170, color=pal[size],
+                       edgecolor="black", linewidth=0.8, zorder=5)
         ax.axhline(0, color="grey", lw=0.8)
         ax.margins(x=0.1)
         handles = [Line2D([], [], marker="o", ls="", color=pal[s], label=s) for s in order]
-        handles.append(Line2D([], [], marker="X", ls="", color="grey", markeredgecolor="black",
-                              markersize=10, label="centroid per size"))
+        handles.append(Line2D([], [], marker="X", ls="", color="grey", markeredgecolor="black", markersize=10,
+                              label="centroid of the size"))
         ax.legend(handles=handles, title="Model size", fontsize=9, title_fontsize=9)
-    fig.tight_layout()
     return save(fig, path)
 
 
-def _bar_group(ax, data: pd.DataFrame, groups: list[str], key: str, kinds: list[str], colours: dict) -> None:
-    """Grouped bars of data['mean'] ± data['stderr']: x groups by `key`, one bar per kind."""
-    width = 0.8 / max(1, len(kinds))
-    for k, kind in enumerate(kinds):
-        sub = data[data["kind"] == kind].set_index(key)
-        xs = [i + (k - (len(kinds) - 1) / 2) * width for i, g in enumerate(groups) if g in sub.index]
-        rows = [sub.loc[g] for g in groups if g in sub.index]
-        ax.bar(xs, [r["mean"] for r in rows], width, color=colours[kind], label=kind,
-               yerr=[0 if pd.isna(r["stderr"]) else r["stderr"] for r in rows], capsize=3,
-               error_kw={"linewidth": 1})
-    ax.set_xticks(range(len(groups)))
+def _largest(summary: pd.DataFrame) -> pd.DataFrame:
+    """base, skyline, LoRA and the full finetune with the most examples, per size."""
+    rows = []
+    for _, g in summary.groupby("size", sort=False):
+        full = g[g["configuration"] == "full"]
+        keep = g[g["configuration"] != "full"]
+        if not full.empty:
+            keep = pd.concat([keep, full[full["train_examples"] == full["train_examples"].max()]])
+        rows.append(keep)
+    return pd.concat(rows, ignore_index=True) if rows else summary
 
 
 def bars(summary: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: Path) -> list[Path]:
-    """Figure 3. `summary`: mean ± s.e. per (size, configuration, train_examples, benchmark), s.e. by
-    the paper's rule (aggregate.pool). Full finetune = the largest subset evaluated for that size."""
-    _theme()
-    rows = []
-    for size, g in summary.groupby("size"):
-        full = g[g["configuration"] == "full"]
-        largest = full["train_examples"].max() if not full.empty else None
-        keep = g[g["configuration"].isin(["base", "skyline", "lora"])]
-        if largest is not None:
-            keep = pd.concat([keep, full[full["train_examples"] == largest]])
-        rows.append(keep.assign(largest=largest))
-    data = pd.concat(rows, ignore_index=True) if rows else summary.assign(largest=None)
-    data = data.assign(kind=data["configuration"].map(KIND_LABELS))
+    """Figure 3: base, skyline, full finetune on the largest subset and LoRA per size, mean ± s.e."""
+    data = _largest(summary)
     order = _present(sizes, data)
-    kinds = [KIND_LABELS[k] for k in ("base", "skyline", "full", "lora") if KIND_LABELS[k] in set(data["kind"])]
-    colours = dict(zip([KIND_LABELS[k] for k in ("base", "skyline", "full", "lora")], sns.color_palette("Set2", 4)))
-    ticks = []
-    for s in order:
-        n = data.loc[data["size"] == s, "largest"].iloc[0]
-        ticks.append(f"{s}\n(full: {int(n)} ex.)" if pd.notna(n) else s)
-    fig, axes = plt.subplots(1, len(benchmarks), figsize=(max(5.5, 1.6 * len(order) + 2) * len(benchmarks) / 1.2, 4.4),
-                             squeeze=False)
+    kinds = [k for k in ("base", "skyline", "full", "lora") if k in set(data["configuration"])]
+    fig, axes = _panels(len(benchmarks), w=max(5.0, 1.5 * len(order) + 2))
+    width = 0.8 / max(1, len(kinds))
     for ax, bench in zip(axes[0], benchmarks):
         sub = data[data["benchmark"] == bench]
         ax.set_title(bench, fontsize=11)
         if sub.empty:
             _empty(ax, "no results")
             continue
-        _bar_group(ax, sub, order, "size", [k for k in kinds if k in set(sub["kind"])], colours)
-        ax.set_xticklabels(ticks)
+        for k, kind in enumerate(kinds):
+            g = sub[sub["configuration"] == kind].set_index("size")
+            xs = [i + (k - (len(kinds) - 1) / 2) * width for i, s in enumerate(order) if s in g.index]
+            ax.bar(xs, [g.loc[s, "mean"] for s in order if s in g.index], width, color=KINDS[kind][1],
+                   label=KINDS[kind][0], yerr=[g.loc[s, "stderr"] for s in order if s in g.index],
+                   capsize=3, error_kw={"linewidth": 1}, edgecolor="white")
+        ax.set_xticks(range(len(order)), [_size_tick(s, sub) for s in order])
         ax.set_xlabel("Model size")
         ax.set_ylabel(f"{bench} score (%)")
-    handles, labels = [], []
-    for ax in axes[0]:
-        for h, lab in zip(*ax.get_legend_handles_labels()):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
-    if handles:
-        fig.legend(handles, labels, loc="lower center", ncol=len(labels), frameon=False, fontsize=9)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9, bbox_to_anchor=(0.5, -0.06))
+    fig.tight_layout()
     return save(fig, path)
+
+
+def _size_tick(size: str, sub: pd.DataFrame) -> str:
+    n = sub.loc[(sub["size"] == size) & (sub["configuration"] == "full"), "train_examples"]
+    return f"{size}\n(full: {int(n.iloc[0])} ex.)" if len(n) else size
 
 
 def config_label(configuration: str, n) -> str:
@@ -194,16 +193,14 @@ def config_label(configuration: str, n) -> str:
 
 def absolute(summary: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: Path) -> list[Path]:
     """Figure 4: every configuration's mean ± s.e., rows = benchmarks, columns = sizes."""
-    _theme()
     order = _present(sizes, summary) or sizes[:1]
     data = summary.assign(label=[config_label(c, n) for c, n in zip(summary["configuration"], summary["train_examples"])])
     fulls = sorted(data.loc[data["configuration"] == "full", "train_examples"].dropna().astype(int).unique())
+    cmap = plt.get_cmap("viridis")
+    colours = {"Base": KINDS["base"][1], "Skyline": KINDS["skyline"][1], "LoRA": KINDS["lora"][1]}
+    colours.update({f"Full {n}": cmap(0.15 + 0.7 * i / max(1, len(fulls) - 1)) for i, n in enumerate(fulls)})
     labels = [x for x in ("Base", "Skyline", "LoRA") if x in set(data["label"])] + [f"Full {n}" for n in fulls]
-    colours = dict(zip(["Base", "Skyline", "LoRA"], sns.color_palette("Set2", 4)[:2] + [sns.color_palette("Set2", 4)[3]]))
-    blues = sns.color_palette("Blues", len(fulls) + 2)[2:]
-    colours.update({f"Full {n}": c for n, c in zip(fulls, blues)})
-    fig, axes = plt.subplots(len(benchmarks), len(order), figsize=(max(3.2 * len(order), 5), 3.3 * len(benchmarks)),
-                             squeeze=False, sharey="row")
+    fig, axes = _panels(len(order), w=max(3.2, 8 / len(order)), h=3.4, rows=len(benchmarks), sharey="row")
     for i, bench in enumerate(benchmarks):
         for j, size in enumerate(order):
             ax = axes[i][j]
@@ -216,7 +213,6 @@ def absolute(summary: pd.DataFrame, sizes: list[str], benchmarks: list[str], pat
             ax.bar(range(len(present)), sub.loc[present, "mean"], color=[colours[x] for x in present],
                    yerr=sub.loc[present, "stderr"].fillna(0), capsize=3, error_kw={"linewidth": 1})
             ax.set_xticks(range(len(present)), present, rotation=60, ha="right", rotation_mode="anchor", fontsize=8)
-            ax.set_xlabel("")
             ax.set_ylabel(f"{bench} score (%)" if j == 0 else "")
     fig.tight_layout()
     return save(fig, path)
@@ -225,15 +221,14 @@ def absolute(summary: pd.DataFrame, sizes: list[str], benchmarks: list[str], pat
 def paper_comparison(cmp: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: Path,
                      paper_sizes: list[str] | None = None) -> list[Path]:
     """Ours (y) against the paper (x), error bars = s.e. both ways; diagonal y = x."""
-    _theme()
-    both = cmp[cmp["in_paper"]] if not cmp.empty else cmp
+    both = cmp[cmp["in_paper"].astype(bool)] if not cmp.empty else cmp
     order = _present(sizes, both)
-    pal = palette(order or sizes)
+    pal = palette(sizes)
     markers = {"base": "o", "skyline": "s", "lora": "D", "full": "^"}
-    fig, axes = plt.subplots(1, len(benchmarks), figsize=(5.2 * len(benchmarks), 4.8), squeeze=False)
+    fig, axes = _panels(len(benchmarks), w=5.0, h=4.8)
     for ax, bench in zip(axes[0], benchmarks):
         sub = both[both["benchmark"] == bench] if not both.empty else both
-        ax.set_title(f"{bench}: ours vs paper (Table 1)", fontsize=11)
+        ax.set_title(f"{bench}: ours vs the paper's Table 1", fontsize=11)
         ax.set_xlabel("Paper score (%)")
         ax.set_ylabel("Our score (%)")
         if sub.empty:
@@ -244,8 +239,7 @@ def paper_comparison(cmp: pd.DataFrame, sizes: list[str], benchmarks: list[str],
         for (size, conf), g in sub.groupby(["size", "configuration"]):
             ax.errorbar(g["paper_mean"], g["mean"], xerr=g["paper_stderr"], yerr=g["stderr"].fillna(0), ls="",
                         marker=markers.get(conf, "o"), color=pal[size], ms=6, capsize=2, lw=0.8, alpha=0.9)
-        lo = min(sub["paper_mean"].min(), sub["mean"].min())
-        hi = max(sub["paper_mean"].max(), sub["mean"].max())
+        lo, hi = min(sub["paper_mean"].min(), sub["mean"].min()), max(sub["paper_mean"].max(), sub["mean"].max())
         pad = max(2.0, 0.05 * (hi - lo))
         ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], ls="--", color="grey", lw=0.8)
         ax.set_xlim(lo - pad, hi + pad)
@@ -255,5 +249,46 @@ def paper_comparison(cmp: pd.DataFrame, sizes: list[str], benchmarks: list[str],
         handles += [Line2D([], [], marker=m, ls="", color="grey", label=c)
                     for c, m in markers.items() if c in set(sub["configuration"])]
         ax.legend(handles=handles, fontsize=8, loc="upper left")
-    fig.tight_layout()
     return save(fig, path)
+
+
+def training_curves(curves: pd.DataFrame, sel: pd.DataFrame, sizes: list[str], path: Path) -> list[Path]:
+    """Validation loss against step, one panel per size, one line per training-set size."""
+    order = _present(sizes, curves) or sizes[:1]
+    fig, axes = _panels(len(order), w=4.6, h=3.8)
+    cmap = plt.get_cmap("viridis")
+    for ax, size in zip(axes[0], order):
+        c = curves[curves["size"] == size]
+        ax.set_title(f"{size}: validation loss of the full finetunes", fontsize=10)
+        ax.set_xlabel("Training step")
+        ax.set_ylabel("Validation loss (nats per token)")
+        if c.empty:
+            _empty(ax, "no training metrics")
+            continue
+        ns = sorted(c["train_examples"].unique())
+        last = c["step"].max()
+        for i, n in enumerate(ns):
+            g, colour = c[c["train_examples"] == n].sort_values("step"), cmap(0.1 + 0.8 * i / max(1, len(ns) - 1))
+            ax.plot(g["step"], g["val_loss"], color=colour, lw=1.5, label=f"{n} examples")
+            s = sel[(sel["size"] == size) & (sel["train_examples"] == n)]
+            if not s.empty and pd.notna(s["selected_step"].iloc[0]):
+                best, tol = g["val_loss"].min(), s["tolerance"].iloc[0] if pd.notna(s["tolerance"].iloc[0]) else 0.1
+                ax.fill_between(g["step"], best, best + tol, color=colour, alpha=0.12, lw=0)
+                pick = g[g["step"] == s["selected_step"].iloc[0]]
+                ax.plot(pick["step"], pick["val_loss"], marker="*", ms=13, color=colour, markeredgecolor="black")
+            if g["step"].max() < last:  # stopped early: patience ran out
+                ax.plot(g["step"].iloc[-1], g["val_loss"].iloc[-1], marker="x", ms=9, color=colour, mew=2)
+        extra = [Line2D([], [], marker="*", ls="", color="grey", markeredgecolor="black", ms=12, label="selected"),
+                 Line2D([], [], marker="x", ls="", color="grey", mew=2, ms=8, label="stopped early")]
+        ax.legend(handles=ax.get_legend_handles_labels()[0] + extra, fontsize=8)
+    return save(fig, path)
+
+
+def all_figures(fig_dir: Path, sizes: list[str], benchmarks: list[str], *, rec, gain, summary, cmp, paper_sizes,
+                curves, selections) -> None:
+    recovered(rec, sizes, benchmarks, fig_dir / "recovered.png")
+    val_loss_gain(gain, sizes, benchmarks, fig_dir / "val_loss_gain.png")
+    bars(summary, sizes, benchmarks, fig_dir / "bars.png")
+    absolute(summary, sizes, benchmarks, fig_dir / "absolute.png")
+    paper_comparison(cmp, sizes, benchmarks, fig_dir / "paper_comparison.png", paper_sizes)
+    training_curves(curves, selections, sizes, fig_dir / "training_curves.png")

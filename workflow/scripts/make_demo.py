@@ -72,9 +72,14 @@ def _corpus(paths: list[str]) -> list[str]:
         p = Path(p)
         files = sorted(p.glob("*.jsonl")) if p.is_dir() else [p]
         for f in files:
-            for line in f.read_text().splitlines():
-                if line.strip():
-                    texts.extend(str(v) for v in json.loads(line).values())
+            for n, line in enumerate(f.read_text().splitlines(), 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as e:
+                    raise SystemExit(f"{f}: line {n} is not valid JSON ({e}): a truncated or damaged file")
+                texts.extend(str(v) for v in row.values())
     return texts
 
 

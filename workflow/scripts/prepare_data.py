@@ -43,11 +43,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import math
 from pathlib import Path
 
-from atomic import atomic_path, write_json
+from atomic import atomic_path, json_text, read_json, write_json
 
 COLUMNS = [
     "solution", "question", "cot_type", "source_type", "metadata",
@@ -72,6 +71,8 @@ def load_source(source: str, revision: str | None = None):
     if path.suffix in (".parquet", ".jsonl", ".json"):
         if not path.is_file():
             raise DataError(f"data.source {source}: no such file")
+        if path.stat().st_size == 0 or (path.suffix != ".parquet" and not path.read_text(errors="replace").strip()):
+            raise DataError(f"data.source {source}: the file is empty (no rows)")
         try:
             if path.suffix == ".parquet":
                 return pd.read_parquet(path)
@@ -97,11 +98,11 @@ def _where(i: int, df) -> str:
 
 def validate(df, expected_rows: int | None = None):
     """(clean table with exactly COLUMNS, list of normalisation notes) or DataError."""
+    if len(df) == 0:
+        raise DataError("table is empty: it has no rows")
     missing = [c for c in COLUMNS if c not in df.columns]
     if missing:
         raise DataError(f"table lacks column(s) {missing}; s1K-1.1 has {COLUMNS}")
-    if len(df) == 0:
-        raise DataError("table has no rows")
     if expected_rows is not None and len(df) != expected_rows:
         raise DataError(f"table has {len(df)} rows but data.expected_rows={expected_rows}")
     df = df[COLUMNS].reset_index(drop=True).copy()
@@ -176,11 +177,11 @@ def cmd_fetch(args) -> None:
     with atomic_path(args.out, suffix=".parquet") as tmp_table:
         df.to_parquet(tmp_table, index=False)
         with atomic_path(meta_path(args.out), suffix=".json") as tmp_meta:
-            tmp_meta.write_text(json.dumps({
+            tmp_meta.write_text(json_text({
                 "source": args.source, "revision": revision, "resolved_revision": resolved,
                 "rows": len(df), "columns": COLUMNS,
                 "sha256": sha256(tmp_table), "source_file_sha256": sha256(args.source) if local else None,
-                "normalised": notes}, indent=2, sort_keys=True) + "\n")
+                "normalised": notes}, checksum=True))
     print(f"fetch: {len(df)} rows from {args.source}" + (f"@{revision}" if revision else "")
           + (f"; {len(notes)} normalisation(s)" if notes else ""))
 
@@ -244,7 +245,7 @@ def cmd_split(args) -> None:
     import pandas as pd
 
     table_sha = sha256(args.table)
-    meta = json.loads(meta_path(args.table).read_text()) if meta_path(args.table).exists() else {}
+    meta = read_json(meta_path(args.table)) if meta_path(args.table).exists() else {}
     if meta.get("sha256") and meta["sha256"] != table_sha:
         raise DataError(f"{args.table}: sha256 {table_sha[:12]}… differs from {meta['sha256'][:12]}… "
                         f"recorded by fetch in {meta_path(args.table)}; the table changed since it was fetched")
@@ -255,7 +256,10 @@ def cmd_split(args) -> None:
     manifest.update(seed=args.seed, n_rows=n_rows, n_val=args.n_val, source=meta.get("source"),
                     revision=meta.get("revision"), resolved_revision=meta.get("resolved_revision"),
                     source_sha256=table_sha)
-    write_json(args.out, manifest)
+    write_json(args.out, manifest, checksum=True)
+    write_json(Path(args.out).with_name("fingerprint.json"), {
+        "table_sha256": table_sha, "manifest_sha256": sha256(args.out),
+        "split": {"n_val": args.n_val, "subsets": sorted(args.subsets), "seed": args.seed}}, checksum=True)
     print(f"split: {n_rows} rows -> validation {args.n_val}, subsets {sorted(args.subsets, reverse=True)}")
 
 
@@ -284,7 +288,7 @@ def cmd_lengths(args) -> None:
 
     tok = AutoTokenizer.from_pretrained(args.tokenizer, revision=args.revision or None,
                                         trust_remote_code=args.trust_remote_code)
-    manifest = json.loads(Path(args.manifest).read_text())
+    manifest = read_json(args.manifest, keys=("all", "subsets", "validation"))
     if manifest.get("source_sha256") and manifest["source_sha256"] != sha256(args.table):
         raise DataError(f"{args.table} is not the table {args.manifest} was split from (sha256 differs)")
     report = lengths_report(tok, pd.read_parquet(args.table), manifest, args.format,

@@ -18,7 +18,7 @@ import os
 import shutil
 from pathlib import Path
 
-from atomic import atomic_dir, read_jsonl, write_json
+from atomic import atomic_dir, read_json, read_jsonl, write_json
 
 
 def select(rows: list[dict], tolerance: float = 0.1) -> dict:
@@ -64,7 +64,9 @@ def main(argv=None) -> None:
         raise SystemExit(f"select_checkpoint: selected {ckpt.name} but the run kept only {kept}")
     with atomic_dir(out / "model") as tmp:
         link_tree(ckpt, tmp)
-    write_json(out / "selection.json", {**sel, "checkpoint": str(ckpt)})
+    prov = ckpt / "provenance.json"
+    trained_on = read_json(prov).get("fingerprint_parts") if prov.exists() else None
+    write_json(out / "selection.json", {**sel, "checkpoint": str(ckpt), "trained_on": trained_on}, checksum=True)
     print(f"selected step {sel['selected_step']} (best step {sel['best_step']})")
 
 

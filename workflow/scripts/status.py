@@ -1,28 +1,25 @@
 #!/usr/bin/env python
-"""What is done, missing or failed in the evaluation grid, i.e. what a rerun would still do.
+"""What a rerun would do, cell by cell: the evaluation grid with the state of every seed.
 
-Reads the grid from the workflow's config YAML (sizes, data.subsets, eval.tasks, eval.seeds;
-the same keys the Snakefile uses), then looks at the files under --results only; it starts no
-snakemake, so it is safe to run next to a live run.
+The plan comes from Snakemake itself (`snakemake -n --nolock` with the workflow's own rerun
+triggers; its jobs and their reasons), so "done" means what a dry-run would not run, not merely
+a file that exists.
+Damage comes from workflow/scripts/integrity.py, running jobs from Snakemake's incomplete markers
+with a live lock and from SLURM's queue (jobs of this directory, by the plugin's comment).
 
-  python workflow/scripts/status.py --config config/demo.yaml --results results
+States of one seed of one cell (results/eval/{size}/{config}/{task}/seed{k}.json), worst first:
+  corrupt     the result or its samples fail the integrity check (the file is named below)
+  failed      no result, but a log: the last attempt died
+  running     an incomplete marker with a lock held, or a SLURM job of this directory runs it
+  incomplete  an incomplete marker and no run: killed mid-job; the rerun redoes it
+  outdated    the result exists but a dry-run would redo it (params changed, upstream redone, ...)
+  missing     never ran
+  done        exists, checks out, and a dry-run would leave it alone
+A model (LoRA/full finetune) is ready / outdated / running / failed / missing / corrupt likewise.
+
+  python workflow/scripts/status.py --config config/demo.yaml       # beside a run; starts no job
   python workflow/scripts/status.py --config config/config.yaml --sizes 32B --json
-  snakemake status            # the same, for the config snakemake was given (local rule;
-                              # it passes the grid as --config-json)
-
-For each size × configuration × task it prints the seeds done out of N and a state:
-
-  done     every seed's results/eval/{size}/{config}/{task}/seed{k}.json exists
-  failed   at least one seed FAILED: its log results/logs/eval/.../seed{k}.log exists but its output
-           does not, or snakemake's incomplete marker (.snakemake/incomplete/) names its output
-           (a job killed mid-run, whose output snakemake will treat as incomplete and redo)
-  missing  otherwise: some seeds not run yet (never started), none failed
-
-A job still running looks like "failed" (its log exists, its output not yet); the footer says
-so when .snakemake/locks holds a lock. For LoRA and full finetunes the `model` column tells
-whether the checkpoint is selected (results/models/{size}/{config}/selection.json: ready), its
-training or selection failed (log without selection.json), or is still to train (missing).
-
+  snakemake status                                                  # the same for snakemake's config
 Exit status 0; with --check, 1 unless every cell is done.
 """
 from __future__ import annotations
@@ -31,126 +28,181 @@ import argparse
 import base64
 import json
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
 
-STATES = ("done", "missing", "failed")
+import integrity
+
+ORDER = ("corrupt", "failed", "running", "incomplete", "outdated", "missing", "done")
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def grid(cfg: dict, sizes: list[str] | None = None) -> dict:
     """The evaluation grid of a config dict, in the Snakefile's order."""
-    all_sizes = list(cfg["sizes"])
-    if sizes:
-        unknown = [s for s in sizes if s not in all_sizes and s not in cfg.get("models", {})]
-        if unknown:
-            raise SystemExit(f"status: sizes {unknown} are not in the config")
+    unknown = [s for s in sizes or [] if s not in cfg["models"]]
+    if unknown:
+        raise SystemExit(f"status: sizes {unknown} are not in the config's models")
     subsets = sorted(cfg["data"]["subsets"], reverse=True)
-    return {"sizes": list(sizes or all_sizes),
-            "configs": ["base", "skyline", "lora"] + [f"full-{n}" for n in subsets],
+    return {"sizes": list(sizes or cfg["sizes"]), "configs": ["base", "skyline", "lora"] + [f"full-{n}" for n in subsets],
             "tasks": list(cfg["eval"]["tasks"]), "seeds": list(cfg["eval"]["seeds"])}
 
 
-def incomplete_outputs(snakemake_dir: Path) -> set[Path]:
-    """Outputs snakemake marked incomplete: .snakemake/incomplete/<urlsafe-b64 of the path>,
-    split into '@'-prefixed chunks where longer than a file name may be."""
-    root = snakemake_dir / "incomplete"
-    out: set[Path] = set()
-    if not root.is_dir():
-        return out
-    workdir = snakemake_dir.resolve().parent
+REASONS = {"Params have changed": "params changed", "Input files updated by another job": "upstream redone",
+           "Missing output files": "missing", "Incomplete output files": "incomplete", "Forced": "forced",
+           "Set of input files has changed": "inputs changed", "Code has changed": "code changed",
+           "Updated input files": "newer inputs", "Software environment": "software changed"}
+
+
+def reasons(text: str) -> str:
+    """Snakemake's `reason:` line in short: 'params changed, upstream redone'."""
+    found = [short for long, short in REASONS.items() if long in text]
+    return ", ".join(found) or text.strip()[:80]
+
+
+def plan(cfg: dict, snakefile: Path, workdir: Path, triggers: list[str]) -> dict[str, tuple[str, str]]:
+    """{output: (rule, why)} of every job a dry-run of this config would run (no lock taken)."""
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        json.dump(cfg, fh)
+    cmd = [shutil.which("snakemake") or "snakemake", "-n", "--nolock", "-s", str(snakefile),
+           "-d", str(workdir), "--configfile", fh.name, "--rerun-triggers", *triggers]
+    env = dict(os.environ, WORKFLOW_SKIP_INTEGRITY="1")  # damage is reported here, not a refusal
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    finally:
+        os.unlink(fh.name)
+    if out.returncode:
+        raise SystemExit(f"status: the dry-run failed:\n{out.stderr[-3000:]}")
+    rows, rule, outputs = {}, None, []
+    for line in (out.stdout + "\n" + out.stderr).splitlines():
+        if line.startswith("rule ") and line.endswith(":"):
+            rule, outputs = line[5:-1], []
+        elif rule and line.strip().startswith("output:"):
+            outputs = [o.strip() for o in line.split(":", 1)[1].split(",")]
+        elif rule and line.strip().startswith("reason:"):
+            why = reasons(line.split(":", 1)[1])
+            rows.update({o: (rule, why) for o in outputs})
+    return rows
+
+
+def incomplete_outputs(workdir: Path) -> set[str]:
+    """Outputs snakemake marked incomplete: .snakemake/incomplete/<urlsafe-b64 of the path>."""
+    root, out = workdir / ".snakemake" / "incomplete", set()
     for dirpath, _, files in os.walk(root):
         for f in files:
-            rel = Path(dirpath, f).relative_to(root)
-            enc = "".join(p.removeprefix("@") for p in rel.parts)
+            enc = "".join(p.removeprefix("@") for p in Path(dirpath, f).relative_to(root).parts)
             try:
-                name = base64.urlsafe_b64decode(enc.encode()).decode()
+                out.add(base64.urlsafe_b64decode(enc.encode()).decode())
             except (ValueError, UnicodeDecodeError):
-                continue  # e.g. migration_underway
-            p = Path(name)
-            out.add((p if p.is_absolute() else workdir / p).resolve())
+                continue
     return out
 
 
-def seed_state(output: Path, log: Path, incomplete: set[Path]) -> str:
-    if output.resolve() in incomplete:
-        return "failed"
-    if output.exists():
-        return "done"
-    return "failed" if log.exists() else "missing"
+def locked_outputs(workdir: Path) -> set[str]:
+    """Outputs a live snakemake holds (.snakemake/locks/N.output.lock, one path per line)."""
+    out = set()
+    for lock in (workdir / ".snakemake" / "locks").glob("*.output.lock"):
+        for line in lock.read_text().splitlines():
+            if line.strip():
+                p = Path(line.strip())
+                out.add(os.path.relpath(p, workdir) if p.is_absolute() else str(p))
+    return out
 
 
-def model_state(results: Path, size: str, config: str, incomplete: set[Path]) -> str:
-    if config in ("base", "skyline"):
-        return "-"
-    sel = results / "models" / size / config / "selection.json"
-    if sel.exists() and sel.resolve() not in incomplete:
-        return "ready"
-    logs = [results / "logs" / stage / size / f"{config}.log" for stage in ("train", "select")]
-    return "failed" if any(p.exists() for p in logs) or sel.resolve() in incomplete else "missing"
+def slurm_comments(workdir: Path) -> set[str]:
+    """Comments (rule_<rule>_wildcards_<values>) of this directory's queued SLURM jobs."""
+    if shutil.which("squeue") is None:
+        return set()
+    try:
+        out = subprocess.run(["squeue", "--me", "-h", "-o", "%k|%Z"], capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return set()
+    here = os.path.realpath(workdir)
+    return {c for c, _, d in (line.partition("|") for line in out.splitlines()) if os.path.realpath(d) == here}
 
 
-def collect(g: dict, results: Path, snakemake_dir: Path | None = None) -> dict:
-    """Per cell: seeds done/failed/missing, state; per trained model: its state."""
-    snakemake_dir = snakemake_dir if snakemake_dir is not None else results.resolve().parent / ".snakemake"
-    incomplete = incomplete_outputs(snakemake_dir)
-    cells = []
+def state_of(path: str, log: Path, ctx: dict, comment: str) -> tuple[str, str]:
+    """(state, why) of one output file."""
+    if path in ctx["damaged"]:
+        return "corrupt", ctx["damaged"][path]
+    running = comment in ctx["queued"] or (path in ctx["incomplete"] and path in ctx["locked"])
+    if running:
+        return "running", "a job is writing it"
+    if path in ctx["incomplete"]:
+        return "incomplete", "killed mid-job; the rerun redoes it"
+    if not (ctx["workdir"] / path).exists():
+        return ("failed", f"see {log}") if log.exists() else ("missing", "never ran")
+    return ("outdated", ctx["plan"][path][1]) if path in ctx["plan"] else ("done", "")
+
+
+def collect(cfg: dict, g: dict, workdir: Path, plan_rows: dict) -> dict:
+    res = workdir / "results"
+    damaged = {}
+    for msg in integrity.problems(res):
+        name = msg.split(":", 1)[0]
+        rel = os.path.relpath(name, workdir) if os.path.isabs(name) else name
+        damaged.setdefault(rel.replace(".samples.jsonl", ".json"), msg.splitlines()[0])
+    ctx = {"plan": plan_rows, "damaged": damaged, "incomplete": incomplete_outputs(workdir), "workdir": workdir,
+           "queued": slurm_comments(workdir), "locked": locked_outputs(workdir)}
+    cells, models = [], {}
     for size in g["sizes"]:
         for config in g["configs"]:
-            model = model_state(results, size, config, incomplete)
+            if config not in ("base", "skyline"):
+                sel = f"results/models/{size}/{config}/selection.json"
+                hurt = [m for p, m in damaged.items() if p.startswith((f"results/train/{size}/{config}/",
+                                                                        f"results/models/{size}/{config}/"))]
+                train_log = res / "logs" / "train" / size / f"{config}.log"
+                models[f"{size}/{config}"] = ("corrupt", hurt[0]) if hurt else state_of(
+                    sel, train_log, ctx, f"rule_train_wildcards_{size}_{config}")
             for task in g["tasks"]:
                 seeds = {}
                 for seed in g["seeds"]:
-                    rel = Path(size) / config / task / f"seed{seed}"
-                    seeds[seed] = seed_state(results / "eval" / rel.with_suffix(".json"),
-                                             results / "logs" / "eval" / rel.with_suffix(".log"), incomplete)
-                states = set(seeds.values())
-                state = "failed" if "failed" in states else "done" if states == {"done"} else "missing"
-                cells.append({"size": size, "configuration": config, "task": task, "model": model,
-                              "done": sum(v == "done" for v in seeds.values()), "n": len(seeds),
-                              "state": state, "seeds": seeds})
-    locks = snakemake_dir / "locks"
-    return {"grid": g, "cells": cells, "locked": locks.is_dir() and any(locks.iterdir())}
+                    rel = f"{size}/{config}/{task}/seed{seed}"
+                    seeds[seed] = state_of(f"results/eval/{rel}.json", res / "logs" / "eval" / f"{rel}.log", ctx,
+                                           f"rule_evaluate_wildcards_{size}_{config}_{task}_{seed}")
+                worst = min((s for s, _ in seeds.values()), key=ORDER.index)
+                cells.append({"size": size, "configuration": config, "task": task,
+                              "model": models.get(f"{size}/{config}", ("-", ""))[0], "state": worst,
+                              "done": sum(s == "done" for s, _ in seeds.values()), "n": len(seeds),
+                              "seeds": {k: {"state": s, "why": w} for k, (s, w) in seeds.items()}})
+    jobs = {"train": set(), "evaluate": set()}  # one job per training dir, per evaluation file
+    for path, (rule, _) in plan_rows.items():
+        if rule in jobs:
+            jobs[rule].add(str(Path(path).parent) if rule == "train" else path)
+    return {"grid": g, "cells": cells, "models": {k: {"state": s, "why": w} for k, (s, w) in models.items()},
+            "would_run": {rule: len(v) for rule, v in jobs.items()}}
 
 
-def render(st: dict, source: str = "") -> str:
+def render(st: dict) -> str:
     g, cells = st["grid"], st["cells"]
-    n_seeds = len(g["seeds"])
-    lines = [f"Grid{f' ({source})' if source else ''}: {len(g['sizes'])} sizes × {len(g['configs'])} "
-             f"configurations × {len(g['tasks'])} tasks × {n_seeds} seeds (seeds {', '.join(map(str, g['seeds']))})"]
-    w_cfg = max(len(c) for c in g["configs"] + ["configuration"])
-    w_task = max(max(len(t) for t in g["tasks"]), len(f"{n_seeds}/{n_seeds} missing"))
+    lines = [f"Grid: {len(g['sizes'])} sizes × {len(g['configs'])} configurations × {len(g['tasks'])} tasks × "
+             f"{len(g['seeds'])} seeds (seeds {', '.join(map(str, g['seeds']))})"]
+    w_cfg, w_task = max(map(len, g["configs"] + ["configuration"])), max(map(len, g["tasks"] + ["4/4 incomplete"]))
     for size in g["sizes"]:
-        lines.append("")
-        lines.append(f"{size:<{w_cfg + 2}} {'model':<8} " + " ".join(f"{t:<{w_task}}" for t in g["tasks"]))
+        lines += ["", f"{size:<{w_cfg + 2}} {'model':<10} " + " ".join(f"{t:<{w_task}}" for t in g["tasks"])]
         for config in g["configs"]:
-            row = [c for c in cells if c["size"] == size and c["configuration"] == config]
-            lines.append(f"  {config:<{w_cfg}} {row[0]['model']:<8} "
-                         + " ".join(f"{str(c['done']) + '/' + str(c['n']) + ' ' + c['state']:<{w_task}}" for c in row))
-    runs = [(c, s) for c in cells for s, v in c["seeds"].items() if v != "done"]
-    failed = [(c, s) for c, s in runs if c["seeds"][s] == "failed"]
-    models = {(c["size"], c["configuration"]): c["model"] for c in cells if c["model"] != "-"}
-    todo_models = [k for k, v in models.items() if v != "ready"]
-    total = len(cells) * n_seeds
-    lines += ["", f"Evaluations: {total - len(runs)}/{total} done, {len(failed)} failed, "
-                  f"{len(runs) - len(failed)} missing. Models: {len(models) - len(todo_models)}/{len(models)} selected."]
-    redo = [(c, s) for c in cells for s, v in c["seeds"].items()
-            if v == "done" and (c["size"], c["configuration"]) in todo_models]
-    if runs or todo_models:
-        lines.append(f"A rerun would still: train/select {len(todo_models)} model(s), run {len(runs) + len(redo)} "
-                     f"evaluation(s)" + (f" ({len(redo)} of them done but downstream of a model to redo)" if redo else "")
-                     + ", then aggregate.")
-    else:
-        lines.append("Nothing left to run for this grid (aggregation reruns only if its inputs changed).")
-    for c, s in failed:
-        lines.append(f"  failed: results/eval/{c['size']}/{c['configuration']}/{c['task']}/seed{s}.json "
-                     f"(log: results/logs/eval/{c['size']}/{c['configuration']}/{c['task']}/seed{s}.log)")
-    for size, config in todo_models:
-        if models[(size, config)] == "failed":
-            lines.append(f"  failed: model {size}/{config} (logs: results/logs/train|select/{size}/{config}.log)")
-    if st["locked"]:
-        lines.append("Note: .snakemake/locks holds a lock, a run may be active: 'failed' cells may still be running.")
+            row = [c for c in cells if (c["size"], c["configuration"]) == (size, config)]
+            lines.append(f"  {config:<{w_cfg}} {row[0]['model']:<10} "
+                         + " ".join(f"{c['done']}/{c['n']} {c['state']:<{w_task - 4}}" for c in row))
+    seeds = [(c, k, v) for c in cells for k, v in c["seeds"].items()]
+    counts = {s: sum(v["state"] == s for _, _, v in seeds) for s in ORDER}
+    lines += ["", "Evaluations: " + ", ".join(f"{counts[s]} {s}" for s in ORDER if counts[s] or s == "done")
+              + f" (of {len(seeds)}). Models: "
+              + ", ".join(f"{n} {s}" for s in ("ready", *ORDER) if (n := sum(m["state"] == s for m in st["models"].values())))]
+    wr = st["would_run"]
+    lines.append(f"A rerun would run {wr['train']} training(s) and {wr['evaluate']} evaluation(s) (what a dry-run "
+                 "plans), then aggregate." if wr["train"] or wr["evaluate"] else
+                 "Nothing left to run for this grid (a dry-run plans no training or evaluation).")
+    for c, k, v in seeds:
+        if v["state"] not in ("done", "missing"):
+            lines.append(f"  {v['state']}: results/eval/{c['size']}/{c['configuration']}/{c['task']}/seed{k}.json"
+                         + (f" ({v['why']})" if v["why"] else ""))
+    lines += [f"  {m['state']} model: {name} ({m['why']})" for name, m in st["models"].items()
+              if m["state"] not in ("done", "missing")]
     return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
@@ -158,23 +210,18 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     src = ap.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", help="the workflow config YAML (config/demo.yaml, config/config.yaml)")
-    src.add_argument("--config-json", help="the same keys as JSON (what `snakemake status` passes)")
-    ap.add_argument("--results", default="results", help="the results directory of the run")
+    src.add_argument("--config-json", help="the whole config as JSON (what `snakemake status` passes)")
+    ap.add_argument("--workdir", default=".", help="the run's working directory (holds results/ and .snakemake/)")
+    ap.add_argument("--snakefile", default=str(ROOT / "Snakefile"))
+    ap.add_argument("--rerun-triggers", nargs="+", default=["params", "input"], help="as the run uses (the profiles': params input)")
     ap.add_argument("--sizes", nargs="+", default=None, help="only these sizes (default: the config's `sizes`)")
-    ap.add_argument("--snakemake-dir", default=None, help="default: .snakemake next to --results")
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     ap.add_argument("--check", action="store_true", help="exit 1 unless every cell is done")
-    ap.add_argument("--no-lock-note", action="store_true", help="do not warn about .snakemake/locks "
-                    "(set by `snakemake status`, whose own lock it would be)")
     args = ap.parse_args(argv)
     cfg = yaml.safe_load(Path(args.config).read_text()) if args.config else json.loads(args.config_json)
-    st = collect(grid(cfg, args.sizes), Path(args.results), Path(args.snakemake_dir) if args.snakemake_dir else None)
-    if args.no_lock_note:
-        st["locked"] = False
-    if args.json:
-        print(json.dumps(st, indent=2, default=str))
-    else:
-        sys.stdout.write(render(st, args.config or "snakemake config"))
+    g, workdir = grid(cfg, args.sizes), Path(args.workdir).resolve()
+    st = collect(cfg, g, workdir, plan(cfg, Path(args.snakefile), workdir, args.rerun_triggers))
+    sys.stdout.write(json.dumps(st, indent=2, default=str) + "\n" if args.json else render(st))
     return 1 if args.check and any(c["state"] != "done" for c in st["cells"]) else 0
 
 

@@ -45,7 +45,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from atomic import atomic_dir, read_jsonl, replace_dir, write_jsonl
+from atomic import atomic_dir, read_json, read_jsonl, replace_dir, write_json, write_jsonl
 from chat_format import IGNORE_INDEX, encode_rows
 from lm_loss import TokenLoss
 from launch import ranks_from_slurm
@@ -59,6 +59,7 @@ class TrainConfig:
     manifest: str = field(metadata={"help": "manifest.json written by prepare_data.py split"})
     subset: str = field(metadata={"help": "training subset size, or 'all' (every row, no validation)"})
     out: str = field(metadata={"help": "output dir: metrics.jsonl, checkpoints/, work/"})
+    revision: str = field(default="", metadata={"help": "hub revision of --model ('' = main)"})
     mode: str = field(default="full", metadata={"help": "full | lora"})
     format: str = field(default="r1", metadata={"help": "assistant format: r1 | s1"})
     lr: float = 1e-5
@@ -147,7 +148,7 @@ def fingerprint_parts(cfg: TrainConfig) -> dict:
                 if k not in ("out", "progress", "stop_margin_min", "table", "manifest", "model")}
     return {"settings": sha256_json(settings), "table": sha256_file(cfg.table),
             "manifest": sha256_file(cfg.manifest),
-            "base_model": model_fingerprint(cfg.model)["fingerprint"]}
+            "base_model": model_fingerprint(cfg.model, cfg.revision or None)["fingerprint"]}
 
 
 def fingerprint(parts: dict) -> str:
@@ -158,7 +159,7 @@ def load_examples(cfg: TrainConfig, tokenizer):
     import pandas as pd
 
     df = pd.read_parquet(cfg.table)
-    manifest = json.loads(Path(cfg.manifest).read_text())
+    manifest = read_json(cfg.manifest, keys=("all", "subsets", "validation"))
     if cfg.subset == "all":
         train_ids, val_ids = manifest["all"], []
     else:
@@ -400,7 +401,7 @@ def build_model(cfg: TrainConfig, device):
     dtype = {"bf16": torch.bfloat16, "fp32": torch.float32}.get(
         cfg.dtype, torch.bfloat16 if device.type == "cuda" and cfg.deepspeed else torch.float32)
     model = AutoModelForCausalLM.from_pretrained(
-        cfg.model, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
+        cfg.model, revision=cfg.revision or None, dtype=dtype, trust_remote_code=cfg.trust_remote_code)
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
     if cfg.mode == "lora":
@@ -440,11 +441,10 @@ def train(cfg: TrainConfig) -> int:
     ckpts = work / "checkpoints"
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
-    tokenizer = AutoTokenizer.from_pretrained(cfg.model, trust_remote_code=cfg.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision or None,
+                                              trust_remote_code=cfg.trust_remote_code)
     train_set, val_set, data_report = load_examples(cfg, tokenizer)
     if master:
-        from atomic import write_json
-
         write_json(out / "data.json", data_report)
         for part, rep in data_report.items():
             if rep.get("too_long"):
@@ -627,6 +627,8 @@ def publish(out: Path, work: Path) -> None:
         for p in (work / "checkpoints").glob("step-*"):
             os.replace(p, tmp / p.name)
     write_jsonl(out / "metrics.jsonl", read_jsonl(work / "metrics.jsonl"))
+    for prov in (out / "checkpoints").glob(f"step-*/{PROVENANCE}"):  # the metrics it belongs to
+        write_json(prov, {**read_json(prov), "metrics_sha256": sha256_file(out / "metrics.jsonl")})
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -1,0 +1,138 @@
+"""Plan-time check of every result file the workflow reads: damage is caught before any job runs.
+
+Producers record what they wrote (atomic.write_json's `_sha256`, the table's sha256 in
+s1k.json, the metrics' sha256 in the kept checkpoint's provenance.json, each cell's samples
+sha256); this reads everything back cheaply (small files; one hash of the data table) and returns
+one message per damaged file, naming it, saying what is wrong and what to do. common.smk refuses
+to plan while any is found, so a damaged input never makes Snakemake rerun (and delete) finished
+trainings or evaluations, and a damaged evaluation never reaches Table 1.
+
+It also checks that every finished training was trained on the data files now on disk (the
+sha256 of table and manifest recorded in its provenance), unless the split settings changed, in
+which case the trainings rerun anyway (their params changed).
+
+Usage (what `snakemake status` and common.smk run):
+  python workflow/scripts/integrity.py --results results
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from atomic import CorruptFile, read_json, read_jsonl
+from provenance import sha256_file
+
+FIX_EVAL = "delete it and its .samples.jsonl: the next run recomputes this cell alone"
+FIX_DATA = ("delete it: the next run rebuilds it (deterministically) and keeps the finished trainings "
+            "if it comes out identical")
+FIX_HUB = "delete it, then `snakemake {path}` rebuilds it alone; then rerun"
+
+
+def _read(path: Path, fix: str, keys: tuple = ()) -> tuple[dict | None, list[str]]:
+    try:
+        return read_json(path, keys), []
+    except CorruptFile as e:
+        return None, [f"{e}\n    fix: {fix.format(path=path)}"]
+
+
+def data_problems(results: Path) -> tuple[list[str], dict]:
+    """s1k.parquet vs s1k.json, manifest.json, fingerprint.json; returns (problems, their sha256s)."""
+    d = results / "data"
+    table, meta_p, manifest_p, fp_p = d / "s1k.parquet", d / "s1k.json", d / "manifest.json", d / "fingerprint.json"
+    problems, shas = [], {}
+    meta, p = _read(meta_p, FIX_DATA) if meta_p.exists() else (None, [])
+    problems += p
+    if table.exists():
+        shas["table"] = sha256_file(table)
+        if meta and meta.get("sha256") and meta["sha256"] != shas["table"]:
+            problems.append(f"{table}: sha256 {shas['table'][:12]}… differs from {meta['sha256'][:12]}… that "
+                            f"fetch_data recorded in {meta_p} (damaged or replaced)\n    fix: {FIX_DATA}")
+    if manifest_p.exists():
+        manifest, p = _read(manifest_p, FIX_DATA, keys=("all", "subsets", "validation"))
+        problems += p
+        if manifest is not None:
+            shas["manifest"] = sha256_file(manifest_p)
+            if shas.get("table") and manifest.get("source_sha256") not in (None, shas["table"]):
+                problems.append(f"{manifest_p}: split from another table than {table} (source_sha256 differs)\n"
+                                f"    fix: {FIX_DATA}")
+    if fp_p.exists():
+        fp, p = _read(fp_p, FIX_DATA)
+        problems += p
+        for key, name in (("table_sha256", "table"), ("manifest_sha256", "manifest")):
+            if fp and name in shas and fp.get(key) != shas[name]:
+                problems.append(f"{fp_p}: records another {name} than the one on disk (changed after split_data)\n"
+                                f"    fix: {FIX_DATA}")
+    return problems, shas
+
+
+def training_problems(results: Path, shas: dict, split_changed: bool) -> list[str]:
+    problems = []
+    for metrics in sorted((results / "train").glob("*/*/metrics.jsonl")):
+        run = metrics.parent
+        fix = f"delete {run}: the next run retrains it (and redoes what depends on it)"
+        try:
+            read_jsonl(metrics)
+        except CorruptFile as e:
+            problems.append(f"{e}\n    fix: {fix}")
+            continue
+        for prov_p in sorted(run.glob("checkpoints/step-*/provenance.json")):
+            prov, p = _read(prov_p, fix)
+            problems += p
+            if prov is None:
+                continue
+            if prov.get("metrics_sha256") and prov["metrics_sha256"] != sha256_file(metrics):
+                problems.append(f"{metrics}: not the metrics the run wrote (sha256 differs from {prov_p})\n"
+                                f"    fix: {fix}")
+            parts = prov.get("fingerprint_parts") or {}
+            for name in ("table", "manifest"):
+                if not split_changed and name in shas and parts.get(name) not in (None, shas[name]):
+                    problems.append(f"{run}: trained on another {name} than results/data's (sha256 "
+                                    f"{parts[name][:12]}…, now {shas[name][:12]}…)\n    fix: restore the "
+                                    f"{name} it was trained on, or {fix}")
+    return problems
+
+
+def result_problems(results: Path) -> list[str]:
+    problems = []
+    for sel in sorted((results / "models").glob("*/*/selection.json")):
+        problems += _read(sel, f"delete {sel.parent}: the next run selects again (no retraining)",
+                          keys=("selected_step",))[1]
+    for cell in sorted((results / "eval").glob("*/*/*/seed*.json")):
+        rec, p = _read(cell, FIX_EVAL, keys=("score", "n_samples"))
+        problems += p
+        samples = cell.with_name(cell.stem + ".samples.jsonl")
+        if rec and rec.get("samples_sha256"):
+            if not samples.exists() or sha256_file(samples) != rec["samples_sha256"]:
+                problems.append(f"{samples}: missing or not the samples of {cell} (sha256 differs)\n"
+                                f"    fix: {FIX_EVAL}")
+    for marker in sorted((results / "hub").rglob("*.json")):
+        problems += _read(marker, FIX_HUB)[1]
+    return problems
+
+
+def problems(results: Path = Path("results"), split: dict | None = None) -> list[str]:
+    """Every damaged file under `results`. `split`: the config's split settings (n_val, subsets,
+    seed); when they differ from fingerprint.json's the split reruns, so do the trainings."""
+    data, shas = data_problems(results)
+    fp = results / "data" / "fingerprint.json"
+    recorded = None
+    if fp.exists() and not data:
+        recorded = read_json(fp).get("split")
+    split_changed = split is not None and recorded is not None and recorded != split
+    return data + training_problems(results, shas, split_changed) + result_problems(results)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", default="results")
+    args = ap.parse_args(argv)
+    found = problems(Path(args.results))
+    for line in found:
+        print(line)
+    print(f"{len(found)} damaged file(s) under {args.results}" if found else f"{args.results}: every file checks out")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+#!/usr/bin/env python
+"""One self-contained HTML page of a run: results/report.html (the `report` rule, part of `all`).
+
+Holds Table 1 (and its 95 % intervals), Recovered % with LoRA vs full, the comparison with the
+paper, every figure (embedded PNG, PDF beside it) with its caption, the GPU-hour and memory plan,
+and the provenance: data and hub revisions, task datasets, package versions, the config. Captions
+come from workflow/report/*.rst, the same files `snakemake --report` uses.
+
+Usage:
+  python workflow/scripts/report.py --results results --config-json '<config as JSON>' \\
+      --out results/report.html
+"""
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from atomic import read_json, write_text
+
+CAPTIONS = Path(__file__).resolve().parents[1] / "report"
+FIGURES = [("recovered", "Figure 1. Recovered %"), ("val_loss_gain", "Figure 2. Validation loss and gain"),
+           ("bars", "Figure 3. Base, skyline, full finetune, LoRA"), ("absolute", "Figure 4. Every absolute value"),
+           ("paper_comparison", "Ours against the paper"), ("training_curves", "Training curves")]
+STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:.6em 0;font-size:.88em}td,th{border:1px solid #ccc;padding:.2em .5em}
+th{background:#f4f4f4}figure{margin:1.5em 0}img{max-width:100%}figcaption{font-size:.9em;color:#444}
+code{background:#f4f4f4;padding:0 .2em}pre{background:#f8f8f8;padding:.6em;overflow-x:auto;font-size:.8em}"""
+
+
+def caption(name: str) -> str:
+    """workflow/report/<name>.rst as HTML (bold, code, subscripts; no Jinja in these files)."""
+    text = html.escape((CAPTIONS / f"{name}.rst").read_text().strip())
+    text = re.sub(r"\\ :sub:`([^`]*)`", r"<sub>\1</sub>", text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    return re.sub(r"``(.+?)``", r"<code>\1</code>", text)
+
+
+def table(path: Path, title: str, cap: str | None = None) -> str:
+    if not path.exists():
+        return f"<h3>{title}</h3><p>not produced yet: {html.escape(str(path))}</p>"
+    df = pd.read_csv(path)
+    return (f"<h3 id='{path.stem}'>{title}</h3>" + (f"<p>{caption(cap)}</p>" if cap else "")
+            + df.to_html(index=False, na_rep="—", float_format=lambda v: f"{v:.2f}", border=0))
+
+
+def markdown_table(text: str) -> str:
+    """The pipe tables and paragraphs of table1.md / paper_comparison.md as HTML."""
+    out, rows = [], []
+
+    def flush():
+        if rows:
+            head, body = rows[0], [r for r in rows[2:]]
+            out.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>"
+                       + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
+                       + "</table>")
+            rows.clear()
+
+    for line in text.splitlines():
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
+            continue
+        flush()
+        if line.strip():
+            tag = "h3" if line.startswith("#") else "p"
+            out.append(f"<{tag}>{html.escape(line.lstrip('#').strip())}</{tag}>")
+    flush()
+    return "\n".join(out)
+
+
+def figure(fig_dir: Path, name: str, title: str) -> str:
+    png = fig_dir / f"{name}.png"
+    if not png.exists():
+        return f"<h3>{title}</h3><p>not produced yet: {html.escape(str(png))}</p>"
+    data = base64.b64encode(png.read_bytes()).decode()
+    return (f"<figure id='{name}'><h3>{title}</h3><img alt='{name}' src='data:image/png;base64,{data}'>"
+            f"<figcaption>{caption(name)} (PDF: <code>{html.escape(str(png.with_suffix('.pdf')))}</code>)"
+            "</figcaption></figure>")
+
+
+def plan(cfg: dict) -> str:
+    """estimate_cost's GPU-hours and memory tables for this config and its site settings."""
+    import estimate_cost
+    from config_check import load_site
+
+    try:
+        hours = pd.DataFrame(estimate_cost.estimate(cfg)).to_html(
+            index=False, float_format=lambda v: f"{v:.1f}", border=0)
+    except SystemExit as e:  # a config without planning numbers (the CPU demo)
+        hours = f"<p>GPU-hours not estimated: {html.escape(str(e))}</p>"
+    mem = estimate_cost.memory_table(cfg, gpu_mem_gb=load_site(cfg).get("gpu_mem_gb"))
+    return (f"<h2 id='plan'>Plan: GPU-hours and memory</h2><p>{caption('plan')}</p>{hours}"
+            f"<pre>{html.escape(mem)}</pre><p>CPU-only jobs (the demo's) have no GPU memory to plan ('-').</p>")
+
+
+def provenance(results: Path, cfg: dict) -> str:
+    """Data and hub revisions, task datasets, the versions recorded by the evaluations, the config."""
+    items = []
+    for path in [results / "data" / "manifest.json", *sorted((results / "hub").rglob("*.json"))]:
+        if path.exists():
+            d = read_json(path)
+            keep = {k: d.get(k) for k in ("source", "revision", "resolved_revision", "repo", "commit", "n_rows",
+                                         "datasets", "versions") if d.get(k) is not None}
+            items.append(f"<h4>{html.escape(str(path))}</h4><pre>{html.escape(json.dumps(keep, indent=1))}</pre>")
+    cells = sorted((results / "eval").glob("*/*/*/seed*.json"))
+    if cells:
+        d = read_json(cells[0])
+        items.append(f"<h4>versions recorded by the evaluations (e.g. {html.escape(str(cells[0]))})</h4>"
+                     f"<pre>{html.escape(json.dumps(d.get('versions'), indent=1))}</pre>")
+    items.append(f"<h4>config</h4><pre>{html.escape(yaml.safe_dump(cfg, sort_keys=False))}</pre>")
+    return "<h2 id='provenance'>Provenance</h2>" + "".join(items)
+
+
+def build(results: Path, cfg: dict) -> str:
+    md = (results / "table1.md").read_text() if (results / "table1.md").exists() else ""
+    cmp = (results / "paper_comparison.md").read_text() if (results / "paper_comparison.md").exists() else ""
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Reasoning elicitation: results</title>"
+             f"<style>{STYLE}</style></head><body><h1>Reasoning elicitation is scale dependent: results</h1>",
+             "<p>Contents: <a href='#table1'>Table 1</a> · <a href='#recovered_table'>Recovered %</a> · "
+             "<a href='#comparison'>comparison with the paper</a> · <a href='#figures'>figures</a> · "
+             "<a href='#plan'>plan</a> · <a href='#provenance'>provenance</a></p>",
+             f"<h2 id='table1'>Table 1</h2><p>{caption('table1')}</p>{markdown_table(md)}",
+             table(results / "recovered.csv", "Recovered % (with LoRA vs full)", "recovered_table"),
+             f"<h2 id='comparison'>Comparison with the paper</h2><p>{caption('paper_comparison_table')}</p>"
+             f"{markdown_table(cmp)}",
+             "<h2 id='figures'>Figures</h2>", *(figure(results / "figures", n, t) for n, t in FIGURES),
+             plan(cfg), provenance(results, cfg), "</body></html>"]
+    return "\n".join(parts)
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--results", required=True)
+    ap.add_argument("--config-json", required=True, help="the workflow's config as JSON")
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args(argv)
+    write_text(args.out, build(Path(args.results), json.loads(args.config_json)))
+    print(f"report: {args.out}")
+
+
+if __name__ == "__main__":
+    main()
