@@ -73,7 +73,7 @@ def test_nothing_left_to_do_then_one_deleted_cell(demo):
     assert "Nothing to be done" in out.stdout + out.stderr
     victim = demo / "results" / "eval" / DEMO["sizes"][0] / "full-8" / "demo_gpqa" / "seed1.json"
     victim.unlink()
-    assert planned_jobs(demo) == {"evaluate": 1, "aggregate": 1, "all": 1, "total": 3}
+    assert planned_jobs(demo) == {"evaluate": 1, "aggregate": 1, "report": 1, "all": 1, "total": 4}
     snakemake(demo)
     assert victim.exists()
 

@@ -120,3 +120,26 @@ def test_retrained_model_at_the_same_path_reuses_no_answer(demo_model, tmp_path)
     read = lambda o: [json.loads(x)["response"] for x in o.with_name(o.stem + ".samples.jsonl").read_text().splitlines()]  # noqa: E731
     assert read(out) == read(clean)
     assert rec["provenance"]["model"]["fingerprint"].startswith("dir:")
+
+
+def test_a_finished_cell_is_restored_not_recomputed(demo_model, tmp_path):
+    """A rerun of a finished cell (Snakemake deleted its outputs) restores it from .done/ before
+    loading any model; another model under the same path misses the key and evaluates."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(demo_model, model)
+    out = tmp_path / "cell" / "seed0.json"
+    args = [sys.executable, str(SCRIPTS / "eval_cell.py"), "--model", str(model), "--task", "demo_aime",
+            "--include-path", str(ROOT / "workflow" / "tasks" / "demo"), "--seed", "0", "--max-gen-toks", "4",
+            "--device", "cpu", "--dtype", "float32", "--max-length", "512", "--out", str(out)]
+    subprocess.run(args, env=_env(), check=True, capture_output=True)
+    want = out.read_bytes(), out.with_name("seed0.samples.jsonl").read_bytes()
+    out.unlink()
+    out.with_name("seed0.samples.jsonl").unlink()
+    proc = subprocess.run(args, env=_env(), capture_output=True, text=True)
+    assert proc.returncode == 0 and "restored" in proc.stdout, proc.stderr[-2000:]
+    assert (out.read_bytes(), out.with_name("seed0.samples.jsonl").read_bytes()) == want
+    (model / "config.json").write_text((model / "config.json").read_text().replace("}", ', "note": 1}', 1))
+    proc = subprocess.run(args, env=_env(), capture_output=True, text=True)
+    assert proc.returncode == 0 and "restored" not in proc.stdout

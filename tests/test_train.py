@@ -236,6 +236,31 @@ def test_resume_state_from_another_split_starts_over(demo, tmp_path):
     _assert_same_metrics(_rows(out / "metrics.jsonl"), _rows(clean / "metrics.jsonl"), tol=1e-6)
 
 
+def test_a_finished_run_is_restored_not_retrained(demo, reference, tmp_path):
+    """Snakemake deletes a job's outputs before rerunning it (an upstream file rebuilt identically):
+    train.py finds the finished run under <out>/.done/<key> (same inputs, settings and code) and
+    links it back in seconds; other settings miss the key and train."""
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(reference["out"], out)
+    want = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and ".done" not in p.parts
+            and p.parent.name != "run" or p.name == "metrics.jsonl"}
+    (out / "metrics.jsonl").unlink()
+    shutil.rmtree(out / "checkpoints")
+    proc = subprocess.run(_cmd(demo, out), env=_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "restored, nothing retrained" in proc.stdout, proc.stderr[-2000:]
+    assert "trainable parameters" not in proc.stdout  # no model was even loaded
+    got = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and ".done" not in p.parts
+           and p.parent.name != "run" or p.name == "metrics.jsonl"}
+    assert got == want
+    proc = subprocess.run(_cmd(demo, out, ["--max_steps", "4"]), env=_env(), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and "restored" not in proc.stdout and "trainable parameters" in proc.stdout
+    assert [r["step"] for r in _rows(out / "metrics.jsonl")] == [0, 2, 4]
+    assert len(list((out / ".done").iterdir())) == 1  # one finished result kept per run directory
+
+
 def test_two_processes_match_one(demo, reference, tmp_path):
     """torchrun --nproc_per_node 2 (gloo): same global batch and data order, same losses."""
     out = tmp_path / "run"

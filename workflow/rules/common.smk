@@ -1,4 +1,5 @@
 # Config validation, wildcard constraints, input functions and resources.
+import json
 import os
 import re
 import shlex
@@ -29,7 +30,6 @@ if workflow.is_main_process:  # hub ids whose revision floats: one line each, wi
 
 SIZES = list(config["sizes"])
 DATA_TABLE, DATA_MANIFEST = "results/data/s1k.parquet", "results/data/manifest.json"
-DATA_STAMP = "results/data/fingerprint.json"
 MODELS = config["models"]
 SUBSETS = sorted(config["data"]["subsets"], reverse=True)
 CONFIGS = ["base", "skyline", "lora"] + [f"full-{n}" for n in SUBSETS]
@@ -52,9 +52,7 @@ except ConfigError as e:
 if workflow.is_main_process and not os.environ.get("WORKFLOW_SKIP_INTEGRITY"):  # status.py reports damage itself
     import integrity
 
-    _damaged = integrity.problems(Path("results"), {"n_val": config["data"]["n_val"],
-                                                    "subsets": sorted(config["data"]["subsets"]),
-                                                    "seed": config["data"]["split_seed"]})
+    _damaged = integrity.problems(Path("results"))
     if _damaged:
         raise WorkflowError(f"{len(_damaged)} damaged result file(s); nothing was run or deleted:\n"
                             + "\n".join(f"  {d}" for d in _damaged))
@@ -62,12 +60,11 @@ if workflow.is_main_process and not os.environ.get("WORKFLOW_SKIP_INTEGRITY"):  
 
 onstart:
     # Once the DAG is known, before the first job (workflow/scripts/guards.py): no SLURM submission
-    # without site settings, no finished work redone because an upstream file is being rebuilt,
-    # no race with the jobs of an earlier, killed snakemake.
+    # without site settings, no race with the jobs of an earlier, killed snakemake.
     import guards
 
     _executor = workflow.executor_plugin.name if workflow.executor_plugin is not None else None
-    for _msg in (guards.missing_site(_executor, SITE), guards.redone_finished_work(workflow.dag),
+    for _msg in (guards.missing_site(_executor, SITE),
                  guards.orphan_slurm_jobs(os.getcwd()) if _executor == "slurm" else ""):
         if _msg:
             raise WorkflowError(_msg)
@@ -128,28 +125,33 @@ def eval_model_args(wc):
 def eval_inputs(wc):
     # Every task is loaded once by fetch_tasks on the submit host (the hub datasets land in
     # the cache; the demo's local JSONL tasks load in a second): jobs then run offline.
-    # ancient(): a rebuilt hub marker or demo model never redoes a finished cell; what the
-    # model IS is in params (model_definition); a retrained model arrives via selection.json.
-    inputs = [ancient("results/hub/tasks.json")]
+    inputs = ["results/hub/tasks.json"]
     if wc.config in ("base", "skyline"):
-        return inputs + [ancient(model_input(wc.size, wc.config))]
+        return inputs + [model_input(wc.size, wc.config)]
     inputs.append(f"results/models/{wc.size}/{wc.config}/selection.json")
     if wc.config == "lora":
-        inputs.append(ancient(model_input(wc.size, "base")))
+        inputs.append(model_input(wc.size, "base"))
     return inputs
+
+
+def canonical(obj) -> str:
+    """A params value Snakemake compares as text: JSON with sorted keys, so reordering the keys
+    of a config file reruns nothing."""
+    return json.dumps(obj, sort_keys=True, default=str)
 
 
 def model_definition(size, role):
     """What a base/skyline model is, as far as the config says: source, revision, demo spec."""
     m = MODELS[size]
-    return {"source": m[role], "revision": m.get(f"{role}_revision"), "demo": m.get("demo"),
-            "trust_remote_code": m.get("trust_remote_code", False)}
+    return canonical({"source": m[role], "revision": m.get(f"{role}_revision"), "demo": m.get("demo"),
+                      "trust_remote_code": m.get("trust_remote_code", False)})
 
 
 def data_settings():
     """Every config value the data table and the split depend on (a change retrains)."""
     d = config["data"]
-    return {k: d.get(k) for k in ("source", "revision", "n_val", "subsets", "split_seed", "expected_rows")}
+    return canonical({k: d.get(k) for k in ("source", "revision", "n_val", "subsets", "split_seed",
+                                            "expected_rows")})
 
 
 def eval_outputs(sizes=None):

@@ -28,7 +28,6 @@ rule split_data:
         meta="results/data/s1k.json",
     output:
         manifest=DATA_MANIFEST,
-        stamp=DATA_STAMP,  # sha256 of table + manifest: what trainings depend on (see train.smk)
     params:
         args=cli({"n-val": config["data"]["n_val"], "seed": config["data"]["split_seed"],
                   "expected-rows": config["data"].get("expected_rows")}),
@@ -117,7 +116,9 @@ rule demo_base:
     output:
         directory("results/demo/models/{size}/base"),
     params:
-        spec=lambda wc: MODELS[wc.size]["demo"],
+        hidden=lambda wc: MODELS[wc.size]["demo"]["hidden"],
+        layers=lambda wc: MODELS[wc.size]["demo"]["layers"],
+        heads=lambda wc: MODELS[wc.size]["demo"]["heads"],
         context=lambda wc: MODELS[wc.size]["context"],
     log:
         "results/logs/demo/{size}-base.log",
@@ -125,7 +126,7 @@ rule demo_base:
         "../../envs/train.yaml"
     shell:
         "python {SCRIPTS}/make_demo.py model --tokenizer {input} --out {output} "
-        "--hidden {params.spec[hidden]} --layers {params.spec[layers]} --heads {params.spec[heads]} "
+        "--hidden {params.hidden} --layers {params.layers} --heads {params.heads} "
         "--context {params.context} > {log} 2>&1"
 
 

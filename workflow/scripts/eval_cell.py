@@ -62,17 +62,21 @@ The HF token is never printed or written: output files are scrubbed of $HF_TOKEN
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from pathlib import Path
 
+import done_cache
 from atomic import write_json, write_jsonl
 from lm_tasks import FEWSHOT_SEED, NUMPY_SEED, PYTHON_SEED, build_task, prompts_sha256
 from provenance import sha256_file, versions
 
 # Preferred primary metrics, in order ("metric,filter" as lm-eval reports them).
 BACKENDS = ("hf-resumable", "hf-cb", "hf")
+HERE = Path(__file__).resolve().parent
+EVAL_CODE = [HERE / f for f in ("eval_cell.py", "lm_backend.py", "lm_backend_cb.py", "lm_tasks.py")]
 LAYOUTS = ("single", "dp", "tp", "split")
 PRIMARY_METRICS = ("exact_match,none", "exact_match,flexible-extract", "exact_match,strict-match")
 
@@ -340,12 +344,38 @@ def run(args) -> dict:
     return record
 
 
+def cache_key(args) -> str:
+    """What a finished cell depends on: the model's content, every setting, the task files, the
+    package versions and this program's code (done_cache.py). Computed before torch is imported."""
+    tasks = {}
+    for d in args.include_path or []:
+        for f in sorted(Path(d).rglob("*")):
+            if f.is_file() and "__pycache__" not in f.parts:
+                tasks[str(f.relative_to(d))] = sha256_file(f)
+    settings = {k: v for k, v in vars(args).items() if k not in ("out", "device", "allow_hub", "include_path")}
+    return done_cache.key({"model": model_identity(args)["fingerprint"], "settings": settings, "tasks": tasks,
+                           "versions": versions(), "code": done_cache.code_sha(*EVAL_CODE)})
+
+
+def cached(out) -> tuple[Path, dict[str, Path]]:
+    out = Path(out)
+    return out.parent / ".done" / out.stem, {"out.json": out, "samples.jsonl": samples_path(out)}
+
+
 def main(argv=None) -> dict:
     args = build_parser().parse_args(argv)
     if args.max_gen_toks <= 0:
         raise SystemExit("--max-gen-toks must be positive")
+    key = cache_key(args)
+    root, entries = cached(args.out)
+    if (root / key / done_cache.COMPLETE).exists():  # finished before: same model, settings, code
+        if int(os.environ.get("RANK", "0")) == 0:
+            done_cache.restore(root, key, entries)
+            print(f"finished cell with the same model, settings and code found ({root / key}): restored")
+        return json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
     record = run(args)
     if record:
+        done_cache.store(root, key, entries)
         print(f"{record['task']} seed={record['seed']}: {record['primary_metric']} = "
               f"{record['score']:.2f}% over {record['n_samples']} docs -> {args.out}")
     return record

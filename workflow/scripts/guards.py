@@ -3,9 +3,6 @@
   missing_site(executor, site)        the slurm executor without site settings (partition, account,
                                       qos, GPU model): a command-line --configfile replaced the
                                       profile's list of config files
-  redone_finished_work(dag)           finished trainings/evaluations that would be redone (their
-                                      outputs deleted first) only because an upstream file is being
-                                      rebuilt -- not because a setting changed or --forcerun asked
   orphan_slurm_jobs(workdir)          SLURM jobs of an earlier, killed snakemake still running in
                                       this directory: they would race this run's resubmissions
 
@@ -17,8 +14,6 @@ import os
 import shutil
 import subprocess
 
-EXPENSIVE = ("train", "evaluate")
-
 
 def missing_site(executor: str | None, site: dict) -> str:
     if executor == "slurm" and not site:
@@ -26,30 +21,6 @@ def missing_site(executor: str | None, site: dict) -> str:
                 "(config/config.yaml, profiles/slurm/site.yaml) were replaced by a command-line "
                 "--configfile; name profiles/slurm/site.yaml there too")
     return ""
-
-
-def _only_rebuilt_input(reason) -> bool:
-    return bool(reason.updated_input_run) and not (
-        reason.forced or reason.params_changed or reason.input_changed or reason.code_changed
-        or reason.missing_output or reason.incomplete_output or reason.nooutput)
-
-
-def redone_finished_work(dag) -> str:
-    redone, causes = [], set()
-    for job in dag.needrun_jobs():
-        if job.rule.name not in EXPENSIVE or not all(os.path.exists(f) for f in job.output):
-            continue
-        reason = dag.reason(job)
-        if _only_rebuilt_input(reason):
-            redone.append(str(job.output[0]))
-            causes.update(str(f) for f in reason.updated_input_run)
-    if not redone:
-        return ""
-    files = " ".join(sorted(causes))
-    return (f"{len(redone)} finished training/evaluation output(s) would be deleted and redone only because "
-            f"{files} is being rebuilt (e.g. {redone[0]}). Rebuild only that first, with the options you run "
-            f"with: `snakemake ... {files}`; then rerun: the finished work is kept when the rebuilt file is "
-            "identical (checked at plan time). To redo the work anyway: --forcerun <rule>.")
 
 
 def orphan_slurm_jobs(workdir: str) -> str:

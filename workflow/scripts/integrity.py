@@ -7,10 +7,6 @@ one message per damaged file, naming it, saying what is wrong and what to do. co
 to plan while any is found, so a damaged input never makes Snakemake rerun (and delete) finished
 trainings or evaluations, and a damaged evaluation never reaches Table 1.
 
-It also checks that every finished training was trained on the data files now on disk (the
-sha256 of table and manifest recorded in its provenance), unless the split settings changed, in
-which case the trainings rerun anyway (their params changed).
-
 Usage (what `snakemake status` and common.smk run):
   python workflow/scripts/integrity.py --results results
 """
@@ -24,8 +20,8 @@ from atomic import CorruptFile, read_json, read_jsonl
 from provenance import sha256_file
 
 FIX_EVAL = "delete it and its .samples.jsonl: the next run recomputes this cell alone"
-FIX_DATA = ("delete it: the next run rebuilds it (deterministically) and keeps the finished trainings "
-            "if it comes out identical")
+FIX_DATA = ("delete it: the next run rebuilds it; finished trainings and evaluations whose inputs come out "
+            "identical are restored from their caches, not recomputed")
 FIX_HUB = "delete it, then `snakemake {path}` rebuilds it alone; then rerun"
 
 
@@ -36,10 +32,10 @@ def _read(path: Path, fix: str, keys: tuple = ()) -> tuple[dict | None, list[str
         return None, [f"{e}\n    fix: {fix.format(path=path)}"]
 
 
-def data_problems(results: Path) -> tuple[list[str], dict]:
-    """s1k.parquet vs s1k.json, manifest.json, fingerprint.json; returns (problems, their sha256s)."""
+def data_problems(results: Path) -> list[str]:
+    """s1k.parquet against s1k.json (its recorded sha256), and manifest.json."""
     d = results / "data"
-    table, meta_p, manifest_p, fp_p = d / "s1k.parquet", d / "s1k.json", d / "manifest.json", d / "fingerprint.json"
+    table, meta_p, manifest_p = d / "s1k.parquet", d / "s1k.json", d / "manifest.json"
     problems, shas = [], {}
     meta, p = _read(meta_p, FIX_DATA) if meta_p.exists() else (None, [])
     problems += p
@@ -51,22 +47,13 @@ def data_problems(results: Path) -> tuple[list[str], dict]:
     if manifest_p.exists():
         manifest, p = _read(manifest_p, FIX_DATA, keys=("all", "subsets", "validation"))
         problems += p
-        if manifest is not None:
-            shas["manifest"] = sha256_file(manifest_p)
-            if shas.get("table") and manifest.get("source_sha256") not in (None, shas["table"]):
-                problems.append(f"{manifest_p}: split from another table than {table} (source_sha256 differs)\n"
-                                f"    fix: {FIX_DATA}")
-    if fp_p.exists():
-        fp, p = _read(fp_p, FIX_DATA)
-        problems += p
-        for key, name in (("table_sha256", "table"), ("manifest_sha256", "manifest")):
-            if fp and name in shas and fp.get(key) != shas[name]:
-                problems.append(f"{fp_p}: records another {name} than the one on disk (changed after split_data)\n"
-                                f"    fix: {FIX_DATA}")
-    return problems, shas
+        if manifest is not None and shas.get("table") and manifest.get("source_sha256") not in (None, shas["table"]):
+            problems.append(f"{manifest_p}: split from another table than {table} (source_sha256 differs)\n"
+                            f"    fix: {FIX_DATA}")
+    return problems
 
 
-def training_problems(results: Path, shas: dict, split_changed: bool) -> list[str]:
+def training_problems(results: Path) -> list[str]:
     problems = []
     for metrics in sorted((results / "train").glob("*/*/metrics.jsonl")):
         run = metrics.parent
@@ -84,12 +71,6 @@ def training_problems(results: Path, shas: dict, split_changed: bool) -> list[st
             if prov.get("metrics_sha256") and prov["metrics_sha256"] != sha256_file(metrics):
                 problems.append(f"{metrics}: not the metrics the run wrote (sha256 differs from {prov_p})\n"
                                 f"    fix: {fix}")
-            parts = prov.get("fingerprint_parts") or {}
-            for name in ("table", "manifest"):
-                if not split_changed and name in shas and parts.get(name) not in (None, shas[name]):
-                    problems.append(f"{run}: trained on another {name} than results/data's (sha256 "
-                                    f"{parts[name][:12]}…, now {shas[name][:12]}…)\n    fix: restore the "
-                                    f"{name} it was trained on, or {fix}")
     return problems
 
 
@@ -111,16 +92,9 @@ def result_problems(results: Path) -> list[str]:
     return problems
 
 
-def problems(results: Path = Path("results"), split: dict | None = None) -> list[str]:
-    """Every damaged file under `results`. `split`: the config's split settings (n_val, subsets,
-    seed); when they differ from fingerprint.json's the split reruns, so do the trainings."""
-    data, shas = data_problems(results)
-    fp = results / "data" / "fingerprint.json"
-    recorded = None
-    if fp.exists() and not data:
-        recorded = read_json(fp).get("split")
-    split_changed = split is not None and recorded is not None and recorded != split
-    return data + training_problems(results, shas, split_changed) + result_problems(results)
+def problems(results: Path = Path("results")) -> list[str]:
+    """Every damaged file under `results`, one message each."""
+    return data_problems(results) + training_problems(results) + result_problems(results)
 
 
 def main(argv=None) -> int:

@@ -86,7 +86,7 @@ class ResumableMixin:
             self.partial_path = self.partial_path.with_name(self.partial_path.name + f".rank{self.dp_rank}")
         self.resume_seed = int(resume_seed)
         self.fingerprint = _sha(SIDE_VERSION, self.resume_seed, settings)
-        self.stats = {"requests": 0, "reused": 0, "generated": 0, "batches_generated": 0}
+        self.stats = {"requests": 0, "reused": 0, "generated": 0, "batches_generated": 0, "generate_s": 0.0}
 
     # ------------------------------------------------------------------ sidecar
     def sidecar_files(self) -> list[Path]:
@@ -175,9 +175,12 @@ class ResumableMixin:
         return HFLM.generate_until(self, reqs, disable_tqdm=True)
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
+        import time
+
         import torch
         from tqdm import tqdm
 
+        t0 = time.perf_counter()
         lengths = [len(self.tok_encode(r.args[0])) for r in requests]
         self.check_lengths(requests, lengths)
         keys = self.request_keys(requests)
@@ -215,6 +218,7 @@ class ResumableMixin:
             for part in parts:
                 done.update(part)
             self.stats["generated"] = sum(len(p) for p in parts)
+        self.stats["generate_s"] += round(time.perf_counter() - t0, 3)  # wall time, the slowest rank's
         return [done[k] for k in keys]
 
 

@@ -257,9 +257,6 @@ def cmd_split(args) -> None:
                     revision=meta.get("revision"), resolved_revision=meta.get("resolved_revision"),
                     source_sha256=table_sha)
     write_json(args.out, manifest, checksum=True)
-    write_json(Path(args.out).with_name("fingerprint.json"), {
-        "table_sha256": table_sha, "manifest_sha256": sha256(args.out),
-        "split": {"n_val": args.n_val, "subsets": sorted(args.subsets), "seed": args.seed}}, checksum=True)
     print(f"split: {n_rows} rows -> validation {args.n_val}, subsets {sorted(args.subsets, reverse=True)}")
 
 

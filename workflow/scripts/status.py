@@ -68,7 +68,7 @@ def plan(cfg: dict, snakefile: Path, workdir: Path, triggers: list[str]) -> dict
     """{output: (rule, why)} of every job a dry-run of this config would run (no lock taken)."""
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(cfg, fh)
-    cmd = [shutil.which("snakemake") or "snakemake", "-n", "--nolock", "-s", str(snakefile),
+    cmd = [shutil.which("snakemake") or "snakemake", "-n", "--nolock", "--rerun-incomplete", "-s", str(snakefile),
            "-d", str(workdir), "--configfile", fh.name, "--rerun-triggers", *triggers]
     env = dict(os.environ, WORKFLOW_SKIP_INTEGRITY="1")  # damage is reported here, not a refusal
     try:

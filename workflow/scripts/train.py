@@ -48,6 +48,7 @@ import torch.distributed as dist
 from atomic import atomic_dir, read_json, read_jsonl, replace_dir, write_json, write_jsonl
 from chat_format import IGNORE_INDEX, encode_rows
 from lm_loss import TokenLoss
+import done_cache
 from launch import ranks_from_slurm
 from provenance import PROVENANCE, model_fingerprint, sha256_file, sha256_json, versions
 
@@ -103,6 +104,9 @@ class TrainConfig:
 
 
 DS_DIR = Path(__file__).resolve().parents[1] / "deepspeed"
+HERE = Path(__file__).resolve().parent
+# The code a finished run depends on (its done-cache key): an edit retrains, a rerun does not.
+TRAIN_CODE = [HERE / f for f in ("train.py", "lm_loss.py", "chat_format.py", "chat_template.py")]
 
 
 def grad_accum(global_batch: int, micro_batch: int, world: int) -> int:
@@ -436,8 +440,17 @@ def train(cfg: TrainConfig) -> int:
     rank, world, device = setup_distributed()
     master = rank == 0
     accum = grad_accum(cfg.global_batch, cfg.micro_batch, world)  # before any collective
-    init_distributed(world, device, bool(cfg.deepspeed))
     out, work = Path(cfg.out), Path(cfg.out) / "work"
+    parts = fingerprint_parts(cfg)
+    fp = fingerprint(parts)
+    done_key = done_cache.key({"run": fp, "code": done_cache.code_sha(*TRAIN_CODE)})
+    if (out / ".done" / done_key / done_cache.COMPLETE).exists():  # finished before, same inputs and code
+        if master:
+            done_cache.restore(out / ".done", done_key, published(out))
+            print(f"finished run with the same inputs, settings and code found ({out / '.done' / done_key}): "
+                  "restored, nothing retrained", flush=True)
+        return 0
+    init_distributed(world, device, bool(cfg.deepspeed))
     ckpts = work / "checkpoints"
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
@@ -476,8 +489,6 @@ def train(cfg: TrainConfig) -> int:
     loss_fn = TokenLoss(model, cfg.loss_impl, cfg.loss_chunk, zero3=is_zero3(model),
                         autocast=cfg.dtype == "auto" and device.type == "cuda" and not cfg.deepspeed)
 
-    parts = fingerprint_parts(cfg)
-    fp = fingerprint(parts)
     state = {"step": 0, "best": math.inf, "best_step": None, "candidate": None,
              "candidate_loss": None, "bad": 0, "fingerprint": fp, "fingerprint_parts": parts}
     metrics: list[dict] = []
@@ -607,6 +618,7 @@ def train(cfg: TrainConfig) -> int:
         dist.barrier()
     if master:
         publish(out, work)
+        done_cache.store(out / ".done", done_key, published(out))
     if world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -619,6 +631,11 @@ class _null:
 
     def __exit__(self, *a):
         return False
+
+
+def published(out: Path) -> dict[str, Path]:
+    """The declared outputs of a run (what the done cache keeps)."""
+    return {"metrics.jsonl": out / "metrics.jsonl", "checkpoints": out / "checkpoints"}
 
 
 def publish(out: Path, work: Path) -> None:
