@@ -5,6 +5,7 @@ interval that MinJobAge of this test cluster allows, jobs, latency-wait); a chec
 pins that nothing else differs.
 """
 import os
+import shutil
 import subprocess
 import textwrap
 
@@ -62,7 +63,7 @@ def test_demo_grid_on_slurm(slurm_cluster, tmp_path):
     env = {"PYTHONPATH": str(tmp_path / "hook"), "FAIL_ONCE_OUTPUT": victim,
            "FAIL_ONCE_MARKER": str(tmp_path / "failed-once")}
     run = subprocess.run(["snakemake", "-s", str(ROOT / "Snakefile"), "--profile", str(tmp_path / "profile"),
-                          "-d", str(tmp_path / "work"), "--configfile", str(tmp_path / "grid.yaml")],
+                          "-d", str(tmp_path / "work")],  # the profile's configfile list: grid + site
                          capture_output=True, text=True, env={**os.environ, **env}, timeout=1500)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     work = tmp_path / "work"
@@ -72,6 +73,24 @@ def test_demo_grid_on_slurm(slurm_cluster, tmp_path):
     for log in logs:
         size = next(s for s in MAPPING if s in log.parts)
         first = log.read_text().splitlines()[0]
-        assert first == f"SLURM_JOB_PARTITION={MAPPING[size]}", f"{log}: {first}"
+        assert first == f"SLURM_JOB_PARTITION={MAPPING[size]} SLURM_JOB_ACCOUNT=demo-account", f"{log}: {first}"
     t1 = pd.read_csv(work / "results" / "table1.csv")
     assert len(t1) == 2 * 4
+
+    # The README's one-size rerun: `--config 'sizes=[tiny-a]'` keeps the profile's site file (it is
+    # one of its config files, not its `config:` list): the resubmitted job carries the partition
+    # and the account; tiny-b's files are untouched; Table 1 still holds both sizes.
+    cell = work / "results" / "eval" / "tiny-a" / "base" / "demo_aime" / "seed0.json"
+    cell.unlink()
+    shutil.rmtree(cell.parent / ".done")  # no cached result: the cell really runs again
+    other = {p: p.read_bytes() for p in (work / "results").rglob("*") if p.is_file() and "tiny-b" in p.parts
+             and "logs" not in p.parts}
+    rerun = subprocess.run(["snakemake", "-s", str(ROOT / "Snakefile"), "--profile", str(tmp_path / "profile"),
+                            "-d", str(work), "--config", "sizes=[tiny-a]"], capture_output=True, text=True,
+                           timeout=900)
+    assert rerun.returncode == 0, rerun.stdout[-4000:] + rerun.stderr[-4000:]
+    assert cell.exists()
+    log = work / "results" / "logs" / "eval" / "tiny-a" / "base" / "demo_aime" / "seed0.log"
+    assert log.read_text().splitlines()[0] == "SLURM_JOB_PARTITION=gpu-small SLURM_JOB_ACCOUNT=demo-account"
+    assert {p: p.read_bytes() for p in other} == other
+    assert list(pd.read_csv(work / "results" / "table1.csv")["size"].unique()) == ["tiny-a", "tiny-b"]
