@@ -40,6 +40,6 @@ rule train:
     conda:
         "../../envs/train.yaml"
     shell:
-        "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} SLURM_JOB_ACCOUNT=${{SLURM_JOB_ACCOUNT:-none}} > {log}; "
+        "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
         "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 {params.launcher} {SCRIPTS}/train.py --model {params.model} "
         "--table {DATA_TABLE} --manifest {DATA_MANIFEST} --out {params.out} {params.cli} --stop_margin_min {STOP_MARGIN_MIN} >> {log} 2>&1"
