@@ -246,7 +246,7 @@ def cmd_model(args) -> None:
     tok = AutoTokenizer.from_pretrained(args.tokenizer)
     torch.manual_seed(args.seed)
     cfg = Qwen2Config(
-        vocab_size=len(tok), hidden_size=args.hidden, intermediate_size=args.hidden * 2,
+        vocab_size=len(tok), hidden_size=args.hidden, intermediate_size=args.hidden * 4,
         num_hidden_layers=args.layers, num_attention_heads=args.heads,
         num_key_value_heads=max(1, args.heads // 2), max_position_embeddings=args.context,
         tie_word_embeddings=True, bos_token_id=None,
