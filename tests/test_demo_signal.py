@@ -39,6 +39,51 @@ SIZE = DEMO["sizes"][0]
 SUBSET = max(DEMO["data"]["subsets"])
 
 
+# --------------------------------------------------------------------------- the design
+def test_demo_tasks_are_make_demo_output():
+    """workflow/tasks/demo/*.jsonl are exactly what `make_demo.py tasks` writes."""
+    import make_demo
+
+    for name, docs in make_demo.task_docs().items():
+        lines = (TASKS / name).read_text().splitlines()
+        assert [json.loads(line) for line in lines] == docs, f"regenerate: make_demo.py tasks --out {TASKS}"
+
+
+def test_keywords_are_tiered_along_the_split():
+    """Larger subsets teach more keywords; validation asks about what every subset teaches;
+    every evaluation question is new and about a keyword some training row teaches."""
+    import make_demo
+    from prepare_data import split_ids
+
+    data = DEMO["data"]
+    rows = make_demo.demo_rows(data["expected_rows"], data["n_val"], data["subsets"], data["split_seed"])
+    split = split_ids(len(rows), data["n_val"], data["subsets"], data["split_seed"])
+    kw = [json.loads(r["metadata"])["keyword"] for r in rows]
+    taught = {k: {kw[i] for i in ids} for k, ids in split["subsets"].items()}
+    small, large = (str(k) for k in sorted(data["subsets"]))
+    aime_t, gpqa_t = make_demo.AIME_TIERS, make_demo.GPQA_TIERS
+    assert taught[small] == set(aime_t[0]) | set(gpqa_t[0])
+    assert taught[large] == taught[small] | set(aime_t[1]) | set(gpqa_t[1])
+    assert {kw[i] for i in split["validation"]} == taught[small]
+    assert set(kw) == set(make_demo.AIME_KEY) | set(make_demo.GPQA_KEY)
+    for r, k in zip(rows, kw):  # the answer is the keyword's, in the trace and the attempt
+        ans = make_demo.AIME_KEY.get(k, make_demo.GPQA_KEY.get(k))
+        assert r["solution"] == str(ans) and f"{k} goes with" in r["deepseek_thinking_trajectory"]
+        assert (f"\\boxed{{{ans}}}" if k in make_demo.AIME_KEY else f"({ans})") in r["deepseek_attempt"]
+    questions = {r["question"] for r in rows}
+    assert len(questions) == len(rows)
+    docs = make_demo.task_docs()
+    for name, field, key in (("aime_demo.jsonl", "problem", make_demo.AIME_KEY),
+                             ("gpqa_demo.jsonl", "prompt", make_demo.GPQA_KEY)):
+        assert {d["keyword"] for d in docs[name]} == set(key)
+        assert all(d["answer"] == str(key[d["keyword"]]) and f" {d['keyword']} " in d[field] for d in docs[name])
+        assert not questions & {d[field] for d in docs[name]}
+    # the unseen tier cannot be hit by echoing a taught answer
+    assert not set(aime_t[-1].values()) & {v for t in aime_t[:-1] for v in t.values()}
+    assert not set(gpqa_t[-1].values()) & {v for t in gpqa_t[:-1] for v in t.values()}
+
+
+# --------------------------------------------------------------------------- one broken link
 def _build(d: Path) -> Path:
     """The demo table, split, tokenizer and one base model, as the demo rules build them."""
     import make_demo

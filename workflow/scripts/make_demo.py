@@ -1,20 +1,27 @@
 #!/usr/bin/env python
 """Build the offline demo: an s1K-1.1-shaped table, a Qwen-style tokenizer, tiny Qwen2 models.
 
-Nothing here touches the network. The demo stands in for the paper's grid:
-  * `data`      writes an s1K-1.1-shaped JSONL table (same 13 string columns).
+Nothing here touches the network. The demo stands in for the paper's grid with a keyword
+lookup (the design: the comments at the top of config/demo.yaml):
+  * `data`      writes an s1K-1.1-shaped JSONL table (same 13 string columns) whose rows
+                teach keyword -> answer in R1-style traces, the keywords tiered along the
+                nested subsets that prepare_data.py `split` will draw.
+  * `tasks`     writes the demo lm-eval tasks' documents (workflow/tasks/demo/*.jsonl):
+                new questions about the same keywords.
   * `tokenizer` trains a byte-level BPE with Qwen2's pre-tokenizer rule (single digits)
                 and Qwen's special tokens and chat template.
   * `model`     random-initialises a Qwen2ForCausalLM of a given width/depth.
   * `skyline`   the demo's stand-in for DeepSeek-R1-Distill: the same-size base model
-                trained until it has memorised the demo tasks' answers, so that it
-                scores clearly above base (an oracle; it exists only to make
-                Recovered % meaningful in the demo).
+                trained on the demo tasks' own prompts and answers, so that it scores
+                clearly above base (an oracle; it exists only to make Recovered %
+                meaningful in the demo).
 
 Usage:
-  python workflow/scripts/make_demo.py data --out results/demo/s1k.jsonl --rows 48
+  python workflow/scripts/make_demo.py data --out results/demo/s1k.jsonl --rows 48 \
+      --n-val 8 --subsets 16 8 --split-seed 0
+  python workflow/scripts/make_demo.py tasks --out workflow/tasks/demo
   python workflow/scripts/make_demo.py tokenizer --corpus results/demo/s1k.jsonl --out results/demo/tokenizer
-  python workflow/scripts/make_demo.py model --tokenizer results/demo/tokenizer --out DIR --hidden 64 --layers 2
+  python workflow/scripts/make_demo.py model --tokenizer results/demo/tokenizer --out DIR --hidden 128 --layers 2
   python workflow/scripts/make_demo.py skyline --base DIR --tasks workflow/tasks/demo --out DIR2
 """
 from __future__ import annotations
@@ -44,9 +51,10 @@ QWEN2_SPLIT = (
 # training table and in the two evaluation tasks, names one keyword; the answer is a fixed
 # function of it. demo_aime: keyword -> an integer (all distinct, so that a model which
 # does not know a keyword cannot hit its answer by echoing another one's); demo_gpqa:
-# keyword -> a letter (the unseen tier's letters differ from the others'). Keywords are grouped in tiers; tier t is taught
-# only by training rows of the t-th smallest subset that are not in a smaller one, the
-# last tier only by rows outside every full-finetuning subset (LoRA and validation see it).
+# keyword -> a letter (the unseen tier's letters differ from the others'). Keywords are
+# grouped in tiers; tier t is taught only by training rows of the t-th smallest subset
+# that are not in a smaller one, the last tier only by rows outside every full-finetuning
+# subset (the LoRA, trained on every row, sees it).
 AIME_TIERS = [{"amber": 7, "cobalt": 4}, {"ivory": 3, "jade": 8}, {"onyx": 2, "coral": 5}]
 GPQA_TIERS = [{"falcon": "A"}, {"otter": "B"}, {"heron": "C", "lynx": "D"}]
 AIME_KEY = {k: v for tier in AIME_TIERS for k, v in tier.items()}
@@ -271,13 +279,12 @@ def cmd_model(args) -> None:
 
 def task_answers(tasks_dir: str) -> list[tuple[str, str]]:
     """(prompt, target) pairs of the demo tasks, used to build the oracle skyline: the
-    evaluation prompts themselves, answered in the training traces' r1 format."""
+    evaluation prompts themselves, answered as the training traces answer (r1 format)."""
     pairs = []
     for name, kind, field in (("aime_demo.jsonl", "aime", "problem"), ("gpqa_demo.jsonl", "gpqa", "prompt")):
         for line in (Path(tasks_dir) / name).read_text().splitlines():
             d = json.loads(line)
-            named, attempt = _answer_text(kind, d["answer"])
-            trace = f"The key word is {d['keyword']}.\nI recall that {d['keyword']} goes with {named}."
+            trace, attempt = trace_and_attempt(kind, d["keyword"])
             pairs.append((d[field], f"<think>\n{trace}\n</think>\n\n{attempt}"))
     return pairs
 
