@@ -162,10 +162,15 @@ def demo_rows(n: int, n_val: int = 8, subsets: tuple[int, ...] = (16, 8),
         j = seen[t] = seen.get(t, -1) + 1
         kind = "aime" if j % 2 == 0 else "gpqa"
         tiers_of_kind = AIME_TIERS if kind == "aime" else GPQA_TIERS
+        last = len(tiers_of_kind) - 1
         if t == -1:  # no split (a table too small for it): every keyword in turn
             pool = [k for tier in tiers_of_kind for k in tier]
-        else:  # validation: the first tier
-            pool = list(tiers_of_kind[0 if t is None else min(t, n_tiers - 1, len(tiers_of_kind) - 1)])
+        elif t is None:  # validation: the first tier
+            pool = list(tiers_of_kind[0])
+        elif t < n_tiers - 1:  # rows that enter at the t-th smallest subset
+            pool = list(tiers_of_kind[min(t, last)])
+        else:  # rows in no subset: every tier no subset teaches
+            pool = [k for tier in tiers_of_kind[min(t, last):] for k in tier]
         keyword = pool[(j // 2) % len(pool)]
         k = uses[keyword, t is None] = uses.get((keyword, t is None), -1) + 1
         q = train_question(kind, keyword, k + (100 if t is None else 0))
