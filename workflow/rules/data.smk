@@ -84,15 +84,24 @@ rule fetch_model:
         "python {SCRIPTS}/fetch_hub.py model {params.args} --out {output} > {log} 2>&1"
 
 
+# The demo table's keywords are laid out along the split that split_data will draw (the
+# nested subsets teach more keywords as they grow; see config/demo.yaml), hence the
+# split settings here.
 rule demo_table:
     output:
         "results/demo/s1k.jsonl",
+    params:
+        rows=config["data"].get("expected_rows") or 48,
+        n_val=config["data"]["n_val"],
+        subsets=" ".join(map(str, SUBSETS)),
+        split_seed=config["data"]["split_seed"],
     log:
         "results/logs/demo/table.log",
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/make_demo.py data --out {output} --rows 48 > {log} 2>&1"
+        "python {SCRIPTS}/make_demo.py data --out {output} --rows {params.rows} --n-val {params.n_val} "
+        "--subsets {params.subsets} --split-seed {params.split_seed} > {log} 2>&1"
 
 
 rule demo_tokenizer:

@@ -29,7 +29,7 @@ MODELS_DIR, DS_DIR = REPO / "resources" / "models", REPO / "workflow" / "deepspe
 GIB = 2**30
 # CUDA context + cuBLAS workspace (~1 GiB), NCCL buffers (~1 GiB), allocator slack: on every GPU.
 CUDA_OVERHEAD_GIB = 2.5
-DEMO_VOCAB = 512  # make_demo.py tokenizer --vocab-size default: an upper bound of len(tok)
+DEMO_VOCAB = 1024  # make_demo.py tokenizer --vocab-size default: an upper bound of len(tok)
 
 
 class PlanError(ValueError):
@@ -90,7 +90,7 @@ def load_arch(config: dict, size: str, role: str = "base") -> Arch:
     if path := (m.get("arch") or {}).get(role):
         return Arch.from_config(json.loads((REPO / path).read_text()))
     if d := m.get("demo"):  # as make_demo.py cmd_model builds it
-        return Arch(d["hidden"], 2 * d["hidden"], d["layers"], d["heads"], max(1, d["heads"] // 2), DEMO_VOCAB, True)
+        return Arch(d["hidden"], 4 * d["hidden"], d["layers"], d["heads"], max(1, d["heads"] // 2), DEMO_VOCAB, True)
     for f in (arch_file(m[role]), Path(m[role]) / "config.json"):
         if f.is_file():
             return Arch.from_config(json.loads(f.read_text()))

@@ -1,0 +1,217 @@
+"""Break ONE link of the demo's chain and its signal collapses.
+
+tests/test_demo_dag.py shows that the demo finetunes beat the base model. This shows that
+they do so only through the links the paper's pipeline depends on, none of which has a
+"break" switch in production code: a broken link is made here by monkeypatching.
+
+A tiny demo model (the first demo size, as make_demo.py builds it) is finetuned in-process
+by workflow/scripts/train.py on the demo table's largest full-finetuning subset with the
+demo config's training settings, twice:
+  * intact: as the workflow does;
+  * broken loss mask: chat_format.tokenize_example patched so that the loss falls on the
+    prompt tokens (system prompt, question, "<|im_start|>assistant\\n") and not at all on
+    the reasoning and the answer.
+Each is evaluated by workflow/scripts/eval_cell.py on demo_aime (one seed, the demo's
+sampling settings), and the intact one once more with the chat template broken: lm-eval
+called with apply_chat_template=False (lm_eval.simple_evaluate patched), i.e. the bare
+question as prompt. demo_aime, not demo_gpqa: a model that learnt the prompts' text could
+emit their "(A)".."(D)" lines and hit the right letter by chance; no prompt contains a
+\\boxed{}.
+
+The intact chain must beat the base model clearly; each broken one must score like the
+base model. About a minute on two CPU cores.
+"""
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+TASKS = ROOT / "workflow" / "tasks" / "demo"
+TASK = "demo_aime"
+SIZE = DEMO["sizes"][0]
+SUBSET = max(DEMO["data"]["subsets"])
+
+
+# --------------------------------------------------------------------------- the design
+def test_demo_tasks_are_make_demo_output():
+    """workflow/tasks/demo/*.jsonl are exactly what `make_demo.py tasks` writes."""
+    import make_demo
+
+    for name, docs in make_demo.task_docs().items():
+        lines = (TASKS / name).read_text().splitlines()
+        assert [json.loads(line) for line in lines] == docs, f"regenerate: make_demo.py tasks --out {TASKS}"
+
+
+def test_keywords_are_tiered_along_the_split():
+    """Larger subsets teach more keywords; validation asks about what every subset teaches;
+    every evaluation question is new and about a keyword some training row teaches."""
+    import make_demo
+    from prepare_data import split_ids
+
+    data = DEMO["data"]
+    rows = make_demo.demo_rows(data["expected_rows"], data["n_val"], data["subsets"], data["split_seed"])
+    split = split_ids(len(rows), data["n_val"], data["subsets"], data["split_seed"])
+    kw = [json.loads(r["metadata"])["keyword"] for r in rows]
+    taught = {k: {kw[i] for i in ids} for k, ids in split["subsets"].items()}
+    small, large = (str(k) for k in sorted(data["subsets"]))
+    aime_t, gpqa_t = make_demo.AIME_TIERS, make_demo.GPQA_TIERS
+    assert taught[small] == set(aime_t[0]) | set(gpqa_t[0])
+    assert taught[large] == taught[small] | set(aime_t[1]) | set(gpqa_t[1])
+    assert {kw[i] for i in split["validation"]} == taught[small]
+    assert set(kw) == set(make_demo.AIME_KEY) | set(make_demo.GPQA_KEY)
+    for r, k in zip(rows, kw):  # the answer is the keyword's, in the trace and the attempt
+        ans = make_demo.AIME_KEY.get(k, make_demo.GPQA_KEY.get(k))
+        assert r["solution"] == str(ans) and f"{k} goes with" in r["deepseek_thinking_trajectory"]
+        assert (f"\\boxed{{{ans}}}" if k in make_demo.AIME_KEY else f"({ans})") in r["deepseek_attempt"]
+    questions = {r["question"] for r in rows}
+    assert len(questions) == len(rows)
+    docs = make_demo.task_docs()
+    for name, field, key in (("aime_demo.jsonl", "problem", make_demo.AIME_KEY),
+                             ("gpqa_demo.jsonl", "prompt", make_demo.GPQA_KEY)):
+        assert {d["keyword"] for d in docs[name]} == set(key)
+        assert all(d["answer"] == str(key[d["keyword"]]) and f" {d['keyword']} " in d[field] for d in docs[name])
+        assert not questions & {d[field] for d in docs[name]}
+    # the unseen tier cannot be hit by echoing a taught answer
+    assert not set(aime_t[-1].values()) & {v for t in aime_t[:-1] for v in t.values()}
+    assert not set(gpqa_t[-1].values()) & {v for t in gpqa_t[:-1] for v in t.values()}
+
+
+# --------------------------------------------------------------------------- one broken link
+def _build(d: Path) -> Path:
+    """The demo table, split, tokenizer and one base model, as the demo rules build them."""
+    import make_demo
+    import prepare_data
+
+    data = DEMO["data"]
+    subsets = [str(k) for k in data["subsets"]]
+    make_demo.main(["data", "--out", str(d / "s1k.jsonl"), "--rows", str(data["expected_rows"]),
+                    "--n-val", str(data["n_val"]), "--subsets", *subsets, "--split-seed", str(data["split_seed"])])
+    prepare_data.main(["fetch", "--source", str(d / "s1k.jsonl"), "--expected-rows", str(data["expected_rows"]),
+                       "--out", str(d / "s1k.parquet")])
+    prepare_data.main(["split", "--table", str(d / "s1k.parquet"), "--n-val", str(data["n_val"]),
+                       "--subsets", *subsets, "--seed", str(data["split_seed"]), "--out", str(d / "manifest.json")])
+    make_demo.main(["tokenizer", "--corpus", str(d / "s1k.jsonl"), str(TASKS), "--out", str(d / "tok")])
+    spec = DEMO["models"][SIZE]["demo"]
+    make_demo.main(["model", "--tokenizer", str(d / "tok"), "--out", str(d / "base"), "--hidden", str(spec["hidden"]),
+                    "--layers", str(spec["layers"]), "--heads", str(spec["heads"])])
+    return d / "base"
+
+
+def _train(d: Path, base: Path, out: Path) -> Path:
+    """train.py in this process (so that monkeypatches reach it); the selected checkpoint."""
+    import train
+
+    t = DEMO["train"]
+    args = {"lr": t["lr"], "weight_decay": t["weight_decay"], "adam_beta1": t["adam_beta1"],
+            "adam_beta2": t["adam_beta2"], "warmup_steps": t["warmup_steps"], "max_grad_norm": t["max_grad_norm"],
+            "global_batch": t["global_batch"], "max_steps": t["max_steps"], "eval_every": t["eval_every"],
+            "tolerance": t["tolerance"], "patience": t["patience"], "seed": t["seed"],
+            "max_seq_len": DEMO["data"]["max_seq_len"], "format": DEMO["data"]["format"],
+            "on_too_long": DEMO["data"]["on_too_long"], "mode": "full", "subset": SUBSET}
+    argv = ["--model", str(base), "--table", str(d / "s1k.parquet"), "--manifest", str(d / "manifest.json"),
+            "--out", str(out), "--progress", "False"] + [x for k, v in args.items() for x in (f"--{k}", str(v))]
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        assert train.main(argv) == 0
+    finally:  # train.py's stop-request handlers must not outlive the run in this process
+        for sig, h in handlers.items():
+            signal.signal(sig, h)
+    (ckpt,) = (out / "checkpoints").glob("step-*")  # train.py keeps only the selectable one
+    return ckpt
+
+
+def _evaluate(model: Path, out: Path) -> dict:
+    import eval_cell
+
+    e = DEMO["eval"]
+    return eval_cell.main([
+        "--model", str(model), "--task", TASK, "--include-path", str(TASKS), "--seed", str(e["seeds"][0]),
+        "--max-gen-toks", str(e["max_gen_toks"]), "--temperature", str(e["temperature"]),
+        "--top-p", str(e["top_p"]), "--top-k", str(e["top_k"]), "--batch-size", str(e["batch_size"]),
+        "--max-length", str(DEMO["models"][SIZE]["context"]), "--device", "cpu", "--dtype", "float32",
+        "--out", str(out)])
+
+
+def prompt_only_labels(real):
+    """tokenize_example with the mask inverted: labels on the prompt, IGNORE on the answer."""
+    from chat_format import IGNORE_INDEX
+
+    def tokenize_example(tokenizer, row, style="r1"):
+        ids, labels = real(tokenizer, row, style)
+        return ids, [t if y == IGNORE_INDEX else IGNORE_INDEX for t, y in zip(ids, labels)]
+
+    return tokenize_example
+
+
+def without_chat_template(real):
+    def simple_evaluate(*args, **kwargs):
+        return real(*args, **{**kwargs, "apply_chat_template": False})
+
+    return simple_evaluate
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    import chat_format
+    import lm_eval
+
+    d = tmp_path_factory.mktemp("demo_signal")
+    base = _build(d)
+    intact = _train(d, base, d / "intact")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(chat_format, "tokenize_example", prompt_only_labels(chat_format.tokenize_example))
+        broken_mask = _train(d, base, d / "broken_mask")
+    scores = {"base": _evaluate(base, d / "eval" / "base.json"),
+              "intact": _evaluate(intact, d / "eval" / "intact.json"),
+              "broken_mask": _evaluate(broken_mask, d / "eval" / "broken_mask.json")}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(lm_eval, "simple_evaluate", without_chat_template(lm_eval.simple_evaluate))
+        scores["no_chat_template"] = _evaluate(intact, d / "eval" / "no_chat_template.json")
+    print("\n" + json.dumps({k: v["score"] for k, v in scores.items()}))
+    return d, scores
+
+
+def test_the_patches_break_what_they_claim(runs):
+    import chat_format
+    from transformers import AutoTokenizer
+
+    d, scores = runs
+    row = json.loads((d / "s1k.jsonl").read_text().splitlines()[0])
+    tok = AutoTokenizer.from_pretrained(d / "base")
+    ids, labels = chat_format.tokenize_example(tok, row)
+    ids2, inverted = prompt_only_labels(chat_format.tokenize_example)(tok, row)
+    ignored = chat_format.IGNORE_INDEX
+    assert ids2 == ids and 0 < labels.count(ignored) < len(ids)
+    assert [y == ignored for y in inverted] == [y != ignored for y in labels]
+    # the patch reached train.py: every sequence is supervised from its first token on
+    report = json.loads((d / "broken_mask" / "data.json").read_text())["train"]
+    assert report["supervised_tokens"] == report["tokens"]
+    intact = json.loads((d / "intact" / "data.json").read_text())["train"]
+    assert intact["supervised_tokens"]["total"] < intact["tokens"]["total"]
+    # and lm-eval got the bare question instead of the chat-formatted one
+    prompts = [json.loads(line)["prompt"] for line in
+               (d / "eval" / "no_chat_template.samples.jsonl").read_text().splitlines()]
+    assert prompts and not any("<|im_start|>" in p for p in prompts)
+    with_template = [json.loads(line)["prompt"] for line in
+                     (d / "eval" / "intact.samples.jsonl").read_text().splitlines()]
+    assert all(p.startswith("<|im_start|>system") for p in with_template)
+
+
+def test_intact_chain_beats_base(runs):
+    _, s = runs
+    assert s["intact"]["score"] >= s["base"]["score"] + 25, {k: v["score"] for k, v in s.items()}
+
+
+@pytest.mark.parametrize("broken", ["broken_mask", "no_chat_template"])
+def test_one_broken_link_collapses_the_signal(runs, broken):
+    _, s = runs
+    scores = {k: v["score"] for k, v in s.items()}
+    assert s[broken]["score"] <= s["base"]["score"] + 10, scores
+    assert s["intact"]["score"] - s[broken]["score"] >= 25, scores
