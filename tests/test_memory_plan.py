@@ -143,7 +143,9 @@ def test_paper_grid_does_not_fit_24_gib_and_says_what_to_change(cache):
 
 def test_demo_jobs_on_cpu_are_not_checked(cache):
     assert mp.check(DEMO, 1, cache) == []
-    assert mp.load_arch(DEMO, "tiny-a") == mp.Arch(64, 128, 2, 4, 2, mp.DEMO_VOCAB, True)
+    d = DEMO["models"]["tiny-a"]["demo"]  # make_demo.py model: MLP 4 x hidden, heads // 2 KV heads, tied
+    assert mp.load_arch(DEMO, "tiny-a") == mp.Arch(d["hidden"], 4 * d["hidden"], d["layers"], d["heads"],
+                                                    d["heads"] // 2, mp.DEMO_VOCAB, True)
 
 
 def _site(tmp_path, gib):
