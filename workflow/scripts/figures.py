@@ -94,9 +94,11 @@ def recovered(rec: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: 
         has_ci = "undefined_ci" in b and b["ci_lo"].notna().any()
         omit = b["undefined"].astype(bool) | (b["undefined_ci"].astype(bool) if has_ci else b["gap_z"].abs() <= 1)
         sub = b[~omit]
-        for size in _present(sizes, sub):
+        present = _present(sizes, sub)
+        for k, size in enumerate(present):
             g = sub[sub["size"] == size].sort_values("train_examples")
-            x = g["train_examples"].astype(int)
+            # a small multiplicative dodge per size (log axis) keeps equal values apart
+            x = g["train_examples"].astype(int) * 2 ** (0.06 * (k - (len(present) - 1) / 2))
             yerr = [g["recovered_pct"] - g["ci_lo"], g["ci_hi"] - g["recovered_pct"]] if has_ci else None
             ax.errorbar(x, g["recovered_pct"], yerr=yerr, color=pal[size], marker="o", ms=5, capsize=3,
                         lw=1.6, label=size)
@@ -138,7 +140,8 @@ def val_loss_gain(gain: pd.DataFrame, sizes: list[str], benchmarks: list[str], p
         handles = [Line2D([], [], marker="o", ls="", color=pal[s], label=s) for s in order]
         handles.append(Line2D([], [], marker="X", ls="", color="grey", markeredgecolor="black", markersize=10,
                               label="centroid of the size"))
-        ax.legend(handles=handles, title="Model size", fontsize=9, title_fontsize=9)
+        ax.legend(handles=handles, title="Model size", fontsize=9, title_fontsize=9, loc="upper center",
+                  bbox_to_anchor=(0.5, -0.16), ncol=len(handles))
     return save(fig, path)
 
 
@@ -261,12 +264,12 @@ def training_curves(curves: pd.DataFrame, sel: pd.DataFrame, sizes: list[str], p
         c = curves[curves["size"] == size]
         ax.set_title(f"{size}: validation loss of the full finetunes", fontsize=10)
         ax.set_xlabel("Training step")
-        ax.set_ylabel("Validation loss (nats per token)")
+        ax.set_ylabel("Validation loss (nats per token, log scale)")
         if c.empty:
             _empty(ax, "no training metrics")
             continue
         ns = sorted(c["train_examples"].unique())
-        last = c["step"].max()
+        last, early = c["step"].max(), False
         for i, n in enumerate(ns):
             g, colour = c[c["train_examples"] == n].sort_values("step"), cmap(0.1 + 0.8 * i / max(1, len(ns) - 1))
             ax.plot(g["step"], g["val_loss"], color=colour, lw=1.5, label=f"{n} examples")
@@ -278,8 +281,12 @@ def training_curves(curves: pd.DataFrame, sel: pd.DataFrame, sizes: list[str], p
                 ax.plot(pick["step"], pick["val_loss"], marker="*", ms=13, color=colour, markeredgecolor="black")
             if g["step"].max() < last:  # stopped early: patience ran out
                 ax.plot(g["step"].iloc[-1], g["val_loss"].iloc[-1], marker="x", ms=9, color=colour, mew=2)
-        extra = [Line2D([], [], marker="*", ls="", color="grey", markeredgecolor="black", ms=12, label="selected"),
-                 Line2D([], [], marker="x", ls="", color="grey", mew=2, ms=8, label="stopped early")]
+                early = True
+        ax.set_yscale("log")
+        extra = [Line2D([], [], marker="*", ls="", color="grey", markeredgecolor="black", ms=12,
+                        label="selected (band: best + tolerance)")]
+        if early:
+            extra.append(Line2D([], [], marker="x", ls="", color="grey", mew=2, ms=8, label="stopped early"))
         ax.legend(handles=ax.get_legend_handles_labels()[0] + extra, fontsize=8)
     return save(fig, path)
 
