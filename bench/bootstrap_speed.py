@@ -11,15 +11,12 @@ Usage:  python bench/bootstrap_speed.py [--n-boot 2000] [--repeat 3]
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
-import bootstrap_ci  # noqa: E402
+from elicit import bootstrap_ci
 
 BENCHMARKS = {"AIME": ["aime24", "aime25"], "GPQA": ["gpqa_diamond_cot_zeroshot"]}
 PROBLEMS = {"aime24": 30, "aime25": 30, "gpqa_diamond_cot_zeroshot": 198}

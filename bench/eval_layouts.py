@@ -69,7 +69,8 @@ def run(layout: str, args, tasks: Path, out: Path) -> float:
     cmd += ["--model", args.model, "--task", "bench_prompts", "--include-path", str(tasks), "--seed", "0",
             "--temperature", "0", "--max-gen-toks", str(args.max_gen_toks), "--batch-size", str(args.batch_size),
             "--device", args.device, "--dtype", args.dtype, "--max-length", str(args.max_length),
-            "--layout", layout, "--backend", "hf-resumable", "--out", str(out)]
+            "--layout", layout, "--backend", "hf-resumable", "--top-p", "1.0", "--top-k", "0", "--min-p", "0",
+            "--repetition-penalty", "1.0", "--out", str(out)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     if layout in ("single",) and args.device == "cuda":
         env["CUDA_VISIBLE_DEVICES"] = env.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]
@@ -96,13 +97,9 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         if args.model is None:  # the demo's tiny model, built by its own program
-            demo = [sys.executable, str(ROOT / "workflow" / "scripts" / "make_demo.py")]
-            for step in (["data", "--out", tmp / "s1k.jsonl", "--rows", "16"],
-                         ["tokenizer", "--corpus", tmp / "s1k.jsonl", ROOT / "workflow" / "tasks" / "demo",
-                          "--out", tmp / "tok"],
-                         ["model", "--tokenizer", tmp / "tok", "--out", tmp / "model"]):
-                subprocess.run([*demo, *map(str, step)], check=True, capture_output=True)
-            args.model = str(tmp / "model")
+            subprocess.run([sys.executable, str(ROOT / "workflow" / "scripts" / "make_demo.py"), "tiny",
+                            "--out", str(tmp)], check=True, capture_output=True)
+            args.model = str(tmp / "base")
         tasks = task_dir(tmp, args.n)
         res = {}
         for layout in layouts:

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
 
 
 def long_tail_lengths(n, max_gen_toks, min_len, alpha, seed):
@@ -40,12 +40,8 @@ def long_tail_lengths(n, max_gen_toks, min_len, alpha, seed):
 
 
 def build_demo_model(d: Path) -> Path:
-    import make_demo
-
-    tasks = ROOT / "workflow" / "tasks" / "demo"
-    make_demo.main(["data", "--out", str(d / "s1k.jsonl"), "--rows", "16"])
-    make_demo.main(["tokenizer", "--corpus", str(d / "s1k.jsonl"), str(tasks), "--out", str(d / "tok")])
-    make_demo.main(["model", "--tokenizer", str(d / "tok"), "--out", str(d / "base")])
+    subprocess.run([sys.executable, str(ROOT / "workflow" / "scripts" / "make_demo.py"), "tiny", "--out", str(d)],
+                   check=True, capture_output=True)
     return d / "base"
 
 
@@ -137,7 +133,7 @@ def run_cb(model, tok, prompts, lengths, device):
     counter = StepCounter(model)
     t0 = time.perf_counter()
     results = {}
-    from lm_backend_cb import cb_config
+    from elicit.lm_backend_cb import cb_config
 
     # CPU: a workload-sized paged cache; prefix caching off so that every prompt token is
     # computed (as in hf) and sequence-steps = fed tokens - prompt tokens + one per request

@@ -40,7 +40,7 @@ json.dump(cfg, open(sys.argv[2], "w"), indent=1)
 PYEOF
 done
 TOK=$CFGS/tok
-"$PY" workflow/scripts/make_demo.py data --out "$CFGS/s1k.jsonl" --rows 16 >/dev/null
+"$PY" workflow/scripts/make_demo.py data --out "$CFGS/s1k.jsonl" --rows 16 --n-val 4 --subsets 8 --split-seed 0 >/dev/null
 "$PY" workflow/scripts/make_demo.py tokenizer --corpus "$CFGS/s1k.jsonl" workflow/tasks/demo --out "$TOK" >/dev/null
 for size in 1.5B 7B; do cp "$TOK"/* "$CFGS/$size/"; done
 

@@ -32,9 +32,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from elicit.memory_plan import Arch, activation_bytes, eval_parts, loss_chunked_bytes, loss_materialised_bytes
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
-from memory_plan import Arch, activation_bytes, eval_parts, loss_chunked_bytes, loss_materialised_bytes  # noqa: E402
 
 TOLERANCE = (0.7, 1.3)
 ARCHS = {  # loss-dominated (the real vocabulary), activation-dominated, KV-cache-dominated

@@ -2,8 +2,7 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+ROOT = Path(__file__).resolve().parents[1]  # the step programs import as modules: pyproject pythonpath
 # snakemake and python of the running interpreter's venv, for the subprocess tests
 os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -29,15 +28,50 @@ def _slurm_answers_plugin_probe(request):
         request.getfixturevalue("slurm_cluster")
 
 
+def demo_config() -> dict:
+    """config/demo.yaml, checked, the schema's defaults filled in (as the workflow sees it)."""
+    import yaml
+
+    from elicit.config import check
+
+    return check(yaml.safe_load((ROOT / "config" / "demo.yaml").read_text()))
+
+
+def train_flags(**over) -> list[str]:
+    """train.py's flags as the train rule builds them for the demo config (elicit/steps.py), with
+    `over` on top (snake_case keys); the clock is not watched (stop_margin_min 0)."""
+    from elicit import steps
+
+    cfg = demo_config()
+    return steps.flags({**steps.train_args(cfg, cfg["sizes"][0], "full-16"), "stop_margin_min": 0, **over})
+
+
+def lora_flags() -> list[str]:
+    """The LoRA settings of the demo config as train.py flags (with `--mode lora`)."""
+    from elicit import steps
+
+    cfg = demo_config()
+    return steps.flags({k: v for k, v in steps.train_args(cfg, cfg["sizes"][0], "lora").items()
+                        if k.startswith("lora_")})
+
+
+def eval_settings(layout: str = "single") -> list[str]:
+    """eval_cell.py's config-backed flags: config/demo.yaml's generation settings (the schema
+    filling its defaults), batch size 1 and max length 512 for the tests' small runs. For tests
+    that call it directly; a flag given again later overrides (argparse)."""
+    e = demo_config()["eval"]
+    flags = {"temperature": e["temperature"], "top-p": e["top_p"], "top-k": e["top_k"], "min-p": e["min_p"],
+             "repetition-penalty": e["repetition_penalty"], "batch-size": 1,
+             "backend": e["backend"], "max-length": 512, "layout": layout}
+    return [x for k, v in flags.items() for x in (f"--{k}", str(v))]
+
+
 def build_demo_model(d: Path) -> Path:
     """The demo base model under d/base: random-init Qwen2 + a BPE tokenizer trained offline
     on 16 s1K-shaped rows and the demo tasks' text (make_demo.py, as the demo DAG builds it)."""
     import make_demo
 
-    make_demo.main(["data", "--out", str(d / "s1k.jsonl"), "--rows", "16"])
-    make_demo.main(["tokenizer", "--corpus", str(d / "s1k.jsonl"), str(ROOT / "workflow" / "tasks" / "demo"),
-                    "--out", str(d / "tok")])
-    make_demo.main(["model", "--tokenizer", str(d / "tok"), "--out", str(d / "base")])
+    make_demo.main(["tiny", "--out", str(d)])
     return d / "base"
 
 

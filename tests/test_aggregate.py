@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import aggregate
-from tests.conftest import ROOT
+from tests.conftest import demo_config
 
 BENCH = {"AIME": ["aime24", "aime25"], "GPQA": ["gpqa"]}
 
@@ -220,10 +220,9 @@ def test_intervals_lora_vs_full_and_curves(tmp_path):
 
 def test_report_holds_every_table_and_figure(tmp_path):
     import report
-    import yaml
 
     test_intervals_lora_vs_full_and_curves(tmp_path)
-    cfg = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    cfg = demo_config()  # as the workflow passes it: checked, the schema's defaults filled in
     page = report.build(tmp_path, cfg)
     for name, _ in report.FIGURES:
         assert f"<img alt='{name}' src='data:image/png;base64," in page, name

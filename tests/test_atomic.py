@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from atomic import atomic_dir, atomic_path, write_json
+from elicit.atomic import atomic_dir, atomic_path, write_json
 
 
 def test_failure_keeps_previous_content(tmp_path):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -85,7 +84,7 @@ def test_bad_config_values_name_the_key_and_run_nothing(tmp_path, path, value, k
 
 def test_every_config_string_is_shell_quoted():
     """Values reach the shell quoted even where the schema would allow odd characters."""
-    from shellargs import cli
+    from elicit.slurm import cli
 
     line = cli({"revision": "$(touch /tmp/x)", "source": "a b", "flag": True, "none": None, "empty": ""})
     assert line == "--revision '$(touch /tmp/x)' --source 'a b' --flag --empty ''"
@@ -120,7 +119,7 @@ def test_truncated_source_names_the_file_and_line(tmp_path):
     import make_demo
 
     src = tmp_path / "s1k.jsonl"
-    make_demo.main(["data", "--out", str(src), "--rows", "6"])
+    make_demo.main(["data", "--out", str(src), "--rows", "6", "--n-val", "2", "--subsets", "2", "--split-seed", "0"])
     src.write_text(src.read_text()[:-40])  # the last row cut mid-way
     out = prepare("fetch", "--source", src, "--out", tmp_path / "t.parquet")
     assert out.returncode != 0 and str(src) in out.stderr

@@ -1,17 +1,14 @@
 """bootstrap_ci: hand-computed and exactly enumerable cases, pairing, undefined ratios, missing
 seeds, and the coverage of the intervals on simulated evaluations with a known truth."""
 import itertools
-import sys
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 # conftest.py does this too; repeated so the file also runs alone (pytest --noconftest)
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "workflow" / "scripts"))
-import bootstrap_ci as bc  # noqa: E402
+from elicit import bootstrap_ci as bc
 
 BENCH = {"AIME": ["aime24", "aime25"], "GPQA": ["gpqa"]}
 

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 import yaml
 
-from config_check import ConfigError, check
+from elicit.config import ConfigError, check
 from tests.conftest import ROOT
 
 PAPER = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -61,3 +61,64 @@ def test_snakemake_refuses_bad_config_at_plan_time(tmp_path):
                           "--configfile", str(bad)], capture_output=True, text=True)
     assert out.returncode != 0
     assert "models.7B.eval.runtime_h" in out.stdout + out.stderr
+
+
+# ------------------------------------------------------------------ defaults, stated once
+def _optional_without_default(schema, path=""):
+    """Keys of the schema's objects that are neither required nor given a `default:`."""
+    out = []
+    for key, sub in (schema.get("properties") or {}).items():
+        if key not in schema.get("required", []) and "default" not in sub:
+            out.append(f"{path}{key}")  # an optional section as a whole: its keys are its own business
+            continue
+        out += _optional_without_default(sub, f"{path}{key}.")
+    if isinstance(schema.get("additionalProperties"), dict):
+        out += _optional_without_default(schema["additionalProperties"], f"{path}*.")
+    for name, sub in (schema.get("$defs") or {}).items():
+        out += _optional_without_default(sub, f"$defs.{name}.")
+    return out
+
+
+def test_every_optional_setting_has_its_default_in_the_schema():
+    from elicit.config import SCHEMA
+
+    schema = yaml.safe_load(SCHEMA.read_text())
+    # sections that are optional as a whole (no value to default to)
+    assert sorted(_optional_without_default(schema)) == ["cost", "models.*.arch", "models.*.demo", "site"]
+
+
+def test_check_fills_the_defaults_the_rules_read():
+    cfg = copy.deepcopy(PAPER)
+    for key in ("adam_beta1", "adam_beta2", "warmup_steps", "max_grad_norm", "loss_chunk", "stop_margin_min"):
+        cfg["train"].pop(key, None)
+    for key in ("top_p", "top_k", "min_p", "repetition_penalty", "batch_size", "backend", "limit"):
+        cfg["eval"].pop(key, None)
+    for m in cfg["models"].values():
+        for job in (m["train"], m["eval"]):
+            job.pop("nodes", None)
+            job.pop("cpus", None)
+    check(cfg)
+    assert (cfg["train"]["adam_beta2"], cfg["train"]["warmup_ratio"], cfg["train"]["loss_chunk"]) == (0.95, 0, 512)
+    assert (cfg["eval"]["top_p"], cfg["eval"]["top_k"], cfg["eval"]["backend"], cfg["eval"]["limit"]) == \
+        (1.0, 0, "hf-resumable", None)
+    assert all(m["train"]["nodes"] == 1 and m["eval"]["layout"] == "auto" and m["base_revision"] is None
+               for m in cfg["models"].values())
+
+
+def test_programs_have_no_default_for_a_config_value():
+    """train.py: every setting the rule passes is a required flag; eval_cell.py likewise for the
+    generation settings (its top_p once defaulted to 0.95 against the config's 1.0)."""
+    import dataclasses
+
+    import eval_cell
+    import train
+    from elicit import steps
+
+    cfg = check(copy.deepcopy(DEMO))
+    fields = {f.name: f for f in dataclasses.fields(train.TrainConfig)}
+    for trained in ("full-16", "lora"):
+        for key in steps.train_args(cfg, cfg["sizes"][0], trained):
+            assert fields[key].default is dataclasses.MISSING or key.startswith("lora_"), key
+    required = {a.dest for a in eval_cell.build_parser()._actions if a.required}
+    assert {"temperature", "top_p", "top_k", "min_p", "repetition_penalty", "batch_size", "backend",
+            "max_length", "layout", "max_gen_toks", "seed"} <= required

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 import prepare_data
-from config_check import ConfigError, check
-from prepare_data import COLUMNS, check_split_config, sha256
+from elicit.config import ConfigError, check
+from elicit.data import COLUMNS, split_problems
+from elicit.provenance import sha256_file as sha256
 from tests.conftest import ROOT
 
 BASE = json.loads((ROOT / "tests" / "data" / "s1k_rows.json").read_text())[0]
@@ -60,7 +61,7 @@ def test_fetch_then_split(tmp_path):
     assert m["source"] == str(src) and m["revision"] is None and m["source_sha256"] == meta["sha256"]
     assert sorted(m["subsets"]) == ["2", "8"] and m["all"] == list(range(12))
     assert set(m["subsets"]["2"]) < set(m["subsets"]["8"]) and not set(m["subsets"]["8"]) & set(m["validation"])
-    assert files(out) == ["fingerprint.json", "manifest.json", "s1k.json", "s1k.parquet"]  # no temporaries left
+    assert files(out) == ["manifest.json", "s1k.json", "s1k.parquet"]  # no temporaries left
 
 
 @pytest.mark.parametrize("kind", ["jsonl", "parquet"])
@@ -178,16 +179,16 @@ def table(tmp_path):
 
 
 @pytest.mark.parametrize("args,msg", [
-    (["--n-val", 4, "--subsets", 9], r"data.subsets \[9\] exceed the 8 rows left after 4 validation rows"),
-    (["--n-val", 12, "--subsets", 1], "data.n_val=12 must be in"),
+    (["--n-val", 4, "--subsets", 9], r"data.subsets: \[9\] exceed the 8 rows left by 12 rows minus data.n_val=4"),
+    (["--n-val", 12, "--subsets", 1], r"data.n_val: 12 must be in \[1, 12\)"),
     (["--n-val", 4, "--subsets", 0, 2], "must be positive"),
     (["--n-val", 4, "--subsets", 2, 2], r"sizes repeat in \[2, 2\]"),
-    (["--n-val", 4, "--subsets", 2, "--seed", -1], "data.split_seed=-1"),
+    (["--n-val", 4, "--subsets", 2, "--seed", -1], "data.split_seed: -1 must be non-negative"),
     (["--n-val", 4, "--subsets", 2, "--expected-rows", 1000], "has 12 rows but data.expected_rows=1000"),
 ])
 def test_bad_split_fails_and_writes_no_manifest(table, args, msg):
     out = table.parent / "split" / "manifest.json"
-    err = run(["split", "--table", table, *args, "--out", out])
+    err = run(["split", "--table", table, "--seed", 0, *args, "--out", out])
     assert err is not None and re.search(msg, err), err
     assert files(out.parent) == []
 
@@ -195,7 +196,7 @@ def test_bad_split_fails_and_writes_no_manifest(table, args, msg):
 def test_split_refuses_a_table_changed_after_fetch(table):
     pd.read_parquet(table).iloc[:11].to_parquet(table)
     out = table.parent / "split" / "manifest.json"
-    err = run(["split", "--table", table, "--n-val", 2, "--subsets", 4, "--out", out])
+    err = run(["split", "--table", table, "--n-val", 2, "--subsets", 4, "--seed", 0, "--out", out])
     assert "the table changed since it was fetched" in err
     assert files(out.parent) == []
 
@@ -218,8 +219,8 @@ def _paper():
 def test_paper_and_demo_configs_pass():
     import yaml
 
-    assert check_split_config(_paper()["data"]) == []
-    assert check_split_config(yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())["data"]) == []
+    for d in (_paper()["data"], yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())["data"]):
+        assert split_problems(d["expected_rows"], d["n_val"], d["subsets"], d["split_seed"]) == []
 
 
 @pytest.mark.parametrize("data,msg", [
@@ -236,8 +237,8 @@ def test_plan_time_split_check(data, msg):
 
 def test_plan_time_check_without_expected_rows():
     d = dict(_paper()["data"], expected_rows=None, subsets=[5000])
-    assert check_split_config(d) == []  # unknown table size: caught by split_data instead
-    assert check_split_config(dict(d, subsets=[3, 3])) == ["data.subsets: sizes repeat in [3, 3]"]
+    assert split_problems(None, d["n_val"], d["subsets"]) == []  # unknown table size: caught by split_data
+    assert split_problems(None, d["n_val"], [3, 3]) == ["data.subsets: sizes repeat in [3, 3]"]
 
 
 def test_snakemake_plan_fails_before_running(tmp_path):
@@ -271,7 +272,7 @@ def test_hub_source_records_the_resolved_commit(tmp_path, monkeypatch):
     assert err is None and calls == [("simplescaling/s1K-1.1", "main", "train")]
     meta = json.loads((out / "s1k.json").read_text())
     assert meta["revision"] == "main" and meta["resolved_revision"] == "c0ffee" * 6 + "abcd"
-    assert run(["split", "--table", out / "s1k.parquet", "--n-val", 2, "--subsets", 10, "--out",
+    assert run(["split", "--table", out / "s1k.parquet", "--n-val", 2, "--subsets", 10, "--seed", 0, "--out",
                 out / "manifest.json"]) is None
     m = json.loads((out / "manifest.json").read_text())
     assert (m["source"], m["revision"], m["resolved_revision"]) == ("simplescaling/s1K-1.1", "main", "c0ffee" * 6 + "abcd")

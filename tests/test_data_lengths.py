@@ -4,9 +4,9 @@ import json
 import pytest
 
 import prepare_data
-from chat_format import encode_rows, summarize, tokenize_example
+from elicit.chat import encode_rows, summarize, tokenize_example
 from tests.test_data import files, rows, run, write_jsonl
-from tests.test_format import TEMPLATE, build_tokenizer
+from tests.test_format import build_tokenizer
 
 
 @pytest.fixture(scope="module")
@@ -18,7 +18,7 @@ def setup(tmp_path_factory):
     assert run(["fetch", "--source", write_jsonl(d / "s1k.jsonl", rs), "--out", d / "s1k.parquet"]) is None
     assert run(["split", "--table", d / "s1k.parquet", "--n-val", 3, "--subsets", 8, 4, "--seed", 0,
                 "--out", d / "manifest.json"]) is None
-    tok = build_tokenizer(TEMPLATE, [str(v) for r in rs for v in r.values()])
+    tok = build_tokenizer([str(v) for r in rs for v in r.values()])
     tok.save_pretrained(d / "tok")
     return d, tok
 
@@ -28,7 +28,7 @@ def test_lengths_per_subset(setup, style):
     d, tok = setup
     out = d / f"lengths-{style}.json"
     assert run(["lengths", "--table", d / "s1k.parquet", "--manifest", d / "manifest.json", "--tokenizer",
-                d / "tok", "--format", style, "--max-seq-len", 100000, "--out", out]) is None
+                d / "tok", "--format", style, "--max-seq-len", 100000, "--on-too-long", "truncate", "--out", out]) is None
     rep = json.loads(out.read_text())
     manifest = json.loads((d / "manifest.json").read_text())
     import pandas as pd
@@ -54,7 +54,7 @@ def test_lengths_count_the_long_ones_like_training_does(setup, policy):
     cut = lens[6]  # half the rows are over
     out = d / f"lengths-{policy}.json"
     assert run(["lengths", "--table", d / "s1k.parquet", "--manifest", d / "manifest.json", "--tokenizer",
-                d / "tok", "--max-seq-len", cut, "--on-too-long", policy, "--out", out]) is None
+                d / "tok", "--format", "r1", "--max-seq-len", cut, "--on-too-long", policy, "--out", out]) is None
     rep = json.loads(out.read_text())
     assert rep["all"]["too_long"] == sum(x > cut for x in lens) > 0
     for k, ids in manifest["subsets"].items():
@@ -72,6 +72,6 @@ def test_lengths_refuse_a_foreign_table(setup, tmp_path):
     assert run(["fetch", "--source", write_jsonl(tmp_path / "o.jsonl", rows(12)), "--out", other]) is None
     out = tmp_path / "res" / "lengths.json"
     err = run(["lengths", "--table", other, "--manifest", d / "manifest.json", "--tokenizer", d / "tok",
-               "--max-seq-len", 100, "--out", out])
+               "--format", "r1", "--max-seq-len", 100, "--on-too-long", "truncate", "--out", out])
     assert "is not the table" in err and files(out.parent) == []
     assert prepare_data.DataError  # the CLI turned it into a message, not a traceback

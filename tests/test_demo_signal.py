@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, eval_settings, train_flags
 
 DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 TASKS = ROOT / "workflow" / "tasks" / "demo"
@@ -53,7 +53,7 @@ def test_keywords_are_tiered_along_the_split():
     """Larger subsets teach more keywords; validation asks about what every subset teaches;
     every evaluation question is new and about a keyword some training row teaches."""
     import make_demo
-    from prepare_data import split_ids
+    from elicit.data import split_ids
 
     data = DEMO["data"]
     rows = make_demo.demo_rows(data["expected_rows"], data["n_val"], data["subsets"], data["split_seed"])
@@ -100,7 +100,8 @@ def _build(d: Path) -> Path:
     make_demo.main(["tokenizer", "--corpus", str(d / "s1k.jsonl"), str(TASKS), "--out", str(d / "tok")])
     spec = DEMO["models"][SIZE]["demo"]
     make_demo.main(["model", "--tokenizer", str(d / "tok"), "--out", str(d / "base"), "--hidden", str(spec["hidden"]),
-                    "--layers", str(spec["layers"]), "--heads", str(spec["heads"])])
+                    "--layers", str(spec["layers"]), "--heads", str(spec["heads"]),
+                    "--context", str(DEMO["models"][SIZE]["context"])])
     return d / "base"
 
 
@@ -108,15 +109,8 @@ def _train(d: Path, base: Path, out: Path) -> Path:
     """train.py in this process (so that monkeypatches reach it); the selected checkpoint."""
     import train
 
-    t = DEMO["train"]
-    args = {"lr": t["lr"], "weight_decay": t["weight_decay"], "adam_beta1": t["adam_beta1"],
-            "adam_beta2": t["adam_beta2"], "warmup_steps": t["warmup_steps"], "max_grad_norm": t["max_grad_norm"],
-            "global_batch": t["global_batch"], "max_steps": t["max_steps"], "eval_every": t["eval_every"],
-            "tolerance": t["tolerance"], "patience": t["patience"], "seed": t["seed"],
-            "max_seq_len": DEMO["data"]["max_seq_len"], "format": DEMO["data"]["format"],
-            "on_too_long": DEMO["data"]["on_too_long"], "mode": "full", "subset": SUBSET}
     argv = ["--model", str(base), "--table", str(d / "s1k.parquet"), "--manifest", str(d / "manifest.json"),
-            "--out", str(out), "--progress", "False"] + [x for k, v in args.items() for x in (f"--{k}", str(v))]
+            "--out", str(out), *train_flags(subset=SUBSET, progress=False)]
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1)}
     try:
         assert train.main(argv) == 0
@@ -131,7 +125,7 @@ def _evaluate(model: Path, out: Path) -> dict:
     import eval_cell
 
     e = DEMO["eval"]
-    return eval_cell.main([
+    return eval_cell.main([*eval_settings(),
         "--model", str(model), "--task", TASK, "--include-path", str(TASKS), "--seed", str(e["seeds"][0]),
         "--max-gen-toks", str(e["max_gen_toks"]), "--temperature", str(e["temperature"]),
         "--top-p", str(e["top_p"]), "--top-k", str(e["top_k"]), "--batch-size", str(e["batch_size"]),
@@ -141,7 +135,7 @@ def _evaluate(model: Path, out: Path) -> dict:
 
 def prompt_only_labels(real):
     """tokenize_example with the mask inverted: labels on the prompt, IGNORE on the answer."""
-    from chat_format import IGNORE_INDEX
+    from elicit.chat import IGNORE_INDEX
 
     def tokenize_example(tokenizer, row, style="r1"):
         ids, labels = real(tokenizer, row, style)
@@ -159,7 +153,7 @@ def without_chat_template(real):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    import chat_format
+    from elicit import chat as chat_format
     import lm_eval
 
     d = tmp_path_factory.mktemp("demo_signal")
@@ -179,7 +173,7 @@ def runs(tmp_path_factory):
 
 
 def test_the_patches_break_what_they_claim(runs):
-    import chat_format
+    from elicit import chat as chat_format
     from transformers import AutoTokenizer
 
     d, scores = runs

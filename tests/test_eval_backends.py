@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, eval_settings
 import eval_cell
 
 TASKS = ROOT / "workflow" / "tasks" / "demo"
@@ -35,7 +35,7 @@ def chaos(tmp_path_factory, demo_model) -> Path:
 
 
 def _run(model, out, backend, task, *, temperature=0.0, bs=3, limit=6, seed=1):
-    rec = eval_cell.main(["--model", str(model), "--task", task, "--include-path", str(TASKS),
+    rec = eval_cell.main([*eval_settings(), "--model", str(model), "--task", task, "--include-path", str(TASKS),
                           "--seed", str(seed), "--max-gen-toks", "20", "--temperature", str(temperature),
                           "--limit", str(limit), "--device", "cpu", "--dtype", "float32",
                           "--batch-size", str(bs), "--max-length", "512", "--backend", backend,
@@ -63,7 +63,7 @@ def test_cb_sampling_and_resume_stats(chaos, tmp_path):
 
 
 def test_cb_generation_config_settings():
-    from lm_backend_cb import generation_config_for
+    from elicit.lm_backend_cb import generation_config_for
 
     cfg = generation_config_for(None, {"do_sample": True, "temperature": 0.6, "top_p": 0.95, "top_k": 0,
                                        "min_p": None, "repetition_penalty": 1.0, "max_gen_toks": 7}, [1, 2], 0)

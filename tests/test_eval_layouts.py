@@ -17,7 +17,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, eval_settings
 from tests.test_eval_repro import SCRIPTS, _env
 
 TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
@@ -25,10 +25,10 @@ TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 def _eval(model, out, layout="single", temperature=0.6, **env):
     launcher = TORCHRUN if layout in ("dp", "tp") else (sys.executable,)
-    cmd = [*launcher, str(SCRIPTS / "eval_cell.py"), "--model", str(model), "--task", "demo_aime",
+    cmd = [*launcher, str(SCRIPTS / "eval_cell.py"), *eval_settings(), "--model", str(model), "--task", "demo_aime",
            "--include-path", str(ROOT / "workflow" / "tasks" / "demo"), "--seed", "3",
            "--max-gen-toks", "6", "--temperature", str(temperature), "--device", "cpu", "--dtype", "float32",
-           "--max-length", "512", "--batch-size", "2", "--layout", layout, "--out", str(out)]
+           "--max-length", "512", "--batch-size", "2", "--limit", "8", "--layout", layout, "--out", str(out)]
     return subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=600)
 
 

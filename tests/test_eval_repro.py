@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, eval_settings
 
 SCRIPTS = ROOT / "workflow" / "scripts"
 
@@ -59,7 +59,7 @@ def _fetch_then_eval(model, task_dir, cache, out, seeds):
     got = {}
     for seed in seeds:
         o = out.with_name(f"seed{seed}.json")
-        proc = subprocess.run([sys.executable, SCRIPTS / "eval_cell.py", "--model", model, "--task", "gpqa_local",
+        proc = subprocess.run([sys.executable, SCRIPTS / "eval_cell.py", *eval_settings(), "--model", model, "--task", "gpqa_local",
                                "--include-path", task_dir, "--seed", str(seed), "--max-gen-toks", "4",
                                "--device", "cpu", "--dtype", "float32", "--max-length", "512",
                                "--batch-size", "4", "--out", o], env=_env(cache), capture_output=True, text=True)
@@ -95,9 +95,9 @@ def test_retrained_model_at_the_same_path_reuses_no_answer(demo_model, tmp_path)
 
     model = tmp_path / "model"
     shutil.copytree(demo_model, model)
-    args = ["--model", str(model), "--task", "demo_aime", "--include-path", str(ROOT / "workflow" / "tasks" / "demo"),
+    args = [*eval_settings(), "--model", str(model), "--task", "demo_aime", "--include-path", str(ROOT / "workflow" / "tasks" / "demo"),
             "--seed", "0", "--max-gen-toks", "6", "--device", "cpu", "--dtype", "float32", "--max-length", "512",
-            "--batch-size", "2"]
+            "--batch-size", "2", "--limit", "8"]
     out = tmp_path / "cell" / "seed0.json"
     proc = subprocess.run([sys.executable, SCRIPTS / "eval_cell.py", *args, "--out", out],
                           env=_env(LM_BACKEND_SIGTERM_AFTER="4"), capture_output=True, text=True)
@@ -130,7 +130,7 @@ def test_a_finished_cell_is_restored_not_recomputed(demo_model, tmp_path):
     model = tmp_path / "model"
     shutil.copytree(demo_model, model)
     out = tmp_path / "cell" / "seed0.json"
-    args = [sys.executable, str(SCRIPTS / "eval_cell.py"), "--model", str(model), "--task", "demo_aime",
+    args = [sys.executable, str(SCRIPTS / "eval_cell.py"), *eval_settings(), "--model", str(model), "--task", "demo_aime",
             "--include-path", str(ROOT / "workflow" / "tasks" / "demo"), "--seed", "0", "--max-gen-toks", "4",
             "--device", "cpu", "--dtype", "float32", "--max-length", "512", "--out", str(out)]
     subprocess.run(args, env=_env(), check=True, capture_output=True)

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, eval_settings
 import eval_cell
-import lm_backend
+from elicit import lm_backend
 
 TASKS = ROOT / "workflow" / "tasks" / "demo"
 
@@ -28,9 +28,9 @@ def tiny(demo_model) -> Path:
 
 
 def _argv(model, out, *extra, limit=5, seed=1, bs=2, mgt=12, temperature=0.8, task="demo_aime"):
-    return ["--model", str(model), "--task", task, "--include-path", str(TASKS), "--seed", str(seed),
+    return [*eval_settings(), "--model", str(model), "--task", task, "--include-path", str(TASKS), "--seed", str(seed),
             "--max-gen-toks", str(mgt), "--temperature", str(temperature), "--limit", str(limit),
-            "--device", "cpu", "--dtype", "float32", "--batch-size", str(bs), "--max-length", "512",
+            "--device", "cpu", "--dtype", "float32", "--batch-size", str(bs),
             "--out", str(out), *extra]
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, eval_settings, build_demo_model
 
 PAPER = ROOT / "workflow" / "tasks" / "paper"
 VARIANTS = {"aime24_reasoning": "aime/aime24.yaml", "aime25_reasoning": "aime/aime25.yaml",
@@ -122,13 +122,7 @@ def test_aime24_variant_end_to_end_on_local_rows(tmp_path):
     import json
 
     import eval_cell
-    import make_demo
-
-    d = tmp_path / "m"
-    make_demo.main(["data", "--out", str(d / "s1k.jsonl"), "--rows", "16"])
-    make_demo.main(["tokenizer", "--corpus", str(d / "s1k.jsonl"), str(ROOT / "workflow" / "tasks" / "demo"),
-                    "--out", str(d / "tok")])
-    make_demo.main(["model", "--tokenizer", str(d / "tok"), "--out", str(d / "base")])
+    base = build_demo_model(tmp_path / "m")
     tdir = tmp_path / "tasks"
     tdir.mkdir()
     (tdir / "rows.jsonl").write_text("".join(json.dumps({"ID": f"2024-I-{i}", "Problem": f"Find {i} + 1.",
@@ -139,7 +133,7 @@ def test_aime24_variant_end_to_end_on_local_rows(tmp_path):
         "custom_dataset: !function utils.load_jsonl\ndataset_kwargs:\n  data_file: rows.jsonl\n  split: train\n"
         "dataset_path: null\n")  # process_results: the paper YAML's, resolved next to it
     out = tmp_path / "r.json"
-    rec = eval_cell.main(["--model", str(d / "base"), "--task", "aime24_reasoning_local", "--include-path", str(tdir),
+    rec = eval_cell.main([*eval_settings(), "--model", str(base), "--task", "aime24_reasoning_local", "--include-path", str(tdir),
                           "--seed", "1", "--max-gen-toks", "8", "--limit", "3", "--device", "cpu",
                           "--dtype", "float32", "--max-length", "512", "--out", str(out)])
     samples = [json.loads(l) for l in eval_cell.samples_path(out).read_text().splitlines()]

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "workflow" / "scripts"))
+from elicit import scoring
+from tests.conftest import ROOT, eval_settings
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -33,7 +34,7 @@ TASKS = ROOT / "workflow" / "tasks" / "demo"
 SECRET = "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123"
 
 
-U = _load("demo_task_utils", TASKS / "utils.py")
+U = _load("demo_task_utils", TASKS / "utils.py")  # lm-eval loads it by path, as here
 
 
 # --------------------------------------------------------------------------- fixtures
@@ -46,7 +47,7 @@ def tiny_model(demo_model) -> Path:
 
 
 def _run(model, out, task, seed, *extra, limit=3, max_gen_toks=16, temperature=0.8):
-    argv = ["--model", str(model), "--task", task, "--include-path", str(TASKS),
+    argv = [*eval_settings(), "--model", str(model), "--task", task, "--include-path", str(TASKS),
             "--seed", str(seed), "--max-gen-toks", str(max_gen_toks), "--temperature", str(temperature),
             "--limit", str(limit), "--device", "cpu", "--dtype", "float32", "--out", str(out), *extra]
     record = evaluate.main(argv)
@@ -206,7 +207,7 @@ def test_choice_shuffle_is_fixed_across_seeds(tiny_model, tmp_path):
     runs = {}
     for seed in (1, 2):
         out = tmp_path / f"seed{seed}.json"
-        evaluate.main(["--model", str(tiny_model), "--task", "shuffled_gpqa", "--include-path", str(tdir),
+        evaluate.main([*eval_settings(), "--model", str(tiny_model), "--task", "shuffled_gpqa", "--include-path", str(tdir),
                        "--seed", str(seed), "--max-gen-toks", "16", "--temperature", "1.0", "--limit", "8",
                        "--device", "cpu", "--dtype", "float32", "--out", str(out)])
         runs[seed] = [json.loads(l) for l in evaluate.samples_path(out).read_text().splitlines()]
@@ -264,8 +265,8 @@ def test_greedy_overrides_checkpoint_do_sample(tiny_model, tmp_path, monkeypatch
 
 def test_generation_kwargs_unit():
     args = evaluate.build_parser().parse_args(
-        ["--model", "m", "--task", "t", "--seed", "3", "--max-gen-toks", "100", "--out", "o.json",
-         "--temperature", "0.6", "--min-p", "0.05"])
+        [*eval_settings(), "--model", "m", "--task", "t", "--seed", "3", "--max-gen-toks", "100", "--out", "o.json",
+         "--temperature", "0.6", "--top-p", "0.95", "--min-p", "0.05"])
     kw = evaluate.generation_kwargs(args)
     assert kw == {"do_sample": True, "temperature": 0.6, "top_p": 0.95, "top_k": 0, "min_p": 0.05,
                   "repetition_penalty": 1.0, "max_gen_toks": 100}
@@ -281,7 +282,7 @@ def test_layouts_map_to_lm_eval_model_args():
     import inspect
 
     args = evaluate.build_parser().parse_args(
-        ["--model", "m", "--task", "t", "--seed", "0", "--max-gen-toks", "8", "--out", "o.json"])
+        [*eval_settings(), "--model", "m", "--task", "t", "--seed", "0", "--max-gen-toks", "8", "--out", "o.json"])
     assert args.layout == "single" and "parallelize" not in evaluate.model_args(args, 4)
     args.layout = "split"
     assert evaluate.model_args(args, 4)["parallelize"] is True
@@ -330,7 +331,7 @@ def test_cli_subprocess(tiny_model, tmp_path):
     env = dict(os.environ, HF_TOKEN=SECRET)
     env.pop("HF_HUB_OFFLINE", None)  # the program must switch the hub off itself
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "workflow" / "scripts" / "eval_cell.py"), "--model", str(tiny_model),
+        [sys.executable, str(ROOT / "workflow" / "scripts" / "eval_cell.py"), *eval_settings(), "--model", str(tiny_model),
          "--task", "demo_gpqa", "--include-path", str(TASKS), "--seed", "5", "--max-gen-toks", "8",
          "--limit", "1", "--device", "cpu", "--out", str(out)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
@@ -348,7 +349,7 @@ def test_cli_help_and_required_args(capsys):
     text = capsys.readouterr().out
     assert "eval_cell.py" in text and "--max-gen-toks" in text and "--include-path" in text
     with pytest.raises(SystemExit) as e:  # --max-gen-toks is required
-        evaluate.main(["--model", "m", "--task", "t", "--seed", "1", "--out", "o.json"])
+        evaluate.main([*eval_settings(), "--model", "m", "--task", "t", "--seed", "1", "--out", "o.json"])
     assert e.value.code == 2
 
 
@@ -393,10 +394,10 @@ def test_extract_aime(text, expected):
 
 
 def test_last_boxed_nested():
-    assert U.last_boxed("x \\boxed{\\frac{1}{2}} y") == "\\frac{1}{2}"
-    assert U.last_boxed("\\boxed{a} \\boxed{\\sqrt{\\frac{3}{4}}}") == "\\sqrt{\\frac{3}{4}}"
-    assert U.last_boxed("\\boxed{7} \\boxed{oops") == "7"
-    assert U.last_boxed("nothing") is None
+    assert scoring.last_boxed("x \\boxed{\\frac{1}{2}} y") == "\\frac{1}{2}"
+    assert scoring.last_boxed("\\boxed{a} \\boxed{\\sqrt{\\frac{3}{4}}}") == "\\sqrt{\\frac{3}{4}}"
+    assert scoring.last_boxed("\\boxed{7} \\boxed{oops") == "7"
+    assert scoring.last_boxed("nothing") is None
 
 
 def test_score_aime():

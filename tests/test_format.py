@@ -1,4 +1,4 @@
-"""Chat formatting and label masks with the REAL Qwen2.5 chat template (tests/data), and the demo's.
+"""Chat formatting and label masks with the REAL Qwen2.5 chat template (resources/), and the demo's.
 
 The tokenizer here is a small byte-level BPE built offline with Qwen2's pre-tokenizer rule,
 Qwen's special tokens and the verbatim Qwen2.5-Instruct chat template: the rendered text is
@@ -9,46 +9,32 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-import chat_template
-from chat_format import (IGNORE_INDEX, THINK_MARKER, assistant_text, chat_text, encode_rows,
+from elicit import chat
+from elicit.chat import (IGNORE_INDEX, THINK_MARKER, assistant_text, chat_text, encode_rows,
                          split_text, summarize, tokenize_example)
 from tests.conftest import ROOT
 
 DATA = ROOT / "tests" / "data"
 ROWS = json.loads((DATA / "s1k_rows.json").read_text())
-TEMPLATE = (DATA / "qwen2_5_chat_template.jinja").read_text()
+TEMPLATE = (ROOT / "resources" / "qwen2_5_chat_template.jinja").read_text()
 SYSTEM = "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
 
 
-def build_tokenizer(template: str, corpus: list[str]):
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
+def build_tokenizer(corpus: list[str]):
+    """The demo's tokenizer builder (Qwen2's pre-tokenizer, special tokens, chat template), small vocabulary."""
+    from elicit.demo import train_tokenizer
 
-    from make_demo import QWEN2_SPLIT
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=chat_template.SPECIAL_TOKENS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(corpus + ["<think>", "</think>", "Answer:", "think", "answer"], trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-                                   additional_special_tokens=chat_template.SPECIAL_TOKENS[1:])
-    fast.chat_template = template
-    return fast
+    return train_tokenizer(corpus + ["<think>", "</think>", "Answer:", "think", "answer"], vocab_size=400)
 
 
 @pytest.fixture(scope="module")
 def qwen():
-    return build_tokenizer(TEMPLATE, [str(v) for r in ROWS for v in r.values()])
+    return build_tokenizer([str(v) for r in ROWS for v in r.values()])
 
 
-def test_fixture_template_is_the_one_the_demo_uses():
-    assert chat_template.QWEN25_CHAT_TEMPLATE == TEMPLATE
-    assert chat_template.QWEN_DEFAULT_SYSTEM in TEMPLATE
+def test_the_one_template_file_is_what_chat_and_the_demo_tokenizer_use(qwen):
+    assert chat.QWEN25_CHAT_TEMPLATE == TEMPLATE == qwen.chat_template
+    assert chat.QWEN_DEFAULT_SYSTEM in TEMPLATE
 
 
 def test_no_tools_render_is_byte_identical(qwen):

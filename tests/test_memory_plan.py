@@ -4,17 +4,17 @@ import copy
 import json
 import re
 import subprocess
-import sys
 
 import pytest
 import yaml
 
-import memory_plan as mp
-import zero_estimates
+from elicit import memory_plan as mp
+from elicit.config import check
+from elicit import zero_estimates
 from tests.conftest import ROOT
 
-PAPER = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+PAPER = check(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))  # the schema fills the defaults
+DEMO = check(yaml.safe_load((ROOT / "config" / "demo.yaml").read_text()))
 # Parameter counts as published on the model cards (Qwen2.5: "Number of Parameters"; the
 # R1 distills: the hub's safetensors size). Qwen2.5-32B's card rounds to 32.5B while its
 # weights hold 32.76B, hence the 1% tolerance.
@@ -217,8 +217,11 @@ def test_chunked_loss_is_what_makes_long_sequences_fit():
 @pytest.mark.parametrize("point", ["train-mat-512", "train-chunk-1024", "act-gc-2048", "eval-p32-g256"])
 def test_planner_against_measurement(point):
     """bench/memory_check.py: peak RSS of one step on this CPU within the stated tolerance."""
-    sys.path.insert(0, str(ROOT / "bench"))
-    import memory_check
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("memory_check", ROOT / "bench" / "memory_check.py")
+    memory_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(memory_check)
 
     got, want = memory_check.measure(point, timeout=120), memory_check.predict(memory_check.POINTS[point])
     lo, hi = memory_check.TOLERANCE

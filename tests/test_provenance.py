@@ -24,7 +24,7 @@ def _fake_cache(root: Path, repo: str, repo_type: str, sha: str) -> None:
 
 def test_hub_commits_resolve_offline_from_the_cache(tmp_path, monkeypatch):
     import huggingface_hub.constants as c
-    from provenance import hub_commit, model_fingerprint
+    from elicit.provenance import hub_commit, model_fingerprint
 
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
     _fake_cache(tmp_path, "Org/model", "model", SHA_A)
@@ -38,7 +38,7 @@ def test_hub_commits_resolve_offline_from_the_cache(tmp_path, monkeypatch):
 
 
 def test_local_model_fingerprint_follows_content_not_path(tmp_path):
-    from provenance import model_fingerprint
+    from elicit.provenance import model_fingerprint
 
     a = tmp_path / "a"
     a.mkdir()
@@ -57,7 +57,7 @@ def test_local_model_fingerprint_follows_content_not_path(tmp_path):
 
 
 def test_unpinned_ids_of_the_paper_config_one_line_each(tmp_path):
-    from provenance import unpinned
+    from elicit.provenance import unpinned
 
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     lines = unpinned(cfg, tmp_path)
@@ -97,7 +97,7 @@ def test_dry_run_prints_the_unpinned_lines():
 
 @pytest.mark.parametrize("bad", ["main; touch /tmp/x", "$(touch /tmp/x)main", "a b"])
 def test_revisions_outside_their_character_set_fail_the_config_check(bad):
-    from config_check import ConfigError, check
+    from elicit.config import ConfigError, check
 
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     cfg["models"]["7B"]["base_revision"] = bad

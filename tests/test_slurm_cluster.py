@@ -88,19 +88,18 @@ def test_snakemake_slurm_executor(slurm_cluster, tmp_path):
 
 
 MPI_SNAKEFILE = """
-import sys
-sys.path.insert(0, {scripts!r})
-import launch
+from elicit import slurm
 
 rule ranks:
     output: "ranks.jsonl"
     resources: slurm_partition="gpu-large", gpu=2, nodes=1, mpi="srun", tasks_per_node=2, cpus_per_task=1
-    params: launcher=launch.srun_tasks(nodes=1, tasks_per_node=2, cpus_per_task=1)
+    params: launcher=slurm.srun_tasks(nodes=1, tasks_per_node=2, cpus_per_task=1)
     shell: "{{params.launcher}} rank.py > {{output}}"
 """
 RANK_PY = """
-import json, os, launch
-print(json.dumps({**launch.ranks_from_slurm(), "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}))
+import json, os
+from elicit import slurm
+print(json.dumps({**slurm.ranks_from_slurm(), "gpus": os.environ.get("CUDA_VISIBLE_DEVICES")}))
 """
 
 

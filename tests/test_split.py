@@ -8,7 +8,7 @@ import sys
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from prepare_data import DataError, check_split_config, split_ids
+from elicit.data import DataError, split_ids, split_problems
 from tests.conftest import ROOT
 
 
@@ -33,7 +33,7 @@ def test_nested_disjoint_exact(n_rows, data):
 
 
 def test_same_ids_in_another_process(tmp_path):
-    code = ("import json,sys; sys.path.insert(0, 'workflow/scripts'); from prepare_data import split_ids;"
+    code = ("import json,sys; from elicit.data import split_ids;"
             "print(json.dumps(split_ids(1000, 72, [928, 464, 232, 116, 58, 29], 0)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == split_ids(1000, 72, [928, 464, 232, 116, 58, 29], 0)
@@ -47,7 +47,7 @@ def test_paper_split_shape():
 
 @pytest.mark.parametrize("n_val,sizes,msg", [
     (72, [929], "exceed the 928 rows"),
-    (1000, [1], "data.n_val=1000"),
+    (1000, [1], "data.n_val: 1000 must be in"),
     (72, [0], "must be positive"),
 ])
 def test_bad_split_config(n_val, sizes, msg):
@@ -76,8 +76,8 @@ def test_one_permutation_whatever_the_sizes(n_rows, data):
 @given(rows=st.integers(2, 2000), n_val=st.integers(1, 2000),
        sizes=st.lists(st.integers(1, 2100), min_size=1, max_size=6, unique=True))
 def test_plan_time_check_agrees_with_split(rows, n_val, sizes):
-    """check_split_config (plan time, from data.expected_rows) fails exactly when the split would."""
-    problems = check_split_config({"expected_rows": rows, "n_val": n_val, "subsets": sizes})
+    """The plan-time check (data.expected_rows) fails exactly when the split would: one rule."""
+    problems = split_problems(rows, n_val, sizes)
     try:
         split_ids(rows, n_val, sizes, 0)
         ok = True
@@ -93,7 +93,7 @@ CASES = [(1000, 72, [928, 464, 232, 116, 58, 29], 0), (1000, 72, [928, 464, 232,
 
 @pytest.mark.parametrize("hashseed", ["0", "12345"])
 def test_same_ids_in_other_processes(hashseed):
-    code = ("import json,sys; sys.path.insert(0, 'workflow/scripts'); from prepare_data import split_ids;"
+    code = ("import json,sys; from elicit.data import split_ids;"
             f"print(json.dumps([split_ids(*c) for c in {CASES!r}]))")
     env = dict(os.environ, PYTHONHASHSEED=hashseed)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
@@ -108,7 +108,7 @@ def test_paper_split_is_pinned():
     assert digest == PAPER_SPLIT_SHA256, digest
 
 
-@pytest.mark.parametrize("sizes,msg", [([], "is empty"), ([5, 5], "repeat"), ([-1], "must be positive")])
+@pytest.mark.parametrize("sizes,msg", [([], "at least one"), ([5, 5], "repeat"), ([-1], "must be positive")])
 def test_more_bad_split_config(sizes, msg):
     with pytest.raises(DataError, match=msg):
         split_ids(100, 10, sizes, 0)

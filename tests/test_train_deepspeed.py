@@ -26,7 +26,7 @@ TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 
 def test_zero3_two_processes_kill_resume_and_gathered_checkpoint(demo, tmp_path):  # noqa: F811
     from safetensors.torch import load_file
-    from select_checkpoint import select
+    from elicit.checkpoints import select
 
     ref = tmp_path / "ref"
     proc = subprocess.run(_cmd(demo, ref, ["--progress", "false"]), env=_env(),

@@ -5,7 +5,7 @@
   LoRA under ZeRO-3; each trains to the end and its validation losses equal the 1-process run's.
   (Before the fix rank 1 ran 3 forward passes and rank 0 four: under ZeRO-3 rank 1 waited forever
   at the step-0 validation.)
-* The memory-safe loss (lm_loss.py: LM head + cross-entropy in chunks) equals the materialised
+* The memory-safe loss (elicit/loss.py: LM head + cross-entropy in chunks) equals the materialised
   loss to 1e-5, in value and gradient, for the plain and the peft model, at the real vocabulary.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ import sys
 
 import pytest
 
+from tests.conftest import lora_flags
 from tests.test_train import SCRIPTS, _cmd, _env, _rows, demo  # noqa: F401
 
 TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
@@ -26,7 +27,7 @@ ZERO3_PARTITIONED = {"zero_optimization": {
     "stage3_max_live_parameters": 0, "stage3_max_reuse_distance": 0,
     "stage3_gather_16bit_weights_on_model_save": True}}
 ZERO2 = {"zero_optimization": {"stage": 2}}
-STEPS = ["--max_steps", "6", "--eval_every", "2", "--progress", "false"]
+STEPS = ["--max-steps", "6", "--eval-every", "2", "--progress", "false"]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def uneven(demo, tmp_path_factory):  # noqa: F811
     """The demo table split with 7 validation rows: 4 on rank 0, 3 on rank 1."""
     d = tmp_path_factory.mktemp("uneven")
     subprocess.run([sys.executable, SCRIPTS / "prepare_data.py", "split", "--table", demo / "s1k.parquet",
-                    "--n-val", "7", "--subsets", "16", "8", "--out", d / "manifest.json"],
+                    "--n-val", "7", "--subsets", "16", "8", "--seed", "0", "--out", d / "manifest.json"],
                    check=True, env=_env(2), capture_output=True)
     for name, cfg in (("zero3_p0.json", ZERO3_PARTITIONED), ("zero2.json", ZERO2)):
         (d / name).write_text(json.dumps(cfg))
@@ -65,7 +66,7 @@ def runs(demo, uneven, tmp_path_factory):  # noqa: F811
     def run(mode, ds=None, impl="auto"):
         key = (mode, ds, impl)
         if key not in cache:
-            extra = ["--mode", mode, "--loss_impl", impl] + (["--lr", "1e-2"] if mode == "lora" else [])
+            extra = ["--mode", mode, "--loss-impl", impl] + ([*lora_flags(), "--lr", "1e-2"] if mode == "lora" else [])
             out = tmp_path_factory.mktemp("run")
             if ds is None:
                 cache[key] = _run(demo, uneven, out, extra)
@@ -107,7 +108,7 @@ def test_validation_counts_each_example_once_on_any_world_size(monkeypatch):
     ranks' (loss, tokens) totals add up to the 1-rank loss (token-weighted, each example once)."""
     import torch
     import torch.distributed as dist
-    from train import validation_loss
+    from elicit.loss import validation_loss
 
     lengths = (3, 9, 4, 7, 5, 8, 2)
     val = [([1] * n, [-100] + [1] * (n - 1)) for n in lengths]
@@ -135,7 +136,7 @@ def test_padding_passes_use_the_shortest_example(monkeypatch):
     """The filler forward of a rank with fewer examples is the shortest example, weight 0."""
     import torch
     import torch.distributed as dist
-    from train import validation_loss
+    from elicit.loss import validation_loss
 
     val = [([1] * n, [-100] + [1] * (n - 1)) for n in (6, 9, 4)]
     seen = []
@@ -163,7 +164,7 @@ def _models(vocab=None):
 
 def _loss_and_grads(model, impl, ids, labels, chunk=512):
     import torch
-    from lm_loss import TokenLoss
+    from elicit.loss import TokenLoss
 
     model.zero_grad(set_to_none=True)
     loss = TokenLoss(model, impl, chunk)(model, ids, labels, torch.device("cpu"))
@@ -208,7 +209,7 @@ def test_chunked_loss_with_peft_and_in_eval_mode():
     assert got == pytest.approx(want, rel=1e-5) and gw and gw.keys() == gg.keys()
     for k in gw:
         assert torch.allclose(gw[k], gg[k], rtol=1e-4, atol=1e-7), k
-    from lm_loss import TokenLoss
+    from elicit.loss import TokenLoss
 
     with torch.no_grad():
         model.eval()
@@ -221,7 +222,7 @@ def test_chunked_loss_with_peft_and_in_eval_mode():
 
 
 def test_auto_picks_chunked_without_cuda_and_liger_needs_both():
-    from lm_loss import choose
+    from elicit.loss import choose
 
     model = _models()
     assert choose("auto", model, zero3=False) == ("chunked", "no CUDA or liger-kernel not installed")

@@ -35,7 +35,7 @@ def figure_output(name):
 rule aggregate:
     input:
         evals=eval_outputs(),
-        selections=expand("results/models/{size}/{trained}/selection.json", size=SIZES, trained=TRAINED),
+        selections=expand(grid.selection("{size}", "{trained}"), size=SIZES, trained=TRAINED),
         manifest="results/data/manifest.json",
         paper=f"{workflow.basedir}/resources/paper/table1.csv",
     output:

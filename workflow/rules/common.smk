@@ -2,7 +2,6 @@
 import json
 import os
 import re
-import shlex
 import sys
 from pathlib import Path
 
@@ -12,17 +11,20 @@ import yaml
 # objects): params are a rerun trigger, and an absolute checkout path or a job-control
 # margin must not make a moved checkout retrain the grid.
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
-sys.path.insert(0, str(SCRIPTS))
-from config_check import ConfigError, check, load_site  # noqa: E402
-import launch  # noqa: E402
-from shellargs import cli  # noqa: E402
+try:  # the library of the step programs, installed by `make venv` (pip install -e .)
+    import elicit  # noqa: F401
+except ImportError:  # snakemake from an environment without this project installed
+    sys.path.insert(0, str(SCRIPTS))
+from elicit import grid, slurm, steps  # noqa: E402
+from elicit.config import ConfigError, check, load_site  # noqa: E402
+from elicit.slurm import cli  # noqa: E402
 
 try:
     check(config)
 except ConfigError as e:
     raise WorkflowError(str(e))
 
-from provenance import unpinned  # noqa: E402
+from elicit.provenance import unpinned  # noqa: E402
 
 if workflow.is_main_process:  # hub ids whose revision floats: one line each, with the pin to paste
     for _line in unpinned(config, Path("results")):
@@ -32,15 +34,15 @@ SIZES = list(config["sizes"])
 DATA_TABLE, DATA_MANIFEST = "results/data/s1k.parquet", "results/data/manifest.json"
 MODELS = config["models"]
 SUBSETS = sorted(config["data"]["subsets"], reverse=True)
-CONFIGS = ["base", "skyline", "lora"] + [f"full-{n}" for n in SUBSETS]
-TRAINED = ["lora"] + [f"full-{n}" for n in SUBSETS]
+CONFIGS = grid.configurations(SUBSETS)
+TRAINED = grid.trained(SUBSETS)
 TASKS = list(config["eval"]["tasks"])
 SEEDS = list(config["eval"]["seeds"])
 # lm-eval task YAMLs of the project (the demo tasks), resolved against the workflow.
 INCLUDE_PATH = (str(Path(workflow.basedir) / config["eval"]["include_path"])
-                if config["eval"].get("include_path") else "")
+                if config["eval"]["include_path"] else "")
 # Job control, not an experiment setting: passed outside params so changing it reruns nothing.
-STOP_MARGIN_MIN = config["train"].get("stop_margin_min", 0)
+STOP_MARGIN_MIN = config["train"]["stop_margin_min"]
 try:
     SITE = load_site(config)  # {} without site settings (the demo, a local dry-run)
 except ConfigError as e:
@@ -48,9 +50,9 @@ except ConfigError as e:
 
 
 # Damaged result files stop the plan before any job could delete or build on them
-# (workflow/scripts/integrity.py: each message names the file and what to do).
+# (elicit/integrity.py: each message names the file and what to do).
 if workflow.is_main_process and not os.environ.get("WORKFLOW_SKIP_INTEGRITY"):  # status.py reports damage itself
-    import integrity
+    from elicit import integrity
 
     _damaged = integrity.problems(Path("results"))
     if _damaged:
@@ -59,20 +61,18 @@ if workflow.is_main_process and not os.environ.get("WORKFLOW_SKIP_INTEGRITY"):  
 
 
 onstart:
-    # Once the DAG is known, before the first job (workflow/scripts/guards.py): no SLURM submission
+    # Once the DAG is known, before the first job (elicit/slurm.py): no SLURM submission
     # without site settings, no race with the jobs of an earlier, killed snakemake.
-    import guards
-
     _executor = workflow.executor_plugin.name if workflow.executor_plugin is not None else None
-    for _msg in (guards.missing_site(_executor, SITE),
-                 guards.orphan_slurm_jobs(os.getcwd()) if _executor == "slurm" else ""):
+    for _msg in (slurm.missing_site(_executor, SITE),
+                 slurm.orphan_slurm_jobs(os.getcwd()) if _executor == "slurm" else ""):
         if _msg:
             raise WorkflowError(_msg)
 
 # Memory plan: every train/eval job's predicted per-GPU peak against the site's GPU memory
-# (workflow/scripts/memory_plan.py; DeepSpeed's estimators cached under .snakemake/).
+# (elicit/memory_plan.py; DeepSpeed's estimators cached under .snakemake/).
 if SITE.get("gpu_mem_gb"):
-    import memory_plan
+    from elicit import memory_plan
 
     try:
         _memory_problems = memory_plan.check(config, SITE["gpu_mem_gb"])
@@ -88,8 +88,8 @@ elif workflow.is_main_process and any(MODELS[s][k]["gpus"] for s in SIZES for k 
 
 wildcard_constraints:
     size="|".join(re.escape(s) for s in SIZES),
-    config="base|skyline|lora|full-[0-9]+",
-    trained="lora|full-[0-9]+",
+    config=grid.CONFIG_PATTERN,
+    trained=grid.TRAINED_PATTERN,
     role="base|skyline",
     task="|".join(re.escape(t) for t in TASKS),
     seed="[0-9]+",
@@ -115,11 +115,11 @@ def eval_model_args(wc):
     """--model/--adapter/--revision arguments of eval_cell.py for one cell."""
     m = MODELS[wc.size]
     if wc.config in ("base", "skyline"):
-        return cli({"model": model_source(wc.size, wc.config), "revision": m.get(f"{wc.config}_revision")})
+        return cli({"model": model_source(wc.size, wc.config), "revision": m[f"{wc.config}_revision"]})
     if wc.config == "lora":
-        return cli({"model": model_source(wc.size, "base"), "revision": m.get("base_revision"),
-                    "adapter": f"results/models/{wc.size}/lora/model"})
-    return cli({"model": f"results/models/{wc.size}/{wc.config}/model"})
+        return cli({"model": model_source(wc.size, "base"), "revision": m["base_revision"],
+                    "adapter": grid.model_dir(wc.size, "lora")})
+    return cli({"model": grid.model_dir(wc.size, wc.config)})
 
 
 def eval_inputs(wc):
@@ -128,7 +128,7 @@ def eval_inputs(wc):
     inputs = ["results/hub/tasks.json"]
     if wc.config in ("base", "skyline"):
         return inputs + [model_input(wc.size, wc.config)]
-    inputs.append(f"results/models/{wc.size}/{wc.config}/selection.json")
+    inputs.append(grid.selection(wc.size, wc.config))
     if wc.config == "lora":
         inputs.append(model_input(wc.size, "base"))
     return inputs
@@ -143,19 +143,19 @@ def canonical(obj) -> str:
 def model_definition(size, role):
     """What a base/skyline model is, as far as the config says: source, revision, demo spec."""
     m = MODELS[size]
-    return canonical({"source": m[role], "revision": m.get(f"{role}_revision"), "demo": m.get("demo"),
-                      "trust_remote_code": m.get("trust_remote_code", False)})
+    return canonical({"source": m[role], "revision": m[f"{role}_revision"], "demo": m.get("demo"),
+                      "trust_remote_code": m["trust_remote_code"]})
 
 
 def data_settings():
     """Every config value the data table and the split depend on (a change retrains)."""
     d = config["data"]
-    return canonical({k: d.get(k) for k in ("source", "revision", "n_val", "subsets", "split_seed",
+    return canonical({k: d[k] for k in ("source", "revision", "n_val", "subsets", "split_seed",
                                             "expected_rows")})
 
 
 def eval_outputs(sizes=None):
-    return expand("results/eval/{size}/{config}/{task}/seed{seed}.json",
+    return expand(grid.eval_output("{size}", "{config}", "{task}", "{seed}"),
                   size=sizes or SIZES, config=CONFIGS, task=TASKS, seed=SEEDS)
 
 
@@ -175,15 +175,15 @@ def gpu_resources(stage):
         return job_spec(wc.size, stage)["gpus"]
 
     def nodes(wc):
-        return job_spec(wc.size, stage).get("nodes", 1)
+        return job_spec(wc.size, stage)["nodes"]
 
     res = dict(
         gpu=lambda wc: gpus(wc) * nodes(wc),  # the plugin submits --gpus=<job total>
         nodes=nodes,
         runtime=lambda wc, attempt: int(job_spec(wc.size, stage)["runtime_h"] * 60 * attempt),
-        mem_mb=lambda wc: int(job_spec(wc.size, stage).get("mem_gb", 16) * 1024),
+        mem_mb=lambda wc: int(job_spec(wc.size, stage)["mem_gb"] * 1024),
         cpus_per_task=lambda wc: ranks_cpus(job_spec(wc.size, stage)),
-        # several nodes: one task per GPU started by the rule's own srun (workflow/scripts/launch.py)
+        # several nodes: one task per GPU started by the rule's own srun (elicit/slurm.py)
         mpi=lambda wc: "srun" if nodes(wc) > 1 else None,
         tasks_per_node=lambda wc: max(1, gpus(wc)) if nodes(wc) > 1 else None,
     )
@@ -199,13 +199,13 @@ def gpu_resources(stage):
 
 
 def job_threads(stage):
-    return lambda wc: job_spec(wc.size, stage).get("cpus", 8)
+    return lambda wc: job_spec(wc.size, stage)["cpus"]
 
 
 def eval_layout(wc):
     """single | dp | tp | split for this size's evaluation jobs (memory_plan.eval_layout: dp when a
     replica fits one GPU, else tp, else split; models.<size>.eval.layout overrides)."""
-    import memory_plan
+    from elicit import memory_plan
 
     return memory_plan.eval_layout(config, wc.size, SITE.get("gpu_mem_gb"))
 
@@ -219,55 +219,29 @@ def eval_launcher(wc):
 def launcher(wc):
     """python, torchrun over one node's GPUs, or one srun task per GPU on several nodes."""
     spec = job_spec(wc.size, "train")
-    return launch.launcher(spec["gpus"], spec.get("nodes", 1), ranks_cpus(spec))
+    return slurm.launcher(spec["gpus"], spec["nodes"], ranks_cpus(spec))
 
 
 def ranks_cpus(spec):
     """CPUs per SLURM task: the whole `cpus` for a one-task job, split over the GPUs of a
     node when every GPU is its own task (multi-node)."""
-    cpus = spec.get("cpus", 8)
-    return max(1, cpus // max(1, spec["gpus"])) if spec.get("nodes", 1) > 1 else cpus
+    cpus = spec["cpus"]
+    return max(1, cpus // max(1, spec["gpus"])) if spec["nodes"] > 1 else cpus
 
 
 # ---------------------------------------------------------------- data rules
 def external_sha256(source):
     """sha256 of a local file of the user's (exists now, not built under results/), else ''."""
-    from provenance import sha256_file
+    from elicit.provenance import sha256_file
 
     p = Path(source)
     return sha256_file(p) if p.is_file() and not source.startswith("results/") else ""
 
 
 # ---------------------------------------------------------------- train rules
-def train_args(wc):
-    t, lora = config["train"], config["lora"]
-    args = dict(
-        lr=t["lr"], weight_decay=t["weight_decay"], adam_beta1=t.get("adam_beta1", 0.9),
-        adam_beta2=t.get("adam_beta2", 0.95), warmup_steps=t.get("warmup_steps", 0),
-        warmup_ratio=t.get("warmup_ratio", 0.0),
-        max_grad_norm=t.get("max_grad_norm", 1.0),
-        global_batch=t["global_batch"], max_steps=t["max_steps"], eval_every=t["eval_every"],
-        tolerance=t["tolerance"], patience=t["patience"], seed=t["seed"],
-        gradient_checkpointing=t.get("gradient_checkpointing", False),
-        max_seq_len=config["data"]["max_seq_len"], format=config["data"]["format"],
-        on_too_long=config["data"].get("on_too_long", "truncate"),
-        trust_remote_code=MODELS[wc.size].get("trust_remote_code", False),
-        loss_chunk=t.get("loss_chunk", 512),
-        revision=MODELS[wc.size].get("base_revision") or "",
-    )
-    ds = MODELS[wc.size]["train"].get("deepspeed")
-    if ds:  # models.<size>.train.deepspeed: zero2 | zero3 | zero3_offload (null: plain DDP)
-        args["deepspeed"] = ds
-    if wc.trained == "lora":
-        args.update(mode="lora", subset="all", lr=lora["lr"], lora_rank=lora["rank"],
-                    lora_alpha=lora["alpha"], lora_targets=",".join(lora["targets"]))
-    else:
-        args.update(mode="full", subset=wc.trained.removeprefix("full-"))
-    return args
-
-
 def train_cli(wc):
-    return " ".join(f"--{k} {shlex.quote(str(v))}" for k, v in sorted(train_args(wc).items()))
+    """Every train.py setting from the config (elicit/steps.py), kebab-case flags, shell-quoted."""
+    return steps.shell(steps.train_args(config, wc.size, wc.trained))
 
 
 # ---------------------------------------------------------------- eval rules
@@ -275,11 +249,10 @@ def eval_cli(wc):
     e = config["eval"]
     return cli({
         "task": wc.task, "seed": wc.seed, "max-gen-toks": e["max_gen_toks"], "temperature": e["temperature"],
-        "top-p": e.get("top_p", 1.0), "top-k": e.get("top_k", 0), "min-p": e.get("min_p", 0.0),
-        "repetition-penalty": e.get("repetition_penalty", 1.0), "batch-size": e.get("batch_size", 1),
-        "backend": e.get("backend", "hf-resumable"),
-        # lm-eval's max_length = the context we planned with (config_check.py checks
+        "top-p": e["top_p"], "top-k": e["top_k"], "min-p": e["min_p"],
+        "repetition-penalty": e["repetition_penalty"], "batch-size": e["batch_size"], "backend": e["backend"],
+        # lm-eval's max_length = the context we planned with (elicit.config checks
         # max_gen_toks < context at plan time; eval_cell checks the real prompts).
-        "max-length": MODELS[wc.size]["context"], "include-path": INCLUDE_PATH or None, "limit": e.get("limit"),
-        "task-revision": (e.get("task_revisions") or {}).get(wc.task),
-        "trust-remote-code": bool(MODELS[wc.size].get("trust_remote_code"))})
+        "max-length": MODELS[wc.size]["context"], "include-path": INCLUDE_PATH or None, "limit": e["limit"],
+        "task-revision": (e["task_revisions"] or {}).get(wc.task),
+        "trust-remote-code": MODELS[wc.size]["trust_remote_code"]})

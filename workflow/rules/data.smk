@@ -9,8 +9,8 @@ rule fetch_data:
         table="results/data/s1k.parquet",
         meta="results/data/s1k.json",
     params:
-        args=cli({"source": config["data"]["source"], "revision": config["data"].get("revision"),
-                  "expected-rows": config["data"].get("expected_rows")}),
+        args=cli({"source": config["data"]["source"], "revision": config["data"]["revision"],
+                  "expected-rows": config["data"]["expected_rows"]}),
         # a local source of the user's (not built by the demo rules) reruns the data when its
         # bytes change (rerun-triggers has no mtime: a touch or a copy reruns nothing)
         source_sha256=external_sha256(config["data"]["source"]),
@@ -30,7 +30,7 @@ rule split_data:
         manifest=DATA_MANIFEST,
     params:
         args=cli({"n-val": config["data"]["n_val"], "seed": config["data"]["split_seed"],
-                  "expected-rows": config["data"].get("expected_rows")}),
+                  "expected-rows": config["data"]["expected_rows"]}),
         subsets=" ".join(map(str, SUBSETS)),
     log:
         "results/logs/split_data.log",
@@ -57,10 +57,10 @@ rule data_lengths:
         "results/data/lengths/{size}.json",
     params:
         args=lambda wc: cli({
-            "tokenizer": model_source(wc.size, "base"), "revision": MODELS[wc.size].get("base_revision"),
-            "trust-remote-code": bool(MODELS[wc.size].get("trust_remote_code")),
+            "tokenizer": model_source(wc.size, "base"), "revision": MODELS[wc.size]["base_revision"],
+            "trust-remote-code": MODELS[wc.size]["trust_remote_code"],
             "format": config["data"]["format"], "max-seq-len": config["data"]["max_seq_len"],
-            "on-too-long": config["data"].get("on_too_long", "truncate")}),
+            "on-too-long": config["data"]["on_too_long"]}),
     log:
         "results/logs/data_lengths/{size}.log",
     conda:
@@ -75,7 +75,7 @@ rule fetch_model:
         "results/hub/models/{size}/{role}.json",
     params:
         args=lambda wc: cli({"repo": model_source(wc.size, wc.role),
-                             "revision": MODELS[wc.size].get(f"{wc.role}_revision")}),
+                             "revision": MODELS[wc.size][f"{wc.role}_revision"]}),
     log:
         "results/logs/fetch_model/{size}-{role}.log",
     conda:
@@ -91,7 +91,7 @@ rule demo_table:
     output:
         "results/demo/s1k.jsonl",
     params:
-        rows=config["data"].get("expected_rows") or 48,
+        rows=config["data"]["expected_rows"],
         n_val=config["data"]["n_val"],
         subsets=" ".join(map(str, SUBSETS)),
         split_seed=config["data"]["split_seed"],
@@ -160,7 +160,7 @@ rule fetch_tasks:
     params:
         tasks=" ".join(TASKS),  # names checked against the schema's character set
         include=cli({"include-path": INCLUDE_PATH or None}),
-        revisions=" ".join(f"{t}={r}" for t, r in (config["eval"].get("task_revisions") or {}).items()),
+        revisions=" ".join(f"{t}={r}" for t, r in (config["eval"]["task_revisions"] or {}).items()),
     log:
         "results/logs/fetch_tasks.log",
     conda:

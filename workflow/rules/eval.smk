@@ -9,7 +9,7 @@ rule evaluate:
     input:
         eval_inputs,
     output:
-        "results/eval/{size}/{config}/{task}/seed{seed}.json",
+        grid.eval_output("{size}", "{config}", "{task}", "{seed}"),
     params:
         model=eval_model_args,
         definition=lambda wc: model_definition(wc.size, "base" if wc.config != "skyline" else "skyline"),

@@ -3,15 +3,15 @@
 
 rule select_checkpoint:
     input:
-        metrics="results/train/{size}/{trained}/metrics.jsonl",
-        checkpoints="results/train/{size}/{trained}/checkpoints",
+        metrics=grid.train_dir("{size}", "{trained}") + "/metrics.jsonl",
+        checkpoints=grid.train_dir("{size}", "{trained}") + "/checkpoints",
     output:
-        selection="results/models/{size}/{trained}/selection.json",
-        model=directory("results/models/{size}/{trained}/model"),
+        selection=grid.selection("{size}", "{trained}"),
+        model=directory(grid.model_dir("{size}", "{trained}")),
     params:
         tolerance=config["train"]["tolerance"],
-        train_dir=lambda wc: f"results/train/{wc.size}/{wc.trained}",
-        out=lambda wc: f"results/models/{wc.size}/{wc.trained}",
+        train_dir=lambda wc: grid.train_dir(wc.size, wc.trained),
+        out=lambda wc: str(Path(grid.model_dir(wc.size, wc.trained)).parent),
     log:
         "results/logs/select/{size}/{trained}.log",
     conda:

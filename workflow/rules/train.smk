@@ -23,15 +23,15 @@ rule train:
         manifest=DATA_MANIFEST,
         model=lambda wc: model_input(wc.size, "base"),
     output:
-        metrics="results/train/{size}/{trained}/metrics.jsonl",
-        checkpoints=directory("results/train/{size}/{trained}/checkpoints"),
+        metrics=grid.train_dir("{size}", "{trained}") + "/metrics.jsonl",
+        checkpoints=directory(grid.train_dir("{size}", "{trained}") + "/checkpoints"),
     params:
         cli=train_cli,
         launcher=launcher,
         model=lambda wc: model_source(wc.size, "base"),
         data=data_settings(),
         definition=lambda wc: model_definition(wc.size, "base"),
-        out=lambda wc: f"results/train/{wc.size}/{wc.trained}",
+        out=lambda wc: grid.train_dir(wc.size, wc.trained),
     threads: job_threads("train")
     resources:
         **gpu_resources("train"),
@@ -42,4 +42,4 @@ rule train:
     shell:
         "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
         "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 {params.launcher} {SCRIPTS}/train.py --model {params.model} "
-        "--table {DATA_TABLE} --manifest {DATA_MANIFEST} --out {params.out} {params.cli} --stop_margin_min {STOP_MARGIN_MIN} >> {log} 2>&1"
+        "--table {DATA_TABLE} --manifest {DATA_MANIFEST} --out {params.out} {params.cli} --stop-margin-min {STOP_MARGIN_MIN} >> {log} 2>&1"

@@ -46,10 +46,8 @@ from pathlib import Path
 
 import pandas as pd
 
-import bootstrap_ci
-import stats
-import tables
-from atomic import atomic_path, read_json, read_jsonl, write_text
+from elicit import bootstrap_ci, grid, stats, tables
+from elicit.atomic import atomic_path, read_json, read_jsonl, write_text
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER_TABLE = ROOT / "resources" / "paper" / "table1.csv"
@@ -57,19 +55,11 @@ GENERATION = ["temperature", "top_p", "top_k", "min_p", "repetition_penalty", "m
 CELL = ["size", "configuration", "train_examples"]
 
 
-def parse_config(name: str) -> tuple[str, int | None]:
-    if name.startswith("full-"):
-        return "full", int(name.split("-", 1)[1])
-    return name, None
-
-
 def _cells(results: Path, sizes, configs, tasks, seeds):
-    for size in sizes:
-        for f in sorted((results / "eval" / size).glob("*/*/seed*.json")):
-            config_name, task, seed = f.parents[1].name, f.parent.name, int(f.stem.removeprefix("seed"))
-            if (configs is None or config_name in configs) and (tasks is None or task in tasks) \
-                    and (seeds is None or seed in seeds):
-                yield size, config_name, task, seed, f
+    for size, config_name, task, seed, f in grid.eval_cells(results):
+        if size in sizes and (configs is None or config_name in configs) and (tasks is None or task in tasks) \
+                and (seeds is None or seed in seeds):
+            yield size, config_name, task, seed, f
 
 
 def collect(results: Path, sizes: list[str], configs: list[str] | None = None,
@@ -81,14 +71,14 @@ def collect(results: Path, sizes: list[str], configs: list[str] | None = None,
     rows, per_problem = [], []
     for size, config_name, task, seed, f in _cells(results, sizes, configs, tasks, seeds):
         d = read_json(f, keys=("score",))
-        cfg, n = parse_config(config_name)
+        cfg, n = grid.parse(config_name)
         key = {"size": size, "configuration": cfg, "train_examples": n_all if cfg == "lora" else n,
                "task": task, "seed": seed}
         gen = d.get("generation") or {}
         rows.append({**key, "score": float(d["score"]), "n_samples": int(d.get("n_samples") or 1),
                      **{k: gen.get(k) for k in GENERATION}, "model": d.get("model"),
                      "adapter": d.get("adapter"), "task_version": d.get("task_version")})
-        samples = f.with_name(f.stem + ".samples.jsonl")
+        samples = grid.samples_path(f)
         if samples.exists():
             per_problem += [{**key, "doc_id": s["doc_id"], "score": float(s.get("score") or 0.0)}
                             for s in read_jsonl(samples)]
@@ -111,7 +101,7 @@ def selections(results: Path, sizes: list[str], configs: list[str] | None = None
             dec = d.get("val_loss_decrease")
             if dec is None and d.get("base_val_loss") is not None and d.get("selected_val_loss") is not None:
                 dec = d["base_val_loss"] - d["selected_val_loss"]
-            rows.append({"size": size, "configuration": "full", "train_examples": parse_config(f.parent.name)[1],
+            rows.append({"size": size, "configuration": "full", "train_examples": grid.parse(f.parent.name)[1],
                          "val_loss_decrease": dec, "selected_step": d.get("selected_step"),
                          "tolerance": d.get("tolerance")})
     df = pd.DataFrame(rows, columns=[*CELL, "val_loss_decrease", "selected_step", "tolerance"])
@@ -126,7 +116,7 @@ def curves(results: Path, sizes: list[str], configs: list[str] | None = None) ->
         for f in sorted((results / "train" / size).glob("full-*/metrics.jsonl")):
             if configs is not None and f.parent.name not in configs:
                 continue
-            n = parse_config(f.parent.name)[1]
+            n = grid.parse(f.parent.name)[1]
             rows += [{"size": size, "train_examples": n, "step": r["step"], "val_loss": r["val_loss"]}
                      for r in read_jsonl(f) if r.get("val_loss") is not None]
     return pd.DataFrame(rows, columns=["size", "train_examples", "step", "val_loss"])
@@ -173,7 +163,7 @@ def run(results: Path, sizes: list[str], benchmarks: dict[str, list[str]], confi
     paper_sizes = list(dict.fromkeys(paper_df["size"])) if paper_df is not None else []
     write_text(out / "paper_comparison.md", tables.comparison_markdown(cmp, paper_sizes))
     if figures:
-        import figures as fg
+        from elicit import figures as fg
 
         fg.all_figures(out / "figures", sizes, list(benchmarks), rec=rec, gain=gain, summary=summary, cmp=cmp,
                        paper_sizes=paper_sizes, curves=curve, selections=selections(results, sizes, configs))

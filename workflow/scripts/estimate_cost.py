@@ -7,7 +7,7 @@ makes it cheaper), plus a validation pass every `eval_every` steps (forward only
 a training token); every evaluation cell generates `cost.mean_new_tokens[task]` tokens for
 each of `cost.problems[task]` problems. Throughputs come from `cost.*_tokens_per_gpu_s`.
 
-Beside it, the memory plan (workflow/scripts/memory_plan.py): predicted peak GiB per GPU of
+Beside it, the memory plan (workflow/scripts/elicit/memory_plan.py): predicted peak GiB per GPU of
 train full, train lora and eval per size, with how each runs (DeepSpeed stage x GPUs; eval
 layout x GPUs), and whether it fits when --gpu-mem-gb or --site (a site.yaml with gpu_mem_gb)
 is given.
@@ -24,8 +24,8 @@ from pathlib import Path
 
 import yaml
 
-import memory_plan
-from config_check import check, load_site
+from elicit import memory_plan
+from elicit.config import check, load_site
 
 
 def estimate(cfg: dict, sizes: list[str] | None = None) -> list[dict]:

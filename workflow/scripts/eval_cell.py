@@ -68,15 +68,17 @@ import sys
 import time
 from pathlib import Path
 
-import done_cache
-from atomic import write_json, write_jsonl
-from lm_tasks import FEWSHOT_SEED, NUMPY_SEED, PYTHON_SEED, build_task, prompts_sha256
-from provenance import sha256_file, versions
+from elicit import PACKAGE, done_cache
+from elicit.atomic import write_json, write_jsonl
+from elicit.grid import samples_path
+from elicit.lm_tasks import FEWSHOT_SEED, NUMPY_SEED, PYTHON_SEED, build_task, prompts_sha256
+from elicit.provenance import sha256_file, versions
 
 # Preferred primary metrics, in order ("metric,filter" as lm-eval reports them).
 BACKENDS = ("hf-resumable", "hf-cb", "hf")
 HERE = Path(__file__).resolve().parent
-EVAL_CODE = [HERE / f for f in ("eval_cell.py", "lm_backend.py", "lm_backend_cb.py", "lm_tasks.py")]
+EVAL_CODE = [HERE / "eval_cell.py", *(PACKAGE / f for f in ("lm_backend.py", "lm_backend_cb.py", "lm_tasks.py",
+                                                           "scoring.py"))]
 LAYOUTS = ("single", "dp", "tp", "split")
 PRIMARY_METRICS = ("exact_match,none", "exact_match,flexible-extract", "exact_match,strict-match")
 
@@ -90,13 +92,15 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--revision", default=None, help="hub revision of --model (lm-eval also passes it to the adapter)")
     m.add_argument("--dtype", default="auto", help="auto | bfloat16 | float16 | float32 (default: auto)")
     m.add_argument("--device", default="auto", help="auto (cuda if available, else cpu) | cpu | cuda | cuda:N")
-    m.add_argument("--batch-size", default="1", help="an integer, or auto / auto:N (default: 1)")
-    m.add_argument("--max-length", type=int, default=None,
-                   help="context length lm-eval allows (prompt + generation); default: the model config's")
-    m.add_argument("--backend", default="hf-resumable", choices=BACKENDS,
-                   help="lm-eval model: hf-resumable (HF generate, resumable, prompt-length check; "
-                        "default), hf-cb (transformers continuous batching, resumable), hf (plain lm-eval)")
-    m.add_argument("--layout", default="single", choices=LAYOUTS,
+    # The flags below without a default are config values (eval.*, models.<size>.context, the
+    # planned layout): the rule passes each one, so no default here can disagree with the config.
+    m.add_argument("--batch-size", required=True, help="an integer, or auto / auto:N (eval.batch_size)")
+    m.add_argument("--max-length", type=int, required=True,
+                   help="context length lm-eval allows, prompt + generation (models.<size>.context)")
+    m.add_argument("--backend", required=True, choices=BACKENDS,
+                   help="lm-eval model (eval.backend): hf-resumable (HF generate, resumable, prompt-length "
+                        "check), hf-cb (transformers continuous batching, resumable), hf (plain lm-eval)")
+    m.add_argument("--layout", required=True, choices=LAYOUTS,
                    help="GPUs of the job: single | dp (torchrun, a replica per GPU) | tp (torchrun, "
                         "tensor parallel) | split (one process, layers split over the GPUs)")
     m.add_argument("--trust-remote-code", action="store_true", help="allow custom model code (default: off)")
@@ -115,11 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     g = ap.add_argument_group("generation (all passed explicitly to HF generate)")
     g.add_argument("--seed", type=int, required=True, help="torch seed for sampling (only this varies across seeds)")
     g.add_argument("--max-gen-toks", type=int, required=True, help="maximum new tokens per response")
-    g.add_argument("--temperature", type=float, default=0.6, help="0 = greedy (default: 0.6)")
-    g.add_argument("--top-p", type=float, default=0.95, help="default: 0.95 (1.0 = off)")
-    g.add_argument("--top-k", type=int, default=0, help="default: 0 (= off)")
-    g.add_argument("--min-p", type=float, default=0.0, help="default: 0 (= off)")
-    g.add_argument("--repetition-penalty", type=float, default=1.0, help="default: 1.0 (= off)")
+    g.add_argument("--temperature", type=float, required=True, help="eval.temperature; 0 = greedy")
+    g.add_argument("--top-p", type=float, required=True, help="eval.top_p; 1.0 = off")
+    g.add_argument("--top-k", type=int, required=True, help="eval.top_k; 0 = off")
+    g.add_argument("--min-p", type=float, required=True, help="eval.min_p; 0 = off")
+    g.add_argument("--repetition-penalty", type=float, required=True, help="eval.repetition_penalty; 1.0 = off")
     ap.add_argument("--out", required=True, help="result JSON path; samples go to <stem>.samples.jsonl")
     return ap
 
@@ -167,7 +171,7 @@ def partial_path(out) -> Path:
 
 def make_lm(args, device):
     """The lm-eval LM object; our backends also get the sidecar path and the seed."""
-    import lm_backend  # noqa: F401  (registers hf-resumable)
+    from elicit import lm_backend  # noqa: F401  (registers hf-resumable)
     from lm_eval.api.registry import get_model
 
     import torch
@@ -175,7 +179,7 @@ def make_lm(args, device):
     margs = model_args(args, torch.cuda.device_count() if torch.cuda.is_available() else 0)
     if args.backend != "hf":
         if args.backend == "hf-cb":
-            import lm_backend_cb  # noqa: F401  (registers hf-cb)
+            from elicit import lm_backend_cb  # noqa: F401  (registers hf-cb)
         margs.update(partial_path=str(partial_path(args.out)), resume_seed=int(args.seed),
                      model_fingerprint=model_identity(args)["fingerprint"], layout=args.layout)
     elif args.layout in ("dp", "tp") and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -184,11 +188,6 @@ def make_lm(args, device):
     if not margs.get("parallelize") and "tp_plan" not in margs:
         extra["device"] = device
     return get_model(args.backend).create_from_arg_obj(margs, extra)
-
-
-def samples_path(out) -> Path:
-    out = Path(out)
-    return out.with_name(out.stem + ".samples.jsonl")
 
 
 def set_offline(allow_hub: bool) -> None:
@@ -222,7 +221,7 @@ def pick_primary(task_results: dict, wanted: str | None) -> str:
 
 def model_identity(args) -> dict:
     """Content fingerprints of the model (and adapter): what the resumable answers are keyed by."""
-    from provenance import model_fingerprint
+    from elicit.provenance import model_fingerprint
 
     model = model_fingerprint(args.model, args.revision)
     adapter = model_fingerprint(args.adapter) if args.adapter else None
@@ -250,48 +249,48 @@ def _scrub(obj):
 def run(args) -> dict:
     t0 = time.perf_counter()
     set_offline(args.allow_hub)
-    import lm_eval
     import torch
 
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    gen = generation_kwargs(args)
-    limit = args.limit
-    if limit is not None and float(limit).is_integer():
-        limit = int(limit)
-
+    device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
+    device = "cpu" if device == "auto" else device
+    limit = int(args.limit) if args.limit is not None and float(args.limit).is_integer() else args.limit
     lm = make_lm(args, device)
-    task, tm, dataset = build_task(args.task, args.include_path, args.task_revision)
-    results = lm_eval.simple_evaluate(
-        model=lm,
-        tasks=[task],
-        task_manager=tm,
-        limit=limit,
-        apply_chat_template=True,
-        gen_kwargs=gen,
-        log_samples=True,
-        random_seed=PYTHON_SEED,
-        numpy_random_seed=NUMPY_SEED,
-        torch_random_seed=int(args.seed),
-        fewshot_random_seed=FEWSHOT_SEED,
-    )
+    results, dataset = evaluate(args, lm, limit)
     if results is None or int(os.environ.get("RANK", "0")) != 0:  # not the writing rank
         return {}
-
     task_res = results["results"][args.task]
     primary = pick_primary(task_res, args.metric)
-    metric_name, filter_key = primary.split(",", 1)
-    metrics = {}
-    for k, v in task_res.items():
-        if "," not in k or not isinstance(v, (int, float)):
-            continue
-        name, flt = k.split(",", 1)
-        metrics[name if flt == "none" else k] = v
-    effective = dict(results["configs"][args.task].get("generation_kwargs") or {})
+    samples = per_sample(results["samples"][args.task], primary)
+    record = {**describe(args, results, primary, samples, limit), "device": device,
+              "max_length": int(lm.max_length), "resume": dict(getattr(lm, "stats", {})),
+              "provenance": {**model_identity(args), "dataset": dataset, "versions": versions()},
+              "elapsed_s": round(time.perf_counter() - t0, 3)}
+    write_jsonl(samples_path(args.out), _scrub(samples))
+    record["samples_sha256"] = sha256_file(samples_path(args.out))
+    write_json(args.out, _scrub(record), checksum=True)
+    for side in getattr(lm, "sidecar_files", lambda: [partial_path(args.out)])():
+        side.unlink(missing_ok=True)  # OUT is complete: the sidecar is spent
+    return record
 
+
+def evaluate(args, lm, limit):
+    """lm-eval on one task: the chat template on, every generation setting explicit, only the torch
+    seed from --seed (Python's stays fixed: GPQA's choice shuffle is the same for every seed)."""
+    import lm_eval
+
+    task, tm, dataset = build_task(args.task, args.include_path, args.task_revision)
+    results = lm_eval.simple_evaluate(
+        model=lm, tasks=[task], task_manager=tm, limit=limit, apply_chat_template=True,
+        gen_kwargs=generation_kwargs(args), log_samples=True, random_seed=PYTHON_SEED,
+        numpy_random_seed=NUMPY_SEED, torch_random_seed=int(args.seed), fewshot_random_seed=FEWSHOT_SEED)
+    return results, dataset
+
+
+def per_sample(logged: list[dict], primary: str) -> list[dict]:
+    """One row per document of the primary metric's filter: target, response, score, prompt."""
+    metric_name, filter_key = primary.split(",", 1)
     samples = []
-    for ex in sorted(results["samples"][args.task], key=lambda e: e["doc_id"]):
+    for ex in sorted(logged, key=lambda e: e["doc_id"]):
         if ex.get("filter") != filter_key:
             continue
         doc = ex.get("doc") or {}
@@ -306,42 +305,33 @@ def run(args) -> dict:
             "prompt": ex["arguments"][0][0] if ex.get("arguments") else None,
             "prompt_hash": ex.get("prompt_hash"),
         })
+    return samples
 
-    record = {
-        "task": args.task,
-        "seed": int(args.seed),
-        "model": args.model,
-        "adapter": args.adapter,
-        "revision": args.revision,
-        "primary_metric": primary,
-        "metrics": metrics,
+
+def describe(args, results: dict, primary: str, samples: list[dict], limit) -> dict:
+    """The result record: score and metrics, the settings asked for and those lm-eval used."""
+    task_res = results["results"][args.task]
+    metrics = {}
+    for k, v in task_res.items():
+        if "," in k and isinstance(v, (int, float)):
+            name, flt = k.split(",", 1)
+            metrics[name if flt == "none" else k] = v
+    return {
+        "task": args.task, "seed": int(args.seed), "model": args.model, "adapter": args.adapter,
+        "revision": args.revision, "primary_metric": primary, "metrics": metrics,
         "score": 100.0 * float(task_res[primary]),
         "n_samples": int(results.get("n-samples", {}).get(args.task, {}).get("effective", len(samples))),
         "limit": limit,
-        "generation": effective,
-        "requested_generation": gen,
+        "generation": dict(results["configs"][args.task].get("generation_kwargs") or {}),
+        "requested_generation": generation_kwargs(args),
         "seeds": {"python": PYTHON_SEED, "numpy": NUMPY_SEED, "torch": int(args.seed), "fewshot": FEWSHOT_SEED},
         "chat_template": True,
         "task_version": results.get("versions", {}).get(args.task),
-        "device": device,
-        "dtype": args.dtype,
-        "batch_size": args.batch_size,
-        "backend": args.backend,
-        "max_length": int(lm.max_length),
-        "layout": args.layout,
+        "dtype": args.dtype, "batch_size": args.batch_size, "backend": args.backend, "layout": args.layout,
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-        "resume": dict(getattr(lm, "stats", {})),
         "prompts_sha256": prompts_sha256(samples),
-        "provenance": {**model_identity(args), "dataset": dataset, "versions": versions()},
         "versions": versions(),
-        "elapsed_s": round(time.perf_counter() - t0, 3),
     }
-    write_jsonl(samples_path(args.out), _scrub(samples))
-    record["samples_sha256"] = sha256_file(samples_path(args.out))
-    write_json(args.out, _scrub(record), checksum=True)
-    for side in getattr(lm, "sidecar_files", lambda: [partial_path(args.out)])():
-        side.unlink(missing_ok=True)  # OUT is complete: the sidecar is spent
-    return record
 
 
 def cache_key(args) -> str:

@@ -23,9 +23,9 @@ import argparse
 import os
 from pathlib import Path
 
-from atomic import write_json
-from lm_tasks import build_task
-from provenance import is_commit, versions
+from elicit.atomic import write_json
+from elicit.lm_tasks import build_task
+from elicit.provenance import is_commit, versions
 
 
 def fetch_model(repo: str, revision: str | None) -> dict:

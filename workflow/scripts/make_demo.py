@@ -11,6 +11,7 @@ lookup (the design: the comments at the top of config/demo.yaml):
   * `tokenizer` trains a byte-level BPE with Qwen2's pre-tokenizer rule (single digits)
                 and Qwen's special tokens and chat template.
   * `model`     random-initialises a Qwen2ForCausalLM of a given width/depth.
+  * `tiny`      data + tokenizer + model in one folder: the tiny model of tests and benchmarks.
   * `skyline`   the demo's stand-in for DeepSeek-R1-Distill: the same-size base model
                 trained on the demo tasks' own prompts and answers, so that it scores
                 clearly above base (an oracle; it exists only to make Recovered %
@@ -21,8 +22,10 @@ Usage:
       --n-val 8 --subsets 16 8 --split-seed 0
   python workflow/scripts/make_demo.py tasks --out workflow/tasks/demo
   python workflow/scripts/make_demo.py tokenizer --corpus results/demo/s1k.jsonl --out results/demo/tokenizer
-  python workflow/scripts/make_demo.py model --tokenizer results/demo/tokenizer --out DIR --hidden 128 --layers 2
+  python workflow/scripts/make_demo.py model --tokenizer results/demo/tokenizer --out DIR --hidden 128 \
+      --layers 2 --heads 4 --context 2048
   python workflow/scripts/make_demo.py skyline --base DIR --tasks workflow/tasks/demo --out DIR2
+  python workflow/scripts/make_demo.py tiny --out DIR     # DIR/base: the tests' and benchmarks' tiny model
 """
 from __future__ import annotations
 
@@ -31,20 +34,8 @@ import json
 import random
 from pathlib import Path
 
-from atomic import atomic_dir, write_jsonl
-from chat_template import QWEN25_CHAT_TEMPLATE, QWEN_DEFAULT_SYSTEM, SPECIAL_TOKENS
-
-S1K_COLUMNS = [
-    "solution", "question", "cot_type", "source_type", "metadata",
-    "gemini_thinking_trajectory", "gemini_attempt",
-    "deepseek_thinking_trajectory", "deepseek_attempt",
-    "gemini_grade", "gemini_grade_reason", "deepseek_grade", "deepseek_grade_reason",
-]
-QWEN2_SPLIT = (
-    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
-    r"|\s*[\r\n]+|\s+(?!\S)|\s+"
-)
-
+from elicit.atomic import atomic_dir, write_jsonl
+from elicit import demo
 
 # ----------------------------------------------------------------------------- the demo task
 # Keyword lookup (see the comments at the top of config/demo.yaml). Every question, in the
@@ -127,7 +118,7 @@ def tiers_of_rows(n: int, n_val: int, subsets: list[int], split_seed: int) -> li
     subset, len(subsets) for rows in no subset, None for validation rows. Follows the
     permutation prepare_data.py split will draw (same function, same arguments). A table
     too small for that split (unit tests) gets no tiers: every row cycles every keyword."""
-    from prepare_data import DataError, split_ids
+    from elicit.data import DataError, split_ids
 
     try:
         manifest = split_ids(n, n_val, subsets, split_seed)
@@ -142,8 +133,7 @@ def tiers_of_rows(n: int, n_val: int, subsets: list[int], split_seed: int) -> li
     return tier
 
 
-def demo_rows(n: int, n_val: int = 8, subsets: tuple[int, ...] = (16, 8),
-              split_seed: int = 0) -> list[dict]:
+def demo_rows(n: int, n_val: int, subsets: list[int], split_seed: int) -> list[dict]:
     """Keyword-lookup questions with R1-style traces, shaped like s1K-1.1 rows.
 
     Rows alternate demo_aime-like (math) and demo_gpqa-like (science) within each tier.
@@ -230,61 +220,33 @@ def _corpus(paths: list[str]) -> list[str]:
 
 
 def cmd_tokenizer(args) -> None:
-    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
-    ])
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=args.vocab_size, special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    # The chat template's fixed text (the default system prompt, role names) and the think
-    # markers, weighted like a real pretraining corpus would: they become a few tokens each,
-    # so the question's words are a larger share of the tiny model's context.
-    template = [QWEN_DEFAULT_SYSTEM, "system\n", "user\n", "assistant\n", "<think>\n", "\n</think>\n\n", "Answer:"]
-    tok.train_from_iterator(_corpus(args.corpus) + template * 50, trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        additional_special_tokens=SPECIAL_TOKENS[1:],
-    )
-    fast.chat_template = QWEN25_CHAT_TEMPLATE
+    fast = demo.train_tokenizer(_corpus(args.corpus), args.vocab_size)
     with atomic_dir(args.out) as tmp:
         fast.save_pretrained(tmp)
 
 
 def cmd_model(args) -> None:
-    import torch
-    from transformers import AutoTokenizer, GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(args.tokenizer)
-    torch.manual_seed(args.seed)
-    cfg = Qwen2Config(
-        vocab_size=len(tok), hidden_size=args.hidden, intermediate_size=args.hidden * 4,
-        num_hidden_layers=args.layers, num_attention_heads=args.heads,
-        num_key_value_heads=max(1, args.heads // 2), max_position_embeddings=args.context,
-        tie_word_embeddings=True, bos_token_id=None,
-        eos_token_id=tok.convert_tokens_to_ids("<|im_end|>"),
-        pad_token_id=tok.convert_tokens_to_ids("<|endoftext|>"),
-        # 0.1 rather than Qwen2's 0.02: with weights this small a tiny random model needs
-        # hundreds of steps before attention can pick the keyword out of the prompt;
-        # from 0.1 it learns the lookup in tens (and a rank-1 LoRA has features to use).
-        initializer_range=args.init_range,
-    )
-    model = Qwen2ForCausalLM(cfg)
-    # Like Qwen2.5-Instruct's own generation_config: sampling settings that differ from
-    # ours, so that evaluation must override them explicitly.
-    model.generation_config = GenerationConfig(
-        do_sample=True, temperature=0.7, top_p=0.8, top_k=20, repetition_penalty=1.05,
-        eos_token_id=cfg.eos_token_id, pad_token_id=cfg.pad_token_id,
-    )
+    model = demo.random_model(tok, args.hidden, args.layers, args.heads, args.context, args.init_range, args.seed)
     with atomic_dir(args.out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+
+
+TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks" / "demo"
+
+
+def cmd_tiny(args) -> None:
+    """A tiny base model for tests and benchmarks, in one folder: <out>/s1k.jsonl (16 rows), tok/
+    (trained on them and the demo tasks' text) and base/ (64 wide, 2 layers, 4 heads)."""
+    out = Path(args.out)
+    main(["data", "--out", str(out / "s1k.jsonl"), "--rows", "16", "--n-val", "8", "--subsets", "16", "8",
+          "--split-seed", "0"])
+    main(["tokenizer", "--corpus", str(out / "s1k.jsonl"), str(TASKS_DIR), "--out", str(out / "tok")])
+    main(["model", "--tokenizer", str(out / "tok"), "--out", str(out / "base"), "--hidden", "64", "--layers", "2",
+          "--heads", "4", "--context", "2048"])
 
 
 def task_answers(tasks_dir: str) -> list[tuple[str, str]]:
@@ -336,25 +298,27 @@ def main(argv=None) -> None:
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("data", help="write an s1K-1.1-shaped demo table")
     p.add_argument("--out", required=True)
-    p.add_argument("--rows", type=int, default=48)
-    p.add_argument("--n-val", type=int, default=8, help="data.n_val (keyword tiers follow the split)")
-    p.add_argument("--subsets", type=int, nargs="+", default=[16, 8], help="data.subsets")
-    p.add_argument("--split-seed", type=int, default=0, help="data.split_seed")
+    p.add_argument("--rows", type=int, required=True, help="data.expected_rows")
+    p.add_argument("--n-val", type=int, required=True, help="data.n_val (keyword tiers follow the split)")
+    p.add_argument("--subsets", type=int, nargs="+", required=True, help="data.subsets")
+    p.add_argument("--split-seed", type=int, required=True, help="data.split_seed")
     p = sub.add_parser("tasks", help="write the demo tasks' JSONL (workflow/tasks/demo/*.jsonl)")
     p.add_argument("--out", required=True)
     p = sub.add_parser("tokenizer", help="train the demo BPE tokenizer")
     p.add_argument("--corpus", nargs="+", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--vocab-size", type=int, default=1024)
+    p.add_argument("--vocab-size", type=int, default=demo.VOCAB_SIZE)
     p = sub.add_parser("model", help="random-init a tiny Qwen2 model")
     p.add_argument("--tokenizer", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--hidden", type=int, default=64)
-    p.add_argument("--layers", type=int, default=2)
-    p.add_argument("--heads", type=int, default=4)
-    p.add_argument("--context", type=int, default=2048)
-    p.add_argument("--init-range", type=float, default=0.1, help="std of the random initial weights")
+    p.add_argument("--hidden", type=int, required=True, help="models.<size>.demo.hidden")
+    p.add_argument("--layers", type=int, required=True, help="models.<size>.demo.layers")
+    p.add_argument("--heads", type=int, required=True, help="models.<size>.demo.heads")
+    p.add_argument("--context", type=int, required=True, help="models.<size>.context")
+    p.add_argument("--init-range", type=float, default=demo.INIT_RANGE, help="std of the random initial weights")
     p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("tiny", help="data + tokenizer + a tiny base model in one folder (tests, benchmarks)")
+    p.add_argument("--out", required=True)
     p = sub.add_parser("skyline", help="train the oracle skyline from a base model")
     p.add_argument("--base", required=True)
     p.add_argument("--tasks", required=True)
@@ -363,7 +327,9 @@ def main(argv=None) -> None:
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
-    {"data": cmd_data, "tasks": cmd_tasks, "tokenizer": cmd_tokenizer, "model": cmd_model, "skyline": cmd_skyline}[args.cmd](args)
+    commands = {"data": cmd_data, "tasks": cmd_tasks, "tokenizer": cmd_tokenizer, "model": cmd_model,
+                "tiny": cmd_tiny, "skyline": cmd_skyline}
+    commands[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from atomic import read_json, write_text
+from elicit.atomic import read_json, write_text
 
 CAPTIONS = Path(__file__).resolve().parents[1] / "report"
 FIGURES = [("recovered", "Figure 1. Recovered %"), ("val_loss_gain", "Figure 2. Validation loss and gain"),
@@ -87,7 +87,7 @@ def figure(fig_dir: Path, name: str, title: str) -> str:
 def plan(cfg: dict) -> str:
     """estimate_cost's GPU-hours and memory tables for this config and its site settings."""
     import estimate_cost
-    from config_check import load_site
+    from elicit.config import load_site
 
     try:
         hours = pd.DataFrame(estimate_cost.estimate(cfg)).to_html(
@@ -140,7 +140,9 @@ def main(argv=None) -> None:
     ap.add_argument("--config-json", required=True, help="the workflow's config as JSON")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    write_text(args.out, build(Path(args.results), json.loads(args.config_json)))
+    from elicit.config import check
+
+    write_text(args.out, build(Path(args.results), check(json.loads(args.config_json))))  # defaults filled
     print(f"report: {args.out}")
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Pick the last checkpoint within `tolerance` nats of the best validation loss.
+"""Pick the last checkpoint within `tolerance` nats of the best validation loss (the rule is
+elicit/checkpoints.py's `select`, the one train.py applies online to keep only that checkpoint).
 
 Reads a training run's metrics.jsonl, chooses the step, and materialises that
 checkpoint as <out>/model by hard-linking its files (no copy of a 64 GB model;
@@ -13,48 +14,17 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import math
-import os
-import shutil
 from pathlib import Path
 
-from atomic import atomic_dir, read_json, read_jsonl, write_json
-
-
-def select(rows: list[dict], tolerance: float = 0.1) -> dict:
-    """The selection rule of the paper, on rows of {step, val_loss}."""
-    evals = [(r["step"], r["val_loss"]) for r in rows if r.get("val_loss") is not None
-             and not math.isnan(r["val_loss"])]
-    if not evals:
-        last = max(r["step"] for r in rows)
-        return {"selected_step": last, "best_step": None, "best_val_loss": None,
-                "selected_val_loss": None, "base_val_loss": None, "val_loss_decrease": None}
-    best_step, best = min(evals, key=lambda e: (e[1], e[0]))
-    selected_step, selected = max((e for e in evals if e[1] <= best + tolerance), key=lambda e: e[0])
-    base = next((loss for step, loss in evals if step == 0), None)
-    return {"selected_step": selected_step, "selected_val_loss": selected,
-            "best_step": best_step, "best_val_loss": best, "base_val_loss": base,
-            "val_loss_decrease": None if base is None else base - selected, "tolerance": tolerance}
-
-
-def link_tree(src: Path, dst: Path) -> None:
-    for p in src.rglob("*"):
-        target = dst / p.relative_to(src)
-        if p.is_dir():
-            target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(p, target)
-        except OSError:
-            shutil.copy2(p, target)
+from elicit.atomic import atomic_dir, read_json, read_jsonl, write_json
+from elicit.checkpoints import link_tree, select
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--train-dir", required=True, help="holds metrics.jsonl and checkpoints/step-N")
     ap.add_argument("--out", required=True, help="gets model/ and selection.json")
-    ap.add_argument("--tolerance", type=float, default=0.1)
+    ap.add_argument("--tolerance", type=float, required=True, help="nats (train.tolerance)")
     args = ap.parse_args(argv)
     train_dir, out = Path(args.train_dir), Path(args.out)
     sel = select(read_jsonl(train_dir / "metrics.jsonl"), args.tolerance)

@@ -4,7 +4,7 @@
 The plan comes from Snakemake itself (`snakemake -n --nolock` with the workflow's own rerun
 triggers; its jobs and their reasons), so "done" means what a dry-run would not run, not merely
 a file that exists.
-Damage comes from workflow/scripts/integrity.py, running jobs from Snakemake's incomplete markers
+Damage comes from workflow/scripts/elicit/integrity.py, running jobs from Snakemake's incomplete markers
 with a live lock and from SLURM's queue (jobs of this directory, by the plugin's comment).
 
 States of one seed of one cell (results/eval/{size}/{config}/{task}/seed{k}.json), worst first:
@@ -36,19 +36,19 @@ from pathlib import Path
 
 import yaml
 
-import integrity
+from elicit import grid, integrity
+from elicit.config import check
 
 ORDER = ("corrupt", "failed", "running", "incomplete", "outdated", "missing", "done")
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def grid(cfg: dict, sizes: list[str] | None = None) -> dict:
+def the_grid(cfg: dict, sizes: list[str] | None = None) -> dict:
     """The evaluation grid of a config dict, in the Snakefile's order."""
     unknown = [s for s in sizes or [] if s not in cfg["models"]]
     if unknown:
         raise SystemExit(f"status: sizes {unknown} are not in the config's models")
-    subsets = sorted(cfg["data"]["subsets"], reverse=True)
-    return {"sizes": list(sizes or cfg["sizes"]), "configs": ["base", "skyline", "lora"] + [f"full-{n}" for n in subsets],
+    return {"sizes": list(sizes or cfg["sizes"]), "configs": grid.configurations(cfg["data"]["subsets"]),
             "tasks": list(cfg["eval"]["tasks"]), "seeds": list(cfg["eval"]["seeds"])}
 
 
@@ -152,7 +152,7 @@ def collect(cfg: dict, g: dict, workdir: Path, plan_rows: dict) -> dict:
     for size in g["sizes"]:
         for config in g["configs"]:
             if config not in ("base", "skyline"):
-                sel = f"results/models/{size}/{config}/selection.json"
+                sel = grid.selection(size, config)
                 hurt = [m for p, m in damaged.items() if p.startswith((f"results/train/{size}/{config}/",
                                                                         f"results/models/{size}/{config}/"))]
                 train_log = res / "logs" / "train" / size / f"{config}.log"
@@ -199,7 +199,7 @@ def render(st: dict) -> str:
                  "Nothing left to run for this grid (a dry-run plans no training or evaluation).")
     for c, k, v in seeds:
         if v["state"] not in ("done", "missing"):
-            lines.append(f"  {v['state']}: results/eval/{c['size']}/{c['configuration']}/{c['task']}/seed{k}.json"
+            lines.append(f"  {v['state']}: {grid.eval_output(c['size'], c['configuration'], c['task'], k)}"
                          + (f" ({v['why']})" if v["why"] else ""))
     lines += [f"  {m['state']} model: {name} ({m['why']})" for name, m in st["models"].items()
               if m["state"] not in ("done", "missing")]
@@ -218,8 +218,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", action="store_true", help="machine-readable output")
     ap.add_argument("--check", action="store_true", help="exit 1 unless every cell is done")
     args = ap.parse_args(argv)
-    cfg = yaml.safe_load(Path(args.config).read_text()) if args.config else json.loads(args.config_json)
-    g, workdir = grid(cfg, args.sizes), Path(args.workdir).resolve()
+    cfg = check(yaml.safe_load(Path(args.config).read_text()) if args.config else json.loads(args.config_json))
+    g, workdir = the_grid(cfg, args.sizes), Path(args.workdir).resolve()
     st = collect(cfg, g, workdir, plan(cfg, Path(args.snakefile), workdir, args.rerun_triggers))
     sys.stdout.write(json.dumps(st, indent=2, default=str) + "\n" if args.json else render(st))
     return 1 if args.check and any(c["state"] != "done" for c in st["cells"]) else 0

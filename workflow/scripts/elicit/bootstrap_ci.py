@@ -51,7 +51,9 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-CONFIG_ORDER = {"base": 0, "skyline": 1, "lora": 2, "full": 3}
+from elicit import grid
+
+CONFIG_ORDER = grid.ORDER
 REQUIRED = ["size", "configuration", "train_examples", "task", "seed", "doc_id", "score"]
 KEY = ["size", "configuration", "train_examples", "benchmark"]
 RATIO = ["ci_lo", "ci_hi", "denom_lo", "denom_hi", "undefined_ci", "reason"]

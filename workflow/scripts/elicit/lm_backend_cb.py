@@ -20,7 +20,7 @@ from __future__ import annotations
 from lm_eval.api.registry import register_model
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
 
-from lm_backend import ResumableHFLM
+from elicit.lm_backend import ResumableHFLM
 
 
 def generation_config_for(model, gen_kwargs: dict, eos_ids: list[int], pad_id):

@@ -14,8 +14,8 @@ import os
 import shutil
 from pathlib import Path
 
-from atomic import atomic_dir, atomic_path
-from provenance import sha256_file, sha256_json
+from elicit.atomic import atomic_dir, atomic_path
+from elicit.provenance import sha256_file, sha256_json
 
 COMPLETE = "COMPLETE"
 

@@ -8,7 +8,7 @@ to plan while any is found, so a damaged input never makes Snakemake rerun (and 
 trainings or evaluations, and a damaged evaluation never reaches Table 1.
 
 Usage (what `snakemake status` and common.smk run):
-  python workflow/scripts/integrity.py --results results
+  PYTHONPATH=workflow/scripts python -m elicit.integrity --results results
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from atomic import CorruptFile, read_json, read_jsonl
-from provenance import sha256_file
+from elicit.atomic import CorruptFile, read_json, read_jsonl
+from elicit.provenance import sha256_file
 
 FIX_EVAL = "delete it and its .samples.jsonl: the next run recomputes this cell alone"
 FIX_DATA = ("delete it: the next run rebuilds it; finished trainings and evaluations whose inputs come out "

@@ -27,6 +27,17 @@ Length (`encode_rows`): sequences longer than `max_seq_len` are dropped or trunc
 from __future__ import annotations
 
 import math
+from elicit import REPO
+
+# Qwen2.5-Instruct's chat template, verbatim (the `chat_template` of Qwen/Qwen2.5-*-Instruct's
+# tokenizer_config.json, identical across sizes, tools branch included), in ONE file: the demo
+# tokenizer carries it and the tests render with it, so the demo formats conversations byte for
+# byte as the real tokenizer does. Without tools or a system message it renders
+#   <|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n
+#   <|im_start|>user\n{question}<|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>\n
+QWEN25_CHAT_TEMPLATE = (REPO / "resources" / "qwen2_5_chat_template.jinja").read_text()
+QWEN_DEFAULT_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 
 QUESTION_FIELD = "question"
 TRACE_FIELD = "deepseek_thinking_trajectory"
@@ -90,6 +101,16 @@ def tokenize_example(tokenizer, row: dict, style: str = DEFAULT_STYLE) -> tuple[
     return p_ids + c_ids, [IGNORE_INDEX] * len(p_ids) + c_ids
 
 
+def prompt_length(labels: list[int]) -> int:
+    """Tokens before the first supervised one (the label mask's boundary)."""
+    return next((j for j, t in enumerate(labels) if t != IGNORE_INDEX), len(labels))
+
+
+def supervised_tokens(labels: list[int]) -> int:
+    """Tokens the loss is taken on: the labels a causal LM predicts (positions 1..n-1), unmasked."""
+    return sum(1 for t in labels[1:] if t != IGNORE_INDEX)
+
+
 def summarize(lengths: list[int]) -> dict:
     """n, mean, sd (population), min, max and total of token counts (zeros when empty)."""
     n = len(lengths)
@@ -145,7 +166,7 @@ def encode_rows(tokenizer, rows: list[dict], style: str, max_seq_len: int,
     examples, counts = [], {}
     for rid, row in zip(ids, rows, strict=True):
         x, y = tokenize_example(tokenizer, row, style)
-        n_prompt = next((j for j, t in enumerate(y) if t != IGNORE_INDEX), len(y))
+        n_prompt = prompt_length(y)
         counts[rid] = (len(x), n_prompt)
         fate = classify(len(x), n_prompt, max_seq_len, on_too_long)
         if fate != "dropped":

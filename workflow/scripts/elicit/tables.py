@@ -11,10 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from stats import KEYS, order
+from elicit import grid
+from elicit.stats import KEYS, order
 
-LABELS = {"base": "Qwen2.5-Instruct (base)", "skyline": "DeepSeek-R1-Distill", "lora": "LoRA",
-          "full": "Full finetune"}
 SE_RULE = ("Mean ± standard error across seeds. Per task: mean and s.e. over the seeds; a benchmark "
            "that pools tasks (AIME = aime24 + aime25) takes the problem-weighted mean of the task means "
            "and s.e. = sqrt(Σ (n_t/N)² se_t²), the rule that reproduces the paper's Table 1.")
@@ -41,13 +40,6 @@ def table1(summary: pd.DataFrame, sizes: list[str], benchmarks: list[str]) -> pd
     return wide[["size", "configuration", "train_examples"] + [b for b in benchmarks if b in wide.columns]]
 
 
-def config_label(configuration: str, n) -> str:
-    label = LABELS[configuration]
-    if configuration in ("lora", "full") and not pd.isna(n):
-        label += f" ({int(n)} examples)"
-    return label
-
-
 def footnotes(rec: pd.DataFrame) -> list[str]:
     point = rec[rec["configuration"].isin(["lora", "full"])]
     undefined = point.loc[point["undefined"].astype(bool), ["size", "benchmark"]].drop_duplicates()
@@ -68,7 +60,7 @@ def markdown(t1: pd.DataFrame, rec: pd.DataFrame) -> str:
     for _, r in t1.iterrows():
         size = r["size"] if r["size"] != prev else ""
         prev = r["size"]
-        lines.append(f"| {size} | {config_label(r['configuration'], r['train_examples'])} | "
+        lines.append(f"| {size} | {grid.label(r['configuration'], r['train_examples'])} | "
                      + " | ".join(str(r[c]) if not pd.isna(r[c]) else "—" for c in cols) + " |")
     lines.append("\n" + SE_RULE)
     lines += [f"\n¹ {f}" for f in footnotes(rec)]
@@ -104,7 +96,7 @@ def latex(t1: pd.DataFrame, rec: pd.DataFrame) -> str:
         for c in cols:
             v = r[c]
             cells.append("--" if pd.isna(v) else "$" + str(v).replace(" ± ", r" \pm ") + "$")
-        out.append(f"{size} & {tex_escape(config_label(r['configuration'], r['train_examples']))} & "
+        out.append(f"{size} & {tex_escape(grid.label(r['configuration'], r['train_examples']))} & "
                    + " & ".join(cells) + r" \\")
     out += [r"\bottomrule", r"\end{tabular}"]
     notes = footnotes(rec)
@@ -170,7 +162,7 @@ def comparison_markdown(cmp: pd.DataFrame, paper_sizes: list[str]) -> str:
                   "|---|---|---|---|---|---|---|"]
         for _, r in both.iterrows():
             z = "—" if pd.isna(r["z"]) else (f"**{r['z']:+.2f}**" if abs(r["z"]) > 2 else f"{r['z']:+.2f}")
-            lines.append(f"| {r['size']} | {config_label(r['configuration'], r['train_examples'])} | {r['benchmark']} | "
+            lines.append(f"| {r['size']} | {grid.label(r['configuration'], r['train_examples'])} | {r['benchmark']} | "
                          f"{fmt_cell(r['mean'], r['stderr'])} | {fmt_cell(r['paper_mean'], r['paper_stderr'])} | "
                          f"{r['diff']:+.2f} | {z} |")
     missing = [s for s in dict.fromkeys(cmp["size"])] if not cmp.empty else []
@@ -207,7 +199,7 @@ def intervals_markdown(summary: pd.DataFrame, gains: pd.DataFrame, rec: pd.DataF
             recov = "undefined" if rr["undefined_ci"] else _ci(rr["recovered_pct"], rr["ci_lo"], rr["ci_hi"], "{:.0f}")
         else:
             recov = "—"
-        lines.append(f"| {row['size']} | {config_label(row['configuration'], row['train_examples'])} | "
+        lines.append(f"| {row['size']} | {grid.label(row['configuration'], row['train_examples'])} | "
                      f"{row['benchmark']} | {_ci(row['mean'], row['ci_lo'], row['ci_hi'])} | {gain} | {recov} |")
     lvf = rec[rec["configuration"] == "lora_vs_full"]
     if not lvf.empty:

@@ -15,7 +15,8 @@ import math
 import numpy as np
 import pandas as pd
 
-CONFIG_ORDER = {"base": 0, "skyline": 1, "lora": 2, "full": 3}
+from elicit import grid
+
 KEYS = ["size", "configuration", "train_examples", "benchmark"]
 REC_COLS = KEYS + ["recovered_pct", "undefined", "gap", "gap_z"]
 
@@ -81,7 +82,7 @@ def recovered(summary: pd.DataFrame, eps: float = 1e-9) -> pd.DataFrame:
 
 def order(df: pd.DataFrame, sizes: list[str]) -> pd.DataFrame:
     df = df.assign(_s=df["size"].map({s: i for i, s in enumerate(sizes)}),
-                   _c=df["configuration"].map(CONFIG_ORDER))
+                   _c=df["configuration"].map(grid.ORDER))
     return df.sort_values(["_s", "_c", "train_examples"]).drop(columns=["_s", "_c"]).reset_index(drop=True)
 
 

@@ -28,12 +28,13 @@ import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
-from atomic import atomic_path  # noqa: E402
+from elicit import grid  # noqa: E402
+from elicit.atomic import atomic_path  # noqa: E402
 
 # Okabe & Ito (2008), distinguishable under every common colour-vision deficiency
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#F0E442", "#000000"]
-KINDS = {"base": ("Base (Qwen2.5-Instruct)", "#999999"), "skyline": ("Skyline (R1-Distill)", "#0072B2"),
-         "full": ("Full finetune, largest subset", "#E69F00"), "lora": ("LoRA (rank 1)", "#009E73")}
+COLOURS = {"base": "#999999", "skyline": "#0072B2", "full": "#E69F00", "lora": "#009E73"}
+KINDS = {k: (grid.LABELS[k] + (", largest subset" if k == "full" else ""), c) for k, c in COLOURS.items()}
 NAMES = ["recovered", "val_loss_gain", "bars", "absolute", "paper_comparison", "training_curves"]
 
 
@@ -190,17 +191,14 @@ def _size_tick(size: str, sub: pd.DataFrame) -> str:
     return f"{size}\n(full: {int(n.iloc[0])} ex.)" if len(n) else size
 
 
-def config_label(configuration: str, n) -> str:
-    return {"base": "Base", "skyline": "Skyline", "lora": "LoRA"}.get(configuration) or f"Full {int(n)}"
-
-
 def absolute(summary: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: Path) -> list[Path]:
     """Figure 4: every configuration's mean ± s.e., rows = benchmarks, columns = sizes."""
     order = _present(sizes, summary) or sizes[:1]
-    data = summary.assign(label=[config_label(c, n) for c, n in zip(summary["configuration"], summary["train_examples"])])
+    data = summary.assign(label=[grid.label(c, n, short=True) for c, n in zip(summary["configuration"],
+                                                                              summary["train_examples"])])
     fulls = sorted(data.loc[data["configuration"] == "full", "train_examples"].dropna().astype(int).unique())
     cmap = plt.get_cmap("viridis")
-    colours = {"Base": KINDS["base"][1], "Skyline": KINDS["skyline"][1], "LoRA": KINDS["lora"][1]}
+    colours = {grid.SHORT[k]: COLOURS[k] for k in ("base", "skyline", "lora")}
     colours.update({f"Full {n}": cmap(0.15 + 0.7 * i / max(1, len(fulls) - 1)) for i, n in enumerate(fulls)})
     labels = [x for x in ("Base", "Skyline", "LoRA") if x in set(data["label"])] + [f"Full {n}" for n in fulls]
     fig, axes = _panels(len(order), w=max(3.2, 8 / len(order)), h=3.4, rows=len(benchmarks), sharey="row")

@@ -31,7 +31,8 @@ import types
 import torch
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from elicit.chat import IGNORE_INDEX, supervised_tokens  # the one label mask
+
 IMPLS = ("auto", "chunked", "liger", "materialised")
 
 
@@ -102,7 +103,7 @@ class TokenLoss:
         self.impl, self.why = choose(impl, model, zero3)
         self.chunk, self.autocast = int(chunk), autocast
         if self.chunk < 1:
-            raise SystemExit(f"--loss_chunk must be positive, got {chunk}")
+            raise SystemExit(f"--loss-chunk must be positive, got {chunk}")
         self.head = unwrap(model).get_output_embeddings()
         if not hasattr(self.head, "_orig_forward"):
             self.head._orig_forward = self.head.forward
@@ -122,3 +123,28 @@ class TokenLoss:
                 return model(input_ids=x, use_cache=False).logits
             finally:
                 self.head._loss_labels = None
+
+
+@torch.no_grad()
+def validation_loss(model, val, rank, world, device, loss_fn) -> float:
+    """Token-weighted mean loss over every validation example, on any world size.
+
+    Rank r takes val[r::world]. Under ZeRO-3 every forward is a collective (parameter
+    all-gathers), so every rank runs the SAME number of forward passes, ceil(len(val)/world):
+    a rank with fewer examples repeats the shortest one with weight 0 (72 examples on 16
+    ranks: 8 ranks run one such pass). The reduced loss is over exactly the real examples."""
+    model.eval()
+    totals = torch.zeros(2, dtype=torch.float64, device=device)
+    mine = val[rank::world]
+    passes = -(-len(val) // world)
+    filler = min(val, key=lambda e: len(e[0]))
+    for k in range(passes):
+        ids, labels = mine[k] if k < len(mine) else filler
+        loss = loss_fn(model, ids, labels, device).double()
+        if k < len(mine):
+            totals[0] += loss
+            totals[1] += supervised_tokens(labels)
+    if world > 1:
+        torch.distributed.all_reduce(totals)
+    model.train()
+    return (totals[0] / totals[1]).item()

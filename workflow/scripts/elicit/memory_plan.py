@@ -12,7 +12,7 @@ Predicted peak GiB per GPU of
 Architectures: resources/models/<hub id, "/" -> "--">.json. DeepSpeed's estimators are read
 from a cache (zero_estimates.py): plan time imports deepspeed only for new inputs.
 
-Usage:  python workflow/scripts/memory_plan.py config/config.yaml [--gpu-mem-gb 80]
+Usage:  python PYTHONPATH=workflow/scripts python -m elicit.memory_plan config/config.yaml [--gpu-mem-gb 80]
 """
 from __future__ import annotations
 
@@ -22,9 +22,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import zero_estimates
+from elicit import REPO, zero_estimates
 
-REPO = Path(__file__).resolve().parents[2]
 MODELS_DIR, DS_DIR = REPO / "resources" / "models", REPO / "workflow" / "deepspeed"
 GIB = 2**30
 # CUDA context + cuBLAS workspace (~1 GiB), NCCL buffers (~1 GiB), allocator slack: on every GPU.
@@ -130,8 +129,8 @@ def zero_request(config: dict, size: str, mode: str, stage: str | None = "config
     LoRA: the estimator sees the trainable set; the frozen base is bf16 weights, replicated
     under ZeRO-2, partitioned under ZeRO-3, in CPU memory under zero3_offload."""
     a, t = load_arch(config, size), config["models"][size]["train"]
-    gpus, nodes = max(1, t["gpus"]), t.get("nodes", 1)
-    stage = t.get("deepspeed") if stage == "config" else stage
+    gpus, nodes = max(1, t["gpus"]), t["nodes"]
+    stage = t["deepspeed"] if stage == "config" else stage
     total, lora = a.params(), config["lora"]
     trainable = total if mode == "full" else a.lora_params(lora["rank"], lora["targets"])
     frozen = 0 if mode == "full" else total
@@ -195,13 +194,13 @@ def prompt_tokens(config: dict, size: str) -> int:
 
 
 def eval_batch(config: dict) -> int:
-    bs = config["eval"].get("batch_size", 1)
+    bs = config["eval"]["batch_size"]
     return bs if isinstance(bs, int) else 1  # "auto": lm-eval picks what fits; plan the minimum
 
 
 def eval_gpus(config: dict, size: str) -> int:
     e = config["models"][size]["eval"]
-    return max(1, e["gpus"]) * e.get("nodes", 1)
+    return max(1, e["gpus"]) * e["nodes"]
 
 
 def eval_plan(config: dict, size: str, layout: str, batch: int | None = None) -> dict[str, int]:
@@ -225,7 +224,7 @@ def eval_layout(config: dict, size: str, gpu_mem_gb: float | None) -> str:
     fits 90 % of gpu_mem_gb, else tp, else split (the first that fits 90 %, else the first that
     fits at all); unknown memory:
     tp (split where tp cannot divide the heads). Nothing fits: the smallest, check() says so."""
-    layout = config["models"][size]["eval"].get("layout", "auto")
+    layout = config["models"][size]["eval"]["layout"]
     if layout != "auto":
         return layout
     if eval_gpus(config, size) <= 1:
@@ -326,7 +325,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     import yaml
 
-    from config_check import check as check_config
+    from elicit.config import check as check_config
 
     config = check_config(yaml.safe_load(Path(args.config).read_text()))
     for row in table(config, args.gpu_mem_gb):

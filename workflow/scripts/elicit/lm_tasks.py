@@ -63,7 +63,7 @@ def build_task(task: str, include_paths, revision: str | None = None, tm=None):
 
     import datasets
 
-    from provenance import hub_commit
+    from elicit.provenance import hub_commit
 
     datasets.disable_caching()
     tm = tm if tm is not None and task in tm.all_tasks else task_manager(task, include_paths)
@@ -82,6 +82,6 @@ def build_task(task: str, include_paths, revision: str | None = None, tm=None):
 
 def prompts_sha256(samples: list[dict]) -> str:
     """sha256 over (doc_id, prompt, target) of every scored document: equal iff same prompts."""
-    from provenance import sha256_json
+    from elicit.provenance import sha256_json
 
     return sha256_json([[s["doc_id"], s["prompt"], str(s["target"])] for s in samples])

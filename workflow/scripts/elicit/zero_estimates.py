@@ -9,17 +9,19 @@ cache (default .snakemake/memory_plan/zero_estimates.json in the working directo
 sha256 of the request and the installed deepspeed version; the misses are computed in ONE
 subprocess (this file), which imports deepspeed (~1.5 s) and prints its warnings there.
 
-Usage (the subprocess):  echo '[{"stage": "zero2", ...}]' | python zero_estimates.py
+Usage (the subprocess):  echo '[{"stage": "zero2", ...}]' | python -m elicit.zero_estimates
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from atomic import write_json
+from elicit import PACKAGE
+from elicit.atomic import write_json
 
 CACHE = Path(".snakemake") / "memory_plan" / "zero_estimates.json"  # relative to the workdir
 _MEMO: dict[str, dict] = {}
@@ -73,8 +75,10 @@ def estimates(requests: list[dict], cache: str | Path | None = None) -> list[int
     known = _load(path, ver)
     missing = {k: r for k, r in zip(keys, requests) if k not in known}
     if missing:
-        run = subprocess.run([sys.executable, __file__], input=json.dumps(list(missing.values())),
-                             capture_output=True, text=True)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE.parent),
+                                                                           os.environ.get("PYTHONPATH")]))}
+        run = subprocess.run([sys.executable, "-m", "elicit.zero_estimates"], input=json.dumps(list(missing.values())),
+                             capture_output=True, text=True, env=env)
         lines = [ln for ln in run.stdout.splitlines() if ln.startswith("ZERO_ESTIMATES ")]
         if run.returncode or not lines:
             raise EstimatorError(f"DeepSpeed's estimators failed under {sys.executable}: {run.stderr[-2000:]}")

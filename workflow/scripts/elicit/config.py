@@ -1,10 +1,11 @@
 #!/usr/bin/env python
-"""Validate a workflow config at plan time: JSON schema first, then cross-field rules.
+"""Validate a workflow config at plan time: JSON schema first, then cross-field rules; then fill
+in the schema's defaults (the one place an optional key's default is written).
 
 Every error names the offending key, e.g. `models.7B.train.gpus: -1 is less than the minimum of 0`.
 
 Usage:
-  python workflow/scripts/config_check.py config/config.yaml
+  PYTHONPATH=workflow/scripts python -m elicit.config config/config.yaml
 """
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+from elicit import REPO
+from elicit.data import split_problems
+
+SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
 class ConfigError(ValueError):
@@ -32,6 +36,9 @@ def check(config: dict) -> dict:
     if errors:
         raise ConfigError("invalid config:\n" + "\n".join(
             f"  {_key(e.absolute_path)}: {e.message}" for e in errors))
+    from snakemake.utils import validate
+
+    validate(config, str(SCHEMA), set_default=True)  # fills every `default:` of the schema, in place
     problems = []
     for size in config["sizes"]:
         if size not in config["models"]:
@@ -43,21 +50,26 @@ def check(config: dict) -> dict:
         if config["data"]["max_seq_len"] > m["context"]:
             problems.append(f"data.max_seq_len: {config['data']['max_seq_len']} exceeds "
                             f"models.{size}.context={m['context']}")
-        margin = config["train"].get("stop_margin_min", 0)
+        margin = config["train"]["stop_margin_min"]
         if margin >= 60 * m["train"]["runtime_h"]:
             problems.append(f"train.stop_margin_min: {margin} min leaves no training time in "
                             f"models.{size}.train.runtime_h={m['train']['runtime_h']}")
-        world = max(1, m["train"]["gpus"]) * m["train"].get("nodes", 1)
+        world = max(1, m["train"]["gpus"]) * m["train"]["nodes"]
         if config["train"]["global_batch"] % world:
             problems.append(f"models.{size}.train: {world} processes do not divide "
                             f"train.global_batch={config['train']['global_batch']}")
-    from prepare_data import check_split_config  # data.subsets vs data.n_val/expected_rows
-    problems += check_split_config(config["data"])
+    d = config["data"]  # the split rule of elicit.data, at plan time on data.expected_rows
+    rows = d["expected_rows"]
+    problems += [p.replace(f"left by {rows} rows minus", f"left by data.expected_rows={rows} minus")
+                 .replace(f"for a {rows}-row table", f"for data.expected_rows={rows}")
+                 for p in split_problems(rows, d["n_val"], d["subsets"], d["split_seed"])]
+    if rows is None and any("demo" in m for m in config["models"].values()):
+        problems.append("data.expected_rows: required with demo models (make_demo.py writes that many rows)")
     t = config["train"]
-    if t.get("warmup_ratio") and t.get("warmup_steps"):
+    if t["warmup_ratio"] and t["warmup_steps"]:
         problems.append(f"train.warmup_ratio ({t['warmup_ratio']}) and train.warmup_steps ({t['warmup_steps']}): "
                         "set one of them")
-    for task in (config["eval"].get("task_revisions") or {}):
+    for task in (config["eval"]["task_revisions"] or {}):
         if task not in config["eval"]["tasks"]:
             problems.append(f"eval.task_revisions.{task}: not one of eval.tasks")
     for name, tasks in config["benchmarks"].items():
@@ -69,7 +81,7 @@ def check(config: dict) -> dict:
     return config
 
 
-SITE_SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "site.schema.yaml"
+SITE_SCHEMA = REPO / "workflow" / "schemas" / "site.schema.yaml"
 
 
 def load_site(config: dict) -> dict:

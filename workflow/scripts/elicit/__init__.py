@@ -1,0 +1,22 @@
+"""What the workflow's step programs share (workflow/scripts/*.py import it; it imports none of them).
+
+  grid          the configurations (base, skyline, lora, full-N), their labels and order, result paths
+  config        config and site checks against workflow/schemas/, with the schemas' defaults
+  data          the s1K-1.1 columns, row validation, the nested split and its checks
+  demo          the tiny demo models' architecture (make_demo.py builds it, the memory plan reads it)
+  chat          chat format, Qwen2.5's template (resources/), label masks, length policy
+  loss          the training loss without the whole sequence's logits
+  engine        one training backend: plain torch / DDP or DeepSpeed
+  checkpoints   the selection rule, checkpoint save / prune / publish, the resume state
+  slurm         launching ranks, SLURM's clock, shell arguments, the onstart guards
+  provenance    versions, hub commits, content fingerprints
+  atomic        atomic and checksummed files; done_cache: finished results kept by content
+  integrity     the plan-time check of every result file
+  lm_tasks, lm_backend, lm_backend_cb, scoring     evaluation on lm-evaluation-harness
+  memory_plan, zero_estimates                       per-GPU memory of every job
+  stats, bootstrap_ci, tables, figures              Table 1, intervals, figures
+"""
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent
+REPO = PACKAGE.parents[2]  # the checkout: workflow/, resources/, config/

@@ -1,0 +1,157 @@
+"""Checkpoints: the paper's selection rule, keeping only what it can still select, the resume state.
+
+The rule (`train.tolerance`, in nats): the LAST checkpoint whose validation loss is within
+`tolerance` of the best one. `select` applies it to a finished run's metrics; `Keeper` applies
+it online while training, so that only one checkpoint is ever kept: when a later evaluation
+qualifies, the earlier one can never be "the last within tolerance" again, and one that does
+not qualify never will, since the best loss only falls. Both end on the same step.
+
+Resume state (`save_resume` / `load_resume`): model and optimizer through the engine
+(elicit/engine.py), RNG, step and the Keeper's bookkeeping, written to a temporary directory and
+renamed: all of it or none of it.
+"""
+from __future__ import annotations
+
+import math
+import os
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from elicit.atomic import atomic_dir, read_json, read_jsonl, replace_dir, write_json, write_jsonl
+from elicit.provenance import PROVENANCE, sha256_file
+
+
+def within(loss: float, best: float, tolerance: float) -> bool:
+    """The one comparison of the rule: is `loss` close enough to the best to be selected?"""
+    return loss <= best + tolerance
+
+
+def select(rows: list[dict], tolerance: float) -> dict:
+    """The selection rule on a finished run's rows of {step, val_loss}."""
+    evals = [(r["step"], r["val_loss"]) for r in rows if r.get("val_loss") is not None
+             and not math.isnan(r["val_loss"])]
+    if not evals:  # no validation (LoRA on every row): the final step
+        last = max(r["step"] for r in rows)
+        return {"selected_step": last, "best_step": None, "best_val_loss": None,
+                "selected_val_loss": None, "base_val_loss": None, "val_loss_decrease": None}
+    best_step, best = min(evals, key=lambda e: (e[1], e[0]))
+    selected_step, selected = max((e for e in evals if within(e[1], best, tolerance)), key=lambda e: e[0])
+    base = next((loss for step, loss in evals if step == 0), None)
+    return {"selected_step": selected_step, "selected_val_loss": selected,
+            "best_step": best_step, "best_val_loss": best, "base_val_loss": base,
+            "val_loss_decrease": None if base is None else base - selected, "tolerance": tolerance}
+
+
+@dataclass
+class Keeper:
+    """The selection rule online; `bad` counts evaluations outside tolerance since the last kept one."""
+    tolerance: float
+    best: float = math.inf
+    best_step: int | None = None
+    candidate: int | None = None
+    candidate_loss: float | None = None
+    bad: int = 0
+
+    def observe(self, step: int, loss: float) -> bool:
+        """Record an evaluation; True when its checkpoint is to be kept (and the earlier one dropped)."""
+        if loss < self.best:  # a tie keeps the earlier best, as `select` does
+            self.best, self.best_step = loss, step
+        if within(loss, self.best, self.tolerance):
+            self.bad, self.candidate, self.candidate_loss = 0, step, loss
+            return True
+        self.bad += 1
+        return False
+
+
+# ----------------------------------------------------------------------------- on disk
+def checkpoint_count(ckpt_dir: Path) -> int:
+    """Checkpoint directories on disk, half-written (.tmp-step-*) ones included."""
+    return sum(1 for p in ckpt_dir.glob("*step-*") if p.is_dir()) if ckpt_dir.exists() else 0
+
+
+def keep_only(ckpt_dir: Path, step: int | None) -> None:
+    for p in ckpt_dir.glob("step-*"):
+        if step is None or p.name != f"step-{step}":
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def published(out: Path) -> dict[str, Path]:
+    """The declared outputs of a training run (what its done cache keeps)."""
+    return {"metrics.jsonl": out / "metrics.jsonl", "checkpoints": out / "checkpoints"}
+
+
+def publish(out: Path, work: Path) -> None:
+    """Move the surviving checkpoint and the metrics from <out>/work into the declared outputs."""
+    with atomic_dir(out / "checkpoints") as tmp:
+        for p in (work / "checkpoints").glob("step-*"):
+            os.replace(p, tmp / p.name)
+    write_jsonl(out / "metrics.jsonl", read_jsonl(work / "metrics.jsonl"))
+    for prov in (out / "checkpoints").glob(f"step-*/{PROVENANCE}"):  # the metrics it belongs to
+        write_json(prov, {**read_json(prov), "metrics_sha256": sha256_file(out / "metrics.jsonl")})
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """Hard-link every file of src under dst (no copy of a 64 GB model); a copy across file systems."""
+    for p in src.rglob("*"):
+        target = dst / p.relative_to(src)
+        if p.is_dir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(p, target)
+        except OSError:
+            shutil.copy2(p, target)
+
+
+# ----------------------------------------------------------------------------- resume state
+def rng_state() -> dict:
+    import torch
+
+    return {"torch": torch.get_rng_state(), "python": random.getstate(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def set_rng_state(rng: dict) -> None:
+    import torch
+
+    torch.set_rng_state(rng["torch"])
+    random.setstate(rng["python"])
+    if rng.get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def save_resume(work: Path, engine, blob: dict) -> None:
+    """<work>/resume: the engine's state and `blob` (step, bookkeeping, metrics) plus the RNG.
+    Every rank calls it (DeepSpeed writes a shard per rank into the same temporary directory,
+    hence not atomic_dir: every rank must know its name)."""
+    import torch
+
+    ranks, tmp = engine.ranks, work / ".tmp-resume"
+    if ranks.master:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    ranks.barrier()
+    blob = {**blob, "rng": rng_state(), **engine.save_state(tmp)}
+    ranks.barrier()
+    if ranks.master:
+        torch.save(blob, tmp / "state.pt")
+        replace_dir(tmp, work / "resume")
+    ranks.barrier()
+
+
+def load_resume(work: Path) -> dict | None:
+    """The saved blob, or None when there is no resume state."""
+    import torch
+
+    path = work / "resume" / "state.pt"
+    return torch.load(path, weights_only=True) if path.exists() else None
+
+
+def restore(work: Path, engine, saved: dict, lora: bool) -> None:
+    """Model, optimizer and RNG back to the saved step."""
+    engine.load_state(work / "resume", saved, lora)
+    set_rng_state(saved["rng"])

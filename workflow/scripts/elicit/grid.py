@@ -1,0 +1,76 @@
+"""The grid of the paper, in one place: configurations, their labels and order, result paths.
+
+A configuration is `base`, `skyline`, `lora` or `full-<n>` (a full finetune on the nested subset of
+n training examples); its kind is the name without `-<n>`. Every result of a cell lives at a path
+built here; the Snakefile's rules, the step programs and the checks all use these functions.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+KINDS = ("base", "skyline", "lora", "full")  # the table's order
+ORDER = {kind: i for i, kind in enumerate(KINDS)}
+REFERENCES = ("base", "skyline")
+CONFIG_PATTERN = "base|skyline|lora|full-[0-9]+"
+TRAINED_PATTERN = "lora|full-[0-9]+"
+LABELS = {"base": "Qwen2.5-Instruct (base)", "skyline": "DeepSeek-R1-Distill", "lora": "LoRA",
+          "full": "Full finetune"}
+SHORT = {"base": "Base", "skyline": "Skyline", "lora": "LoRA", "full": "Full"}
+
+
+def trained(subsets) -> list[str]:
+    """LoRA, then the full finetunes from the largest subset down (the Snakefile's order)."""
+    return ["lora"] + [f"full-{n}" for n in sorted(subsets, reverse=True)]
+
+
+def configurations(subsets) -> list[str]:
+    return list(REFERENCES) + trained(subsets)
+
+
+def parse(name: str) -> tuple[str, int | None]:
+    """`full-29` -> ("full", 29); `lora` -> ("lora", None)."""
+    if name.startswith("full-"):
+        return "full", int(name.split("-", 1)[1])
+    return name, None
+
+
+def label(kind: str, n=None, short: bool = False) -> str:
+    """Table label ('Full finetune (29 examples)') or a figure's short one ('Full 29')."""
+    if short:
+        return SHORT[kind] + (f" {int(n)}" if kind == "full" and n is not None else "")
+    if kind in ("lora", "full") and n is not None and n == n:  # n == n: not NaN
+        return f"{LABELS[kind]} ({int(n)} examples)"
+    return LABELS[kind]
+
+
+# ----------------------------------------------------------------------------- result paths
+def eval_output(size, config, task, seed, results="results") -> str:
+    return f"{results}/eval/{size}/{config}/{task}/seed{seed}.json"
+
+
+def eval_log(size, config, task, seed, results="results") -> str:
+    return f"{results}/logs/eval/{size}/{config}/{task}/seed{seed}.log"
+
+
+def samples_path(out) -> Path:
+    """The per-problem samples beside a cell's result: seed0.json -> seed0.samples.jsonl."""
+    out = Path(out)
+    return out.with_name(out.stem + ".samples.jsonl")
+
+
+def train_dir(size, config, results="results") -> str:
+    return f"{results}/train/{size}/{config}"
+
+
+def selection(size, config, results="results") -> str:
+    return f"{results}/models/{size}/{config}/selection.json"
+
+
+def model_dir(size, config, results="results") -> str:
+    return f"{results}/models/{size}/{config}/model"
+
+
+def eval_cells(results: Path):
+    """(size, config, task, seed, path) of every cell result under `results`."""
+    for f in sorted(Path(results).glob("eval/*/*/*/seed*.json")):
+        yield f.parents[2].name, f.parents[1].name, f.parent.name, int(f.stem.removeprefix("seed")), f
