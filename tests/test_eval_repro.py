@@ -143,3 +143,28 @@ def test_a_finished_cell_is_restored_not_recomputed(demo_model, tmp_path):
     (model / "config.json").write_text((model / "config.json").read_text().replace("}", ', "note": 1}', 1))
     proc = subprocess.run(args, env=_env(), capture_output=True, text=True)
     assert proc.returncode == 0 and "restored" not in proc.stdout
+
+
+def test_identical_weights_sample_identically_whatever_their_metadata(demo_model, tmp_path):
+    """Sampling seeds come from the seed, the settings and the prompts, never from the model's
+    fingerprint: the same weights under another training-run record (a renamed setting, another
+    code version) give the same sampled answers, while their sidecar answers stay apart."""
+    import shutil
+
+    a, b = tmp_path / "a", tmp_path / "b"
+    shutil.copytree(demo_model, a)
+    shutil.copytree(demo_model, b)
+    (b / "provenance.json").write_text(json.dumps({"train_fingerprint": "another-run", "step": 7}))
+    got = {}
+    for model in (a, b):
+        out = tmp_path / "cells" / model.name / "seed2.json"
+        subprocess.run([sys.executable, SCRIPTS / "eval_cell.py", *eval_settings(), "--model", model,
+                        "--task", "demo_aime", "--include-path", ROOT / "workflow" / "tasks" / "demo",
+                        "--seed", "2", "--max-gen-toks", "8", "--temperature", "1.0", "--limit", "8",
+                        "--device", "cpu", "--dtype", "float32", "--out", out],
+                       env=_env(), check=True, capture_output=True)
+        rec = json.loads(out.read_text())
+        got[model.name] = (rec["provenance"]["model"]["fingerprint"],
+                           [json.loads(x)["response"] for x in out.with_name("seed2.samples.jsonl").read_text().splitlines()])
+    assert got["a"][0].startswith("dir:") and got["b"][0] == "train:another-run@step-7"
+    assert got["a"][1] == got["b"][1] and len(set(got["a"][1])) > 1  # sampled, and the same

@@ -9,7 +9,7 @@ Importing this module registers, with lm-eval's model registry:
                      the prompt instead;
                    * cuts the requests into batches of FIXED composition (lm-eval's own order:
                      gen_kwargs group, longest prompt first; `batch_size` each), seeds torch
-                     per batch from (seed, the batch's request keys) and appends every finished
+                     per batch from (seed, settings, the batch's prompts: never the model) and appends every finished
                      answer to a sidecar JSONL (`partial_path`, flushed + fsynced per batch);
                    * on a rerun reads the sidecar and generates only the batches with a missing
                      answer. A batch's seed and composition do not depend on what was done
@@ -48,7 +48,9 @@ from pathlib import Path
 from lm_eval.api.registry import register_model
 from lm_eval.models.huggingface import HFLM
 
-SIDE_VERSION = 1
+SIDE_VERSION = 2  # 2: sampling seeds no longer depend on the model (answers of 1 are not reused)
+# Settings that name the model: they key the sidecar's answers, never the sampling seeds.
+MODEL_SETTINGS = ("model", "peft", "revision")
 
 
 class PromptTooLong(ValueError):
@@ -86,6 +88,11 @@ class ResumableMixin:
             self.partial_path = self.partial_path.with_name(self.partial_path.name + f".rank{self.dp_rank}")
         self.resume_seed = int(resume_seed)
         self.fingerprint = _sha(SIDE_VERSION, self.resume_seed, settings)
+        # Per-batch sampling seeds come from the seed, the settings and the requests, NOT the model:
+        # every model of a cell row draws from the same random stream (a paired comparison), and
+        # bit-identical weights give identical answers whatever their metadata says.
+        self.sampling = _sha("sampling", self.resume_seed,
+                             {k: v for k, v in settings.items() if k not in MODEL_SETTINGS})
         self.stats = {"requests": 0, "reused": 0, "generated": 0, "batches_generated": 0, "generate_s": 0.0}
 
     # ------------------------------------------------------------------ sidecar
@@ -124,11 +131,13 @@ class ResumableMixin:
             os.kill(os.getpid(), signal.SIGTERM)
 
     # ------------------------------------------------------------------ keys and batches
-    def request_keys(self, requests) -> list[str]:
+    def request_keys(self, requests, salt: str | None = None) -> list[str]:
+        """sha256 of (salt, task, doc, repeat, prompt, gen_kwargs) per request; salt: the sidecar's
+        fingerprint (model included) by default, `self.sampling` for the per-batch seeds."""
         keys, seen = [], {}
         for r in requests:
             context, gen_kwargs = r.args
-            base = _sha(self.fingerprint, r.task_name, r.doc_id, r.idx, context, gen_kwargs)
+            base = _sha(self.fingerprint if salt is None else salt, r.task_name, r.doc_id, r.idx, context, gen_kwargs)
             n = seen.get(base, 0)  # repeats: the same Instance appears `repeats` times
             seen[base] = n + 1
             keys.append(_sha(base, n))
@@ -183,7 +192,7 @@ class ResumableMixin:
         t0 = time.perf_counter()
         lengths = [len(self.tok_encode(r.args[0])) for r in requests]
         self.check_lengths(requests, lengths)
-        keys = self.request_keys(requests)
+        keys, seeds = self.request_keys(requests), self.request_keys(requests, self.sampling)
         done = self._load_sidecar()
         self.stats["requests"] += len(requests)
         reused = sum(k in done for k in keys)
@@ -197,7 +206,7 @@ class ResumableMixin:
         todo = [b for b in self.fixed_batches(requests, lengths) if not all(keys[i] in done for i in b)]
         new = {}
         for batch in todo[self.dp_rank::self.dp_world]:  # dp: every world-th missing batch
-            torch.manual_seed(int(_sha(self.fingerprint, [keys[i] for i in batch])[:15], 16))
+            torch.manual_seed(int(_sha(self.sampling, [seeds[i] for i in batch])[:15], 16))
             answers = self.generate_batch_answers([requests[i] for i in batch])
             rows = []
             for i, ans in zip(batch, answers):

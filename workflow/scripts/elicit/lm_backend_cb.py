@@ -62,7 +62,7 @@ def cb_config(inputs: list[list[int]], max_new_tokens: int, device, allow_block_
 class ContinuousBatchingHFLM(ResumableHFLM):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.fingerprint = self.fingerprint + "-cb"
+        self.fingerprint, self.sampling = self.fingerprint + "-cb", self.sampling + "-cb"
         self.cb_stats = {"generated_tokens": 0, "calls": 0}
 
     def _eos_ids(self, until: list[str]) -> list[int]:
