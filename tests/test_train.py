@@ -13,6 +13,7 @@ import json
 import os
 import random
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -381,7 +382,7 @@ def test_saves_resume_state_before_the_slurm_time_limit(slurm_cluster, demo, ref
     from tests.test_slurm_cluster import wait_job
 
     out, log = tmp_path / "run", tmp_path / "job.log"
-    cmd = " ".join(_cmd(demo, out, ["--stop-margin-min", "2.98", "--progress", "false"]))
+    cmd = shlex.join(_cmd(demo, out, ["--stop-margin-min", "2.98", "--progress", "false"]))
     job = subprocess.run(["sbatch", "--parsable", "--partition", "gpu-small", "--time", "3",
                           "-D", str(tmp_path), "-o", str(log), "--wrap", cmd],
                          env=_env(), capture_output=True, text=True, check=True).stdout.strip()
@@ -420,7 +421,7 @@ def test_srun_tasks_match_one_process(slurm_cluster, demo, reference, tmp_path):
     launcher = srun_tasks(nodes=1, tasks_per_node=2, cpus_per_task=1).replace("python", sys.executable)
     script.write_text("#!/bin/bash\n"
                       "for v in $(compgen -e | grep '^SLURM_' | grep -v '^SLURM_JOB_ID$'); do unset $v; done\n"
-                      + " ".join(_cmd(demo, out, ["--progress", "false"], launcher=launcher.split())) + "\n")
+                      + shlex.join(_cmd(demo, out, ["--progress", "false"], launcher=launcher.split())) + "\n")
     job = subprocess.run(["sbatch", "--parsable", "--partition", "gpu-small", "--ntasks-per-node", "2",
                           "--cpus-per-task", "1", "-D", str(tmp_path), "-o", str(log), str(script)],
                          env=_env(), capture_output=True, text=True, check=True).stdout.strip()
