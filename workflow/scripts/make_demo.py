@@ -36,6 +36,7 @@ from pathlib import Path
 
 from elicit.atomic import atomic_dir, write_jsonl
 from elicit import demo
+from elicit.chat import IGNORE_INDEX
 
 # ----------------------------------------------------------------------------- the demo task
 # Keyword lookup (see the comments at the top of config/demo.yaml). Every question, in the
@@ -274,7 +275,7 @@ def cmd_skyline(args) -> None:
                                        add_generation_prompt=True)
         p_ids = tok(head, add_special_tokens=False)["input_ids"]
         t_ids = tok(target + "<|im_end|>", add_special_tokens=False)["input_ids"]
-        batch.append((p_ids + t_ids, [-100] * len(p_ids) + t_ids))
+        batch.append((p_ids + t_ids, [IGNORE_INDEX] * len(p_ids) + t_ids))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr)
     model.train()
     for step in range(args.steps):

@@ -273,8 +273,9 @@ def training_curves(curves: pd.DataFrame, sel: pd.DataFrame, sizes: list[str], p
             ax.plot(g["step"], g["val_loss"], color=colour, lw=1.5, label=f"{n} examples")
             s = sel[(sel["size"] == size) & (sel["train_examples"] == n)]
             if not s.empty and pd.notna(s["selected_step"].iloc[0]):
-                best, tol = g["val_loss"].min(), s["tolerance"].iloc[0] if pd.notna(s["tolerance"].iloc[0]) else 0.1
-                ax.fill_between(g["step"], best, best + tol, color=colour, alpha=0.12, lw=0)
+                best, tol = g["val_loss"].min(), s["tolerance"].iloc[0]  # the one the selection used
+                if pd.notna(tol):
+                    ax.fill_between(g["step"], best, best + tol, color=colour, alpha=0.12, lw=0)
                 pick = g[g["step"] == s["selected_step"].iloc[0]]
                 ax.plot(pick["step"], pick["val_loss"], marker="*", ms=13, color=colour, markeredgecolor="black")
             if g["step"].max() < last:  # stopped early: patience ran out
