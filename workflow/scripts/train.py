@@ -28,6 +28,7 @@ Launch (workflow/rules/train.smk passes every setting; `--help` lists them):
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import math
 import random
@@ -50,9 +51,8 @@ from elicit.loss import TokenLoss, validation_loss
 from elicit.provenance import model_fingerprint, sha256_file, sha256_json, versions
 from elicit.slurm import StopWatch
 
-HERE = Path(__file__).resolve().parent
 # The code a finished run depends on (its done-cache key): an edit retrains, a rerun does not.
-TRAIN_CODE = [HERE / "train.py",
+TRAIN_CODE = [Path(__file__).resolve(),
               *(PACKAGE / f for f in ("loss.py", "chat.py", "data.py", "engine.py", "checkpoints.py", "flags.py"))]
 
 
@@ -83,9 +83,8 @@ class TrainConfig:
     seed: int
     gradient_checkpointing: bool
     loss_chunk: int = field(metadata=help_("supervised tokens per LM-head chunk (elicit/loss.py)"))
-    stop_margin_min: float = field(metadata=help_(
-        "inside a SLURM job: save the resume state and exit 143 this many minutes before the job's time "
-        "limit (0: off). Must cover one step + one resume save"))
+    stop_margin_min: float = field(metadata=help_("in a SLURM job: save the resume state and exit 143 this "
+                                                  "long before the time limit (0: off); > one step + one save"))
     revision: str = field(metadata=help_("hub revision of --model ('' = main)"))
     trust_remote_code: bool
     deepspeed: str = field(metadata=help_("'' (plain torch/DDP) | zero2 | zero3 | zero3_offload | path/to/config.json"))
@@ -94,13 +93,11 @@ class TrainConfig:
     lora_targets: str | None = field(default=None, metadata=help_("--mode lora: required, comma-separated"))
     lora_dropout: float = 0.0
     micro_batch: int = field(default=1, metadata=help_("sequences per forward (must be 1: no padding)"))
-    loss_impl: str = field(default="auto", metadata=help_(
-        "auto | chunked | liger | materialised: how the LM head + cross-entropy run (elicit/loss.py); "
-        "auto = liger on CUDA when installed and the head is whole, else chunked"))
+    loss_impl: str = field(default="auto", metadata=help_("auto | chunked | liger | materialised (elicit/loss.py): "
+                                                          "auto = liger on CUDA when installed, else chunked"))
     dtype: str = field(default="auto", metadata=help_(
-        "auto | bf16 | fp32. auto: fp32 on CPU; on GPU bf16 compute with fp32 master weights "
-        "(DeepSpeed: bf16 module + its fp32 optimizer copy; plain: fp32 weights + autocast). "
-        "bf16 on the plain path is pure bf16: lr 1e-5 updates mostly round away"))
+        "auto | bf16 | fp32. auto: fp32 on CPU; on GPU bf16 compute over fp32 master weights (DeepSpeed's "
+        "optimizer copy, or autocast). Plain bf16 is pure bf16: lr 1e-5 updates mostly round away"))
     progress: bool = field(default=True, metadata=help_("tqdm progress bar on rank 0 (stderr)"))
 
     def __post_init__(self):
@@ -124,10 +121,8 @@ def grad_accum(global_batch: int, micro_batch: int, world: int) -> int:
 
 
 def fingerprint_parts(cfg: TrainConfig) -> dict:
-    """What this run's result depends on, by content: every setting, the bytes of the data table
-    and of the split manifest (the split settings live in it), and the base model's fingerprint
-    (hub commit, or the hash of a local directory). Job control (out, progress, stop margin) is
-    left out: it does not change the result."""
+    """What the result depends on, by content: every setting (not job control: out, progress, stop
+    margin), the bytes of the table and of the manifest (split settings), the base model's fingerprint."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items()
                 if k not in ("out", "progress", "stop_margin_min", "table", "manifest", "model")}
     return {"settings": sha256_json(settings), "table": sha256_file(cfg.table),
@@ -258,11 +253,16 @@ def restore_state(run: Run) -> None:
         shutil.rmtree(run.ckpts, ignore_errors=True)
 
 
-def announce(run: Run) -> None:
+def announce(run: Run, stop: StopWatch) -> None:
     e, cfg = run.engine, run.cfg
+    if not run.ranks.master:
+        return
     print(f"trainable parameters: {e.trainable:,} of {e.total:,} ({100 * e.trainable / e.total:.4f}%)", flush=True)
     print(f"world_size {run.ranks.world}, grad_accum {run.accum}, global_batch {cfg.global_batch}, "
           f"deepspeed {cfg.deepspeed or 'off'}, loss {run.loss_fn.impl} ({run.loss_fn.why})", flush=True)
+    if stop.end is not None:
+        print(f"SLURM job ends in {(stop.end - time.time()) / 60:.1f} min: saving a resume state "
+              f"{cfg.stop_margin_min:g} min before", flush=True)
 
 
 def log(run: Run, row: dict) -> None:
@@ -326,7 +326,7 @@ def save_and_stop(run: Run) -> int:
     save_resume(run.work, run.engine, blob)
     if run.ranks.master:
         print(f"stop requested: saved resume state at step {run.step}", flush=True)
-    run.ranks.close()
+    close(run)
     return 143
 
 
@@ -338,16 +338,22 @@ def finish(run: Run) -> None:
     if run.ranks.master:
         publish(run.out, run.work)
         done_cache.store(run.out / ".done", done_key(run), published(run.out))
+    close(run)
+
+
+def close(run: Run) -> None:
+    """Drop the engine (its process groups, pending gloo work) while the interpreter is alive, then
+    destroy the groups: at interpreter shutdown their destructors can abort a finished rank."""
+    run.engine = run.loss_fn = None
+    gc.collect()
     run.ranks.close()
 
 
 def progress_bar(run: Run):
-    if not (run.ranks.master and run.cfg.progress):
-        return None
     from tqdm import tqdm
 
     return tqdm(total=run.cfg.max_steps, initial=run.step, desc="train", unit="step", file=sys.stderr,
-                mininterval=5.0, dynamic_ncols=False, ascii=True)
+                mininterval=5.0, dynamic_ncols=False, ascii=True) if run.ranks.master and run.cfg.progress else None
 
 
 def train(cfg: TrainConfig) -> int:
@@ -361,11 +367,7 @@ def train(cfg: TrainConfig) -> int:
     build_engine(run)
     restore_state(run)
     stop = StopWatch(cfg.stop_margin_min if run.ranks.master else 0.0)  # rank 0 watches the clock
-    if run.ranks.master:
-        announce(run)
-        if stop.end is not None:
-            print(f"SLURM job ends in {(stop.end - time.time()) / 60:.1f} min: saving a resume state "
-                  f"{cfg.stop_margin_min:g} min before", flush=True)
+    announce(run, stop)
     bar = progress_bar(run)
     run.engine.model.train()
     if run.step == 0 and not run.metrics and run.val_set:
