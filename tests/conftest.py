@@ -28,6 +28,16 @@ def _slurm_answers_plugin_probe(request):
         request.getfixturevalue("slurm_cluster")
 
 
+def child_env(threads: int = 1, **extra) -> dict:
+    """The environment of a program a test starts: offline, `threads` OpenMP threads, and none of
+    a launcher's rank variables (a test run under torchrun must not pass them on)."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false",
+               **extra)
+    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(k, None)
+    return env
+
+
 def demo_config() -> dict:
     """config/demo.yaml, checked, the schema's defaults filled in (as the workflow sees it)."""
     import yaml

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -20,18 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, eval_settings
+from tests.conftest import ROOT, child_env, eval_settings
 
 SCRIPTS = ROOT / "workflow" / "scripts"
 
 
 def _env(cache: Path | None = None, **extra) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", HF_TOKEN="hf_dummy_token_for_the_gated_check", **extra)
+    env = child_env(HF_DATASETS_OFFLINE="1", HF_TOKEN="hf_dummy_token_for_the_gated_check", **extra)
     if cache is not None:
         env["HF_DATASETS_CACHE"] = str(cache)
-    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(k, None)
     return env
 
 

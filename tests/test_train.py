@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, lora_flags, train_flags
+from tests.conftest import ROOT, child_env, lora_flags, train_flags
 
 TRAIN = ROOT / "workflow" / "scripts" / "train.py"
 SCRIPTS = ROOT / "workflow" / "scripts"
@@ -35,11 +35,7 @@ COMPARED = ("step", "val_loss", "best_val_loss", "train_loss", "lr", "grad_norm"
 
 
 def _env(threads: int = 1) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), HF_HUB_OFFLINE="1",
-               TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
-    for k in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(k, None)
-    return env
+    return child_env(threads, PYTHONUNBUFFERED="1")
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ try:
 except ConfigError as e:
     raise WorkflowError(str(e))
 
-from elicit.provenance import unpinned  # noqa: E402
+from elicit.provenance import is_local, unpinned  # noqa: E402
 
 if workflow.is_main_process:  # hub ids whose revision floats: one line each, with the pin to paste
     for _line in unpinned(config, Path("results")):
@@ -93,12 +93,6 @@ wildcard_constraints:
     role="base|skyline",
     task="|".join(re.escape(t) for t in TASKS),
     seed="[0-9]+",
-
-
-def is_local(source):
-    """A model or data source is a local path if it exists or is spelled like one."""
-    return (Path(source).is_absolute() or Path(source).exists()
-            or source.partition(os.sep)[0] in ("results", ".", ".."))
 
 
 def model_source(size, role):

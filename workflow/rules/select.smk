@@ -3,8 +3,8 @@
 
 rule select_checkpoint:
     input:
-        metrics=grid.train_dir("{size}", "{trained}") + "/metrics.jsonl",
-        checkpoints=grid.train_dir("{size}", "{trained}") + "/checkpoints",
+        metrics=grid.train_outputs("{size}", "{trained}")["metrics"],
+        checkpoints=grid.train_outputs("{size}", "{trained}")["checkpoints"],
     output:
         selection=grid.selection("{size}", "{trained}"),
         model=directory(grid.model_dir("{size}", "{trained}")),

@@ -23,8 +23,8 @@ rule train:
         manifest=DATA_MANIFEST,
         model=lambda wc: model_input(wc.size, "base"),
     output:
-        metrics=grid.train_dir("{size}", "{trained}") + "/metrics.jsonl",
-        checkpoints=directory(grid.train_dir("{size}", "{trained}") + "/checkpoints"),
+        metrics=grid.train_outputs("{size}", "{trained}")["metrics"],
+        checkpoints=directory(grid.train_outputs("{size}", "{trained}")["checkpoints"]),
     params:
         cli=train_cli,
         launcher=launcher,

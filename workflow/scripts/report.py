@@ -22,6 +22,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
+from elicit import grid
 from elicit.atomic import read_json, write_text
 
 CAPTIONS = Path(__file__).resolve().parents[1] / "report"
@@ -108,7 +109,7 @@ def provenance(results: Path, cfg: dict) -> str:
             keep = {k: d.get(k) for k in ("source", "revision", "resolved_revision", "repo", "commit", "n_rows",
                                          "datasets", "versions") if d.get(k) is not None}
             items.append(f"<h4>{html.escape(str(path))}</h4><pre>{html.escape(json.dumps(keep, indent=1))}</pre>")
-    cells = sorted((results / "eval").glob("*/*/*/seed*.json"))
+    cells = [cell for *_, cell in grid.eval_cells(results)]
     if cells:
         d = read_json(cells[0])
         items.append(f"<h4>versions recorded by the evaluations (e.g. {html.escape(str(cells[0]))})</h4>"

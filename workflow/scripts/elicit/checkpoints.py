@@ -71,9 +71,10 @@ def checkpoint_count(ckpt_dir: Path) -> int:
     return sum(1 for p in ckpt_dir.glob("*step-*") if p.is_dir()) if ckpt_dir.exists() else 0
 
 
-def keep_only(ckpt_dir: Path, step: int | None) -> None:
+def keep_only(ckpt_dir: Path, step: int) -> None:
+    """Remove every checkpoint but step-<step>."""
     for p in ckpt_dir.glob("step-*"):
-        if step is None or p.name != f"step-{step}":
+        if p.name != f"step-{step}":
             shutil.rmtree(p, ignore_errors=True)
 
 

@@ -62,6 +62,12 @@ def train_dir(size, config, results="results") -> str:
     return f"{results}/train/{size}/{config}"
 
 
+def train_outputs(size, config, results="results") -> dict[str, str]:
+    """The declared outputs of a training run: its metrics and its kept checkpoint."""
+    d = train_dir(size, config, results)
+    return {"metrics": f"{d}/metrics.jsonl", "checkpoints": f"{d}/checkpoints"}
+
+
 def selection(size, config, results="results") -> str:
     return f"{results}/models/{size}/{config}/selection.json"
 

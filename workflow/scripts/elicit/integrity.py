@@ -16,6 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from elicit import grid
 from elicit.atomic import CorruptFile, read_json, read_jsonl
 from elicit.provenance import sha256_file
 
@@ -79,10 +80,10 @@ def result_problems(results: Path) -> list[str]:
     for sel in sorted((results / "models").glob("*/*/selection.json")):
         problems += _read(sel, f"delete {sel.parent}: the next run selects again (no retraining)",
                           keys=("selected_step",))[1]
-    for cell in sorted((results / "eval").glob("*/*/*/seed*.json")):
+    for *_, cell in grid.eval_cells(results):
         rec, p = _read(cell, FIX_EVAL, keys=("score", "n_samples"))
         problems += p
-        samples = cell.with_name(cell.stem + ".samples.jsonl")
+        samples = grid.samples_path(cell)
         if rec and rec.get("samples_sha256"):
             if not samples.exists() or sha256_file(samples) != rec["samples_sha256"]:
                 problems.append(f"{samples}: missing or not the samples of {cell} (sha256 differs)\n"

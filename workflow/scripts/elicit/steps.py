@@ -7,9 +7,8 @@ train.py has no default of its own that could disagree with them.
 """
 from __future__ import annotations
 
-import shlex
-
 from elicit import grid
+from elicit.slurm import cli
 
 
 def train_args(config: dict, size: str, trained: str) -> dict:
@@ -30,12 +29,16 @@ def train_args(config: dict, size: str, trained: str) -> dict:
     return args
 
 
+def _text(value) -> str:
+    """A flag's value as train.py's parser reads it: booleans as true/false, '' kept."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def flags(args: dict) -> list[str]:
-    """`--kebab-case value` pairs in key order; booleans as true/false (train.py's parser)."""
-    value = lambda v: str(v).lower() if isinstance(v, bool) else str(v)  # noqa: E731
-    return [x for k, v in sorted(args.items()) for x in (f"--{k.replace('_', '-')}", value(v))]
+    """`--kebab-case value` pairs in key order (for a subprocess argv)."""
+    return [x for k, v in sorted(args.items()) for x in (f"--{k.replace('_', '-')}", _text(v))]
 
 
 def shell(args: dict) -> str:
-    """The same flags for a shell command, every value quoted."""
-    return " ".join(shlex.quote(x) for x in flags(args))
+    """The same flags for a shell command, every value quoted (elicit.slurm.cli)."""
+    return cli({k.replace("_", "-"): _text(v) for k, v in sorted(args.items())})
