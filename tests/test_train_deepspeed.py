@@ -69,3 +69,20 @@ def test_zero3_two_processes_kill_resume_and_gathered_checkpoint(demo, tmp_path)
         for k in a:  # full, unsharded tensors with the plain run's values
             assert a[k].shape == b[k].shape and a[k].numel() > 0, k
             assert (a[k] - b[k]).abs().max().item() < 1e-3, k
+
+
+def test_zero2_in_one_process_without_a_launcher(demo, tmp_path):  # noqa: F811
+    """One GPU: the train rule starts `python train.py --deepspeed zero2` with no launcher variables
+    (slurm.launcher). DeepSpeed then tried MPI discovery: ImportError without mpi4py (and an MPI
+    singleton start on a node with it). The run must train and match the plain 1-process run."""
+    env = {k: v for k, v in _env().items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK")}
+    ref = tmp_path / "ref"
+    proc = subprocess.run(_cmd(demo, ref, ["--progress", "false"]), env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "zero2"
+    proc = subprocess.run(_cmd(demo, out, ["--deepspeed", "zero2", "--progress", "false"]), env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "deepspeed zero2" in proc.stdout
+    _assert_same_metrics(_rows(out / "metrics.jsonl")[:3], _rows(ref / "metrics.jsonl")[:3], tol=1e-5)

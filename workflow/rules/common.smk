@@ -134,6 +134,15 @@ def canonical(obj) -> str:
     return json.dumps(obj, sort_keys=True, default=str)
 
 
+def demo_model_args(size):
+    """make_demo.py model's architecture flags: --arch (a file relative to the repo) or the tiny
+    model's dimensions (models.<size>.demo)."""
+    d = MODELS[size]["demo"]
+    if d.get("arch"):
+        return cli({"arch": d["arch"]})
+    return cli({"hidden": d["hidden"], "layers": d["layers"], "heads": d["heads"]})
+
+
 def model_definition(size, role):
     """What a base/skyline model is, as far as the config says: source, revision, demo spec."""
     m = MODELS[size]

@@ -95,13 +95,14 @@ rule demo_table:
         n_val=config["data"]["n_val"],
         subsets=" ".join(map(str, SUBSETS)),
         split_seed=config["data"]["split_seed"],
+        trace_words=config["data"]["demo_trace_words"],
     log:
         "results/logs/demo/table.log",
     conda:
         "../../envs/train.yaml"
     shell:
         "python {SCRIPTS}/make_demo.py data --out {output} --rows {params.rows} --n-val {params.n_val} "
-        "--subsets {params.subsets} --split-seed {params.split_seed} > {log} 2>&1"
+        "--subsets {params.subsets} --split-seed {params.split_seed} --trace-words {params.trace_words} > {log} 2>&1"
 
 
 rule demo_tokenizer:
@@ -125,9 +126,8 @@ rule demo_base:
     output:
         directory("results/demo/models/{size}/base"),
     params:
-        hidden=lambda wc: MODELS[wc.size]["demo"]["hidden"],
-        layers=lambda wc: MODELS[wc.size]["demo"]["layers"],
-        heads=lambda wc: MODELS[wc.size]["demo"]["heads"],
+        # a shipped architecture file (relative to the repo: no checkout path) or tiny dimensions
+        spec=lambda wc: demo_model_args(wc.size),
         context=lambda wc: MODELS[wc.size]["context"],
     log:
         "results/logs/demo/{size}-base.log",
@@ -135,8 +135,7 @@ rule demo_base:
         "../../envs/train.yaml"
     shell:
         "python {SCRIPTS}/make_demo.py model --tokenizer {input} --out {output} "
-        "--hidden {params.hidden} --layers {params.layers} --heads {params.heads} "
-        "--context {params.context} > {log} 2>&1"
+        "{params.spec} --context {params.context} > {log} 2>&1"
 
 
 rule demo_skyline:
@@ -146,12 +145,13 @@ rule demo_skyline:
         directory("results/demo/models/{size}/skyline"),
     params:
         tasks=INCLUDE_PATH,
+        steps=lambda wc: MODELS[wc.size]["demo"]["skyline_steps"],
     log:
         "results/logs/demo/{size}-skyline.log",
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/make_demo.py skyline --base {input} --tasks {params.tasks} --out {output} > {log} 2>&1"
+        "python {SCRIPTS}/make_demo.py skyline --base {input} --tasks {params.tasks} --steps {params.steps} --out {output} > {log} 2>&1"
 
 
 rule fetch_tasks:

@@ -194,8 +194,26 @@ def task_docs(seed: int = 1) -> dict[str, list[dict]]:
     return {"aime_demo.jsonl": aime, "gpqa_demo.jsonl": gpqa}
 
 
+REASONING_WORDS = ["so", "then", "check", "again", "wait", "the", "key", "word", "recall", "goes", "with",
+                   "maybe", "consider", "case", "hence", "note", "that", "thus", "first", "next"]
+
+
+def padded_trace(trace: str, words: int, i: int) -> str:
+    """`trace` preceded by `words` filler words of reasoning (data.demo_trace_words, gpu_smoke):
+    traces of real length (thousands of tokens) with the same answer at the end."""
+    if words <= 0:
+        return trace
+    rng = random.Random(f"trace-{i}")
+    filler = " ".join(rng.choice(REASONING_WORDS) for _ in range(words))
+    return f"{filler}\n{trace}"
+
+
 def cmd_data(args) -> None:
-    write_jsonl(args.out, demo_rows(args.rows, args.n_val, args.subsets, args.split_seed))
+    rows = demo_rows(args.rows, args.n_val, args.subsets, args.split_seed)
+    for i, r in enumerate(rows):
+        for k in ("gemini_thinking_trajectory", "deepseek_thinking_trajectory"):
+            r[k] = padded_trace(r[k], args.trace_words, i)
+    write_jsonl(args.out, rows)
 
 
 def cmd_tasks(args) -> None:
@@ -227,10 +245,19 @@ def cmd_tokenizer(args) -> None:
 
 
 def cmd_model(args) -> None:
+    import torch
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(args.tokenizer)
-    model = demo.random_model(tok, args.hidden, args.layers, args.heads, args.context, args.init_range, args.seed)
+    if args.arch:  # a shipped architecture (gpu_smoke): built where it runs fastest, saved in bf16
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        model = demo.random_model(tok, context=args.context, seed=args.seed, device=device,
+                                  arch=demo.architecture_file(args.arch)).to("cpu", torch.bfloat16)
+    elif None in (args.hidden, args.layers, args.heads):
+        raise SystemExit("make_demo.py model: give --arch FILE or all of --hidden, --layers, --heads")
+    else:
+        model = demo.random_model(tok, args.hidden, args.layers, args.heads, args.context, args.init_range,
+                                  args.seed)
     with atomic_dir(args.out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
@@ -266,6 +293,12 @@ def cmd_skyline(args) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if args.steps == 0:  # models.<size>.demo.skyline_steps 0 (gpu_smoke): the base model's weights, as is
+        import shutil
+
+        with atomic_dir(args.out) as tmp:
+            shutil.copytree(args.base, tmp, dirs_exist_ok=True)
+        return
     torch.manual_seed(args.seed)
     tok = AutoTokenizer.from_pretrained(args.base)
     model = AutoModelForCausalLM.from_pretrained(args.base)
@@ -303,6 +336,7 @@ def main(argv=None) -> None:
     p.add_argument("--n-val", type=int, required=True, help="data.n_val (keyword tiers follow the split)")
     p.add_argument("--subsets", type=int, nargs="+", required=True, help="data.subsets")
     p.add_argument("--split-seed", type=int, required=True, help="data.split_seed")
+    p.add_argument("--trace-words", type=int, default=0, help="data.demo_trace_words: filler words per trace")
     p = sub.add_parser("tasks", help="write the demo tasks' JSONL (workflow/tasks/demo/*.jsonl)")
     p.add_argument("--out", required=True)
     p = sub.add_parser("tokenizer", help="train the demo BPE tokenizer")
@@ -312,9 +346,10 @@ def main(argv=None) -> None:
     p = sub.add_parser("model", help="random-init a tiny Qwen2 model")
     p.add_argument("--tokenizer", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--hidden", type=int, required=True, help="models.<size>.demo.hidden")
-    p.add_argument("--layers", type=int, required=True, help="models.<size>.demo.layers")
-    p.add_argument("--heads", type=int, required=True, help="models.<size>.demo.heads")
+    p.add_argument("--arch", help="models.<size>.demo.arch: a shipped architecture file (instead of the three below)")
+    p.add_argument("--hidden", type=int, help="models.<size>.demo.hidden")
+    p.add_argument("--layers", type=int, help="models.<size>.demo.layers")
+    p.add_argument("--heads", type=int, help="models.<size>.demo.heads")
     p.add_argument("--context", type=int, required=True, help="models.<size>.context")
     p.add_argument("--init-range", type=float, default=demo.INIT_RANGE, help="std of the random initial weights")
     p.add_argument("--seed", type=int, default=0)
@@ -324,7 +359,7 @@ def main(argv=None) -> None:
     p.add_argument("--base", required=True)
     p.add_argument("--tasks", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--steps", type=int, default=40)
+    p.add_argument("--steps", type=int, default=40, help="models.<size>.demo.skyline_steps (0: a copy of the base)")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

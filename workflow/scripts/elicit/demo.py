@@ -30,6 +30,25 @@ def architecture(hidden: int, layers: int, heads: int, vocab: int = VOCAB_SIZE) 
             "num_key_value_heads": max(1, heads // 2), "vocab_size": vocab, "tie_word_embeddings": True}
 
 
+# Fields of a shipped architecture file (resources/models/*.json) that a random model takes over.
+ARCH_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+               "num_key_value_heads", "vocab_size", "tie_word_embeddings", "rope_theta", "rms_norm_eps",
+               "head_dim", "initializer_range")
+
+
+def architecture_file(path) -> dict:
+    """HF config.json fields of a random model with a shipped architecture (models.<size>.demo.arch):
+    every size, its real vocabulary (>= len(tokenizer), as Qwen2.5's own 151,936 >= 151,665)."""
+    import json
+    from pathlib import Path
+
+    from elicit import REPO
+
+    path = Path(path) if Path(path).is_absolute() else REPO / path  # config paths are relative to the repo
+    fields = json.loads(path.read_text())
+    return {"model_type": fields["model_type"], **{k: fields[k] for k in ARCH_FIELDS if k in fields}}
+
+
 def train_tokenizer(texts: list[str], vocab_size: int = VOCAB_SIZE):
     """A PreTrainedTokenizerFast with Qwen2's pre-tokenizer, special tokens and chat template."""
     from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -54,18 +73,24 @@ def train_tokenizer(texts: list[str], vocab_size: int = VOCAB_SIZE):
     return fast
 
 
-def random_model(tokenizer, hidden: int, layers: int, heads: int, context: int = 2048,
-                 init_range: float = INIT_RANGE, seed: int = 0):
-    """A random-initialised demo Qwen2ForCausalLM sized for `tokenizer`."""
+def random_model(tokenizer, hidden: int = 0, layers: int = 0, heads: int = 0, context: int = 2048,
+                 init_range: float = INIT_RANGE, seed: int = 0, arch: dict | None = None, device: str = "cpu"):
+    """A random-initialised demo Qwen2ForCausalLM: tiny and sized for `tokenizer` (hidden, layers,
+    heads), or with the fields of a shipped architecture (`arch`, architecture_file()), built on
+    `device` (a 1.5B initialises in seconds on a GPU, ~30 s on CPU)."""
     import torch
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
     eos, pad = tokenizer.convert_tokens_to_ids("<|im_end|>"), tokenizer.convert_tokens_to_ids("<|endoftext|>")
-    fields = architecture(hidden, layers, heads, len(tokenizer))
+    fields = dict(arch) if arch else architecture(hidden, layers, heads, len(tokenizer))
     fields.pop("model_type")
-    model = Qwen2ForCausalLM(Qwen2Config(**fields, max_position_embeddings=context, bos_token_id=None,
-                                         eos_token_id=eos, pad_token_id=pad, initializer_range=init_range))
+    if fields["vocab_size"] < len(tokenizer):
+        raise ValueError(f"vocab_size {fields['vocab_size']} < the tokenizer's {len(tokenizer)} tokens")
+    fields.setdefault("initializer_range", init_range)
+    with torch.device(device):
+        model = Qwen2ForCausalLM(Qwen2Config(**fields, max_position_embeddings=context, bos_token_id=None,
+                                             eos_token_id=eos, pad_token_id=pad))
     # Like Qwen2.5-Instruct's own generation_config: sampling settings that differ from ours,
     # so that evaluation must override them explicitly.
     model.generation_config = GenerationConfig(do_sample=True, temperature=0.7, top_p=0.8, top_k=20,

@@ -60,6 +60,8 @@ class Ranks:
 
     def init(self, deepspeed: bool) -> None:
         backend = "nccl" if self.device.type == "cuda" else "gloo"
+        if deepspeed and self.world == 1:  # one GPU, started as plain `python` (slurm.launcher)
+            single_process_env()
         if self.world > 1 and deepspeed:
             import deepspeed as ds
 
@@ -88,6 +90,20 @@ class Ranks:
         if self.world > 1:
             dist.barrier()
             dist.destroy_process_group()
+
+
+def single_process_env() -> None:
+    """A one-process group's rendezvous variables, where no launcher set them. Without them
+    deepspeed.initialize falls back to MPI discovery: an ImportError without mpi4py, and an MPI
+    singleton start (which can hang) on a GPU node that has it."""
+    import socket
+
+    if "MASTER_PORT" not in os.environ:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            os.environ["MASTER_PORT"] = str(s.getsockname()[1])
+    for k, v in (("MASTER_ADDR", "127.0.0.1"), ("RANK", "0"), ("LOCAL_RANK", "0"), ("WORLD_SIZE", "1")):
+        os.environ.setdefault(k, v)
 
 
 @dataclass(frozen=True)

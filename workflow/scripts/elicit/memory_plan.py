@@ -88,7 +88,9 @@ def load_arch(config: dict, size: str, role: str = "base") -> Arch:
     m = config["models"][size]
     if path := (m.get("arch") or {}).get(role):
         return Arch.from_config(json.loads((REPO / path).read_text()))
-    if d := m.get("demo"):  # as make_demo.py cmd_model builds it
+    if (d := m.get("demo")) and d.get("arch"):  # a shipped architecture with random weights
+        return Arch.from_config(json.loads((REPO / d["arch"]).read_text()))
+    if d:  # as make_demo.py cmd_model builds it
         return Arch(d["hidden"], 4 * d["hidden"], d["layers"], d["heads"], max(1, d["heads"] // 2), DEMO_VOCAB, True)
     for f in (arch_file(m[role]), Path(m[role]) / "config.json"):
         if f.is_file():
