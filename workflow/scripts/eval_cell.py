@@ -246,6 +246,15 @@ def _scrub(obj):
     return obj
 
 
+def peak_gpu_memory() -> dict:
+    """The allocator's peak on this process's GPU (no CUDA context), for the memory plan's check."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return {}
+    return {"peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3)}
+
+
 def run(args) -> dict:
     t0 = time.perf_counter()
     set_offline(args.allow_hub)
@@ -264,7 +273,7 @@ def run(args) -> dict:
     record = {**describe(args, results, primary, samples, limit), "device": device,
               "max_length": int(lm.max_length), "resume": dict(getattr(lm, "stats", {})),
               "provenance": {**model_identity(args), "dataset": dataset, "versions": versions()},
-              "elapsed_s": round(time.perf_counter() - t0, 3)}
+              "elapsed_s": round(time.perf_counter() - t0, 3), **peak_gpu_memory()}
     write_jsonl(samples_path(args.out), _scrub(samples))
     record["samples_sha256"] = sha256_file(samples_path(args.out))
     write_json(args.out, _scrub(record), checksum=True)

@@ -298,6 +298,7 @@ def evaluate_and_keep(run: Run, step: int, extra: dict) -> None:
 def train_step(run: Run) -> dict:
     """One optimizer step over the global batch; this rank takes every world-th example."""
     cfg, r, device = run.cfg, run.ranks, run.ranks.device
+    t_step, tokens_before = time.perf_counter(), run.tokens
     idx = batch_indices(run.step, len(run.train_set), cfg)
     n_tok = sum(supervised_tokens(run.train_set[i][1]) for i in idx)
     lr = lr_at(run.step, cfg)
@@ -317,7 +318,17 @@ def train_step(run: Run) -> dict:
     gnorm = run.engine.step()
     run.step += 1
     return {"train_loss": loss_sum.item(), "lr": lr, "grad_norm": gnorm,
-            "tokens_per_s": run.tokens * r.world / max(1e-9, time.time() - run.t0)}
+            "tokens_per_s": run.tokens * r.world / max(1e-9, time.time() - run.t0),
+            **step_speed_and_memory(device, (run.tokens - tokens_before) * r.world, time.perf_counter() - t_step)}
+
+
+def step_speed_and_memory(device, tokens: int, seconds: float) -> dict:
+    """This step's tokens/s (no validation or saving: the MFU figure of bench/gpu_acceptance.sh) and,
+    on a GPU, the allocator's peak so far (the memory plan's check)."""
+    row = {"step_tokens": tokens, "step_tokens_per_s": tokens / max(1e-9, seconds)}
+    if device.type == "cuda":
+        row["peak_gpu_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return row
 
 
 def save_and_stop(run: Run) -> int:
