@@ -125,7 +125,7 @@ def run_speed_cells(config: dict, size: str, args) -> None:
     e, out = config["eval"], Path(args.throughput)
     out.mkdir(parents=True, exist_ok=True)
     base = Path(args.workdir) / config["models"][size]["base"]
-    common = ["--model", str(base), "--task", e["tasks"][0], "--seed", "0", "--max-gen-toks", str(e["max_gen_toks"]),
+    common = ["--model", str(base), "--task", e["tasks"][0], "--seed", "0", "--max-gen-toks", str(args.speed_tokens),
               "--temperature", str(e["temperature"]), "--top-p", str(e["top_p"]), "--top-k", str(e["top_k"]),
               "--min-p", str(e["min_p"]), "--repetition-penalty", str(e["repetition_penalty"]),
               "--batch-size", str(e["batch_size"]), "--layout", "single",
@@ -147,7 +147,7 @@ def check_eval_speed(config: dict, gpu: bool, args) -> None:
             row("eval speed: default vs plain hf", f"{f.name} missing", "both cells", False)
             return
         r = json.loads(f.read_text())
-        speeds[backend] = (r["n_samples"] * config["eval"]["max_gen_toks"] / r["elapsed_s"], r["backend"])
+        speeds[backend] = (r["n_samples"] * args.speed_tokens / r["elapsed_s"], r["backend"])
     (d, name), (h, _) = speeds["default"], speeds["hf"]
     ratio = d / h
     row("eval speed: default vs plain hf", f"{name} {d:,.0f} vs hf {h:,.0f} tok/s ({ratio:.2f} x)",
@@ -161,6 +161,7 @@ def main() -> int:
     ap.add_argument("--snakemake-rc", type=int, required=True)
     ap.add_argument("--snakemake-s", type=float, required=True)
     ap.add_argument("--throughput", required=True, help="folder for the speed cells (default.json, hf.json)")
+    ap.add_argument("--speed-tokens", type=int, default=1024, help="max_gen_toks of the two speed cells")
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak (H100/H200 SXM: 989)")
     ap.add_argument("--min-mfu", type=float, default=0.10)
     ap.add_argument("--rehearse", action="store_true", help="CPU: no allocator peaks, speeds need only be > 0")

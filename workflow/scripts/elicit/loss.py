@@ -42,8 +42,20 @@ def unwrap(model):
     return m.get_base_model() if hasattr(m, "get_base_model") else m
 
 
+def liger_problem() -> str:
+    """'' when Liger's fused loss can run here, else why not (an installed package that fails to
+    import, e.g. against another transformers, is named rather than crashing the first step)."""
+    if not torch.cuda.is_available() or importlib.util.find_spec("liger_kernel") is None:
+        return "no CUDA or liger-kernel not installed"
+    try:
+        from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss  # noqa: F401
+    except Exception as e:  # noqa: BLE001 - any import failure means: not usable here
+        return f"liger-kernel does not import ({type(e).__name__}: {e})"
+    return ""
+
+
 def liger_available() -> bool:
-    return torch.cuda.is_available() and importlib.util.find_spec("liger_kernel") is not None
+    return not liger_problem()
 
 
 def choose(impl: str, model, zero3: bool) -> tuple[str, str]:
@@ -57,8 +69,8 @@ def choose(impl: str, model, zero3: bool) -> tuple[str, str]:
                          "LM head and a whole (not ZeRO-3 partitioned) head weight")
     if impl != "auto":
         return impl, "requested"
-    if not liger_available():
-        return "chunked", "no CUDA or liger-kernel not installed"
+    if why := liger_problem():
+        return "chunked", why
     if zero3:
         return "chunked", "ZeRO-3 partitions the LM head (liger needs the whole weight)"
     if not plain:
