@@ -14,7 +14,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 FILES=(config/gpu_smoke.yaml)
 REHEARSE=()
-if [[ "${1:-}" == "--rehearse" ]]; then FILES+=(config/gpu_smoke_cpu.yaml); REHEARSE=(--rehearse); fi
+if [[ "${1:-}" == "--rehearse" ]]; then FILES+=(config/gpu_smoke_cpu.yaml); REHEARSE=(--rehearse --speed-tokens 64); fi
 PY=${PYTHON:-python}
 WORK=${WORK:-$(mktemp -d /tmp/gpu_smoke.XXXXXX)}
 CORES=${CORES:-$(nproc)}
