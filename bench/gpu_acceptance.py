@@ -9,7 +9,7 @@ result JSON), never from a separate benchmark of bare model steps:
                less its CUDA_OVERHEAD_GIB, which the allocator does not see): ratio within [0.7, 1.3]
   eval mem     the same for each evaluation cell
   train speed  train.py's step tokens/s (median over steps, the first left out) and its MFU: model FLOPs
-               (6 x matmul parameters + causal attention 6 x layers x seq x hidden, per token) over the
+               (6 x (matmul parameters + layers x seq x hidden) per token, 4 x for a LoRA) over the
                GPU's dense bf16 peak (--peak-tflops); a GPU run needs MFU >= --min-mfu
   eval speed   tokens/s of the default backend vs lm-eval's plain HF backend (`hf`), same cell, prompts
                and answer lengths (random weights never stop early: every answer is max_gen_toks long;
@@ -69,6 +69,15 @@ def memory_row(what: str, measured_gib: float | None, parts: dict, gpu: bool) ->
         RATIO[0] <= ratio <= RATIO[1])
 
 
+def recorded_on_gpu(config: dict, size: str, workdir: str) -> bool:
+    """Whether the run's evaluation cells ran on CUDA (as they recorded): the table can be rebuilt
+    from a GPU run's files on another machine (--skip-runs)."""
+    from elicit import grid
+
+    f = Path(workdir) / grid.eval_output(size, "base", config["eval"]["tasks"][0], config["eval"]["seeds"][0])
+    return f.is_file() and str(json.loads(f.read_text()).get("device", "")).startswith("cuda")
+
+
 def check_rules(args) -> None:
     out = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-s", str(ROOT / "Snakefile"), "-d", args.workdir,
                           "--configfile", *args.configfile], capture_output=True, text=True)
@@ -96,7 +105,10 @@ def check_training(config: dict, size: str, gpu: bool, args) -> None:
         warm = steps[1:] or steps
         tps = statistics.median(r["step_tokens_per_s"] for r in warm)
         seq = statistics.mean(r["step_tokens"] for r in warm) / config["train"]["global_batch"]
-        mfu = tps * (6 * matmul + 6 * a.layers * seq * a.hidden) / (args.peak_tflops * 1e12)
+        # model FLOPs per token: forward 2N + backward 4N; a LoRA's frozen weights need no weight
+        # gradients (forward 2N + input gradients 2N); gradient checkpointing's recompute not counted
+        per_param = 6 if mode == "full" else 4
+        mfu = tps * per_param * (matmul + a.layers * seq * a.hidden) / (args.peak_tflops * 1e12)
         row(f"train {trained}: tokens/s, MFU", f"{tps:,.0f} tok/s, MFU {mfu:.1%} (seq {seq:,.0f})",
             f"MFU >= {args.min_mfu:.0%}" if gpu else "> 0", mfu >= args.min_mfu if gpu else tps > 0)
         impl = {r.get("loss_impl") for r in steps}
@@ -164,20 +176,23 @@ def main() -> int:
     ap.add_argument("--speed-tokens", type=int, default=1024, help="max_gen_toks of the two speed cells")
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak (H100/H200 SXM: 989)")
     ap.add_argument("--min-mfu", type=float, default=0.10)
+    ap.add_argument("--skip-runs", action="store_true", help="run nothing: the table of recorded files only")
     ap.add_argument("--rehearse", action="store_true", help="CPU: no allocator peaks, speeds need only be > 0")
     args = ap.parse_args()
     import torch
 
-    gpu = torch.cuda.is_available() and not args.rehearse
     config = load_config(args.configfile)
     size = config["sizes"][0]
+    gpu = recorded_on_gpu(config, size, args.workdir) and not args.rehearse
     check_rules(args)
     check_training(config, size, gpu, args)
     check_eval(config, size, gpu, args)
-    run_speed_cells(config, size, args)
+    if not args.skip_runs:
+        run_speed_cells(config, size, args)
     check_eval_speed(config, gpu, args)
     row("tensor parallel", f"{torch.cuda.device_count()} GPU(s)", "needs >= 2 GPUs", None)
-    where = torch.cuda.get_device_name() if gpu else "CPU rehearsal"
+    where = ("recorded on CUDA" if not torch.cuda.is_available() else torch.cuda.get_device_name()) if gpu \
+        else "CPU rehearsal"
     print(f"\ngpu_acceptance: {where}, torch {torch.__version__}, config {' + '.join(args.configfile)}")
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:

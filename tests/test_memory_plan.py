@@ -226,3 +226,22 @@ def test_planner_against_measurement(point):
     got, want = memory_check.measure(point, timeout=120), memory_check.predict(memory_check.POINTS[point])
     lo, hi = memory_check.TOLERANCE
     assert lo <= got / want <= hi, (point, got, want)
+
+
+def test_deepspeed_buckets_never_exceed_the_trainable_parameters():
+    """On an H200 (bench/gpu_acceptance.sh, gpu_smoke) a rank-1 LoRA of the 1.5B architecture under
+    ZeRO-2 peaked at 4.49 GiB; the plan said 8.19, 3.35 of it bf16 buckets of 2e8 elements for ~1M
+    trainable parameters. A bucket holds at most the trainable set; a full finetune keeps its buckets."""
+    lora = mp.ds_buffer_bytes("zero2", trainable=1_000_000)
+    assert lora == int(2 * 2 * 1_000_000 * 4.5)
+    assert mp.ds_buffer_bytes("zero2", trainable=1_543_714_304) == mp.ds_buffer_bytes("zero2")
+    cfg = check(yaml.safe_load((ROOT / "config" / "gpu_smoke.yaml").read_text()))
+    assert mp.train_parts(cfg, "smoke-1.5B", "lora", cache=None)["deepspeed buckets"] < 2**25
+
+
+def test_gpu_smoke_model_is_the_shipped_architecture():
+    """gpu_smoke's random model is planned from its architecture file (real vocabulary, 1.5B)."""
+    cfg = check(yaml.safe_load((ROOT / "config" / "gpu_smoke.yaml").read_text()))
+    a = mp.load_arch(cfg, "smoke-1.5B")
+    assert (a.vocab, a.hidden, a.layers) == (151936, 1536, 28)
+    assert a.params() == 1_543_714_304

@@ -143,14 +143,18 @@ def zero_request(config: dict, size: str, mode: str, stage: str | None = "config
     return req, {"zero2": 2 * frozen, "zero3": 2 * frozen // (gpus * nodes)}.get(stage, 0)
 
 
-def ds_buffer_bytes(stage: str | None) -> int:
+def ds_buffer_bytes(stage: str | None, trainable: int | None = None) -> int:
     """DeepSpeed's bf16 communication buckets from workflow/deepspeed/<stage>.json; with
-    overlap_comm the reduce/allgather buckets take 4.5x their size (HF DeepSpeed docs)."""
+    overlap_comm the reduce/allgather buckets take 4.5x their size (HF DeepSpeed docs). A bucket
+    never holds more elements than there are trainable parameters (a rank-1 LoRA's are ~1M: on an
+    H200 the plan said 8.2 GiB for a LoRA job that peaked at 4.5, bench/gpu_acceptance.sh)."""
     if not stage:
         return 0
     z = json.loads((DS_DIR / f"{stage}.json").read_text())["zero_optimization"]
-    buckets = z.get("reduce_bucket_size", 5e8) + z.get("allgather_bucket_size", 0 if z["stage"] == 3 else 5e8)
-    return int(2 * (buckets * (4.5 if z.get("overlap_comm") else 1) + z.get("stage3_prefetch_bucket_size", 0)))
+    cap = (lambda n: min(n, trainable)) if trainable else (lambda n: n)
+    buckets = cap(z.get("reduce_bucket_size", 5e8)) + cap(z.get("allgather_bucket_size", 0 if z["stage"] == 3 else 5e8))
+    prefetch = cap(z.get("stage3_prefetch_bucket_size", 0))
+    return int(2 * (buckets * (4.5 if z.get("overlap_comm") else 1) + prefetch))
 
 
 def train_parts(config: dict, size: str, mode: str, stage: str | None = "config", cache=None) -> dict[str, int]:
@@ -160,7 +164,7 @@ def train_parts(config: dict, size: str, mode: str, stage: str | None = "config"
     return {"model states": outside + (zero_estimates.estimates([req], cache)[0] if req else 0),
             "activations": activation_bytes(a, seq, 2, tr.get("gradient_checkpointing", False)),
             "loss": loss_chunked_bytes(a, min(seq, tr.get("loss_chunk", 512))),
-            "deepspeed buckets": ds_buffer_bytes(stage), "overhead": int(CUDA_OVERHEAD_GIB * GIB)}
+            "deepspeed buckets": ds_buffer_bytes(stage, req and req["total_params"]), "overhead": int(CUDA_OVERHEAD_GIB * GIB)}
 
 
 # ------------------------------------------------------------------------- evaluation
