@@ -37,7 +37,9 @@ Pitfalls this program defuses (see tests/test_evaluate.py):
     by whatever that process drew, differently on every fresh machine. So we turn datasets'
     transform cache off (the downloaded data stay cached), seed Python's `random` with the
     fixed PYTHON_SEED right before the task is built, and keep numpy/fewshot seeds FIXED;
-    only torch_random_seed = --seed varies. The prompts are a function of the configuration:
+    only torch_random_seed = --seed varies; lm-eval maps process_docs twice and a fresh cache
+    reuses the first map, which build_task replays in memory, so the order is plain lm-eval's on
+    a fresh machine (tests/test_gpqa_order.py). The prompts are a function of the configuration:
     every seed and every machine sees the same ones, and OUT.json records their sha256
     (`prompts_sha256`) so that any difference shows.
   * GPQA's YAML has no max_gen_toks (lm-eval's HF default is 256); we always pass one.

@@ -33,6 +33,10 @@ Importing this module registers, with lm-eval's model registry:
 The sidecar is NOT a declared Snakemake output (Snakemake deletes declared outputs before a
 job starts); eval_cell.py names it `<out>.partial.jsonl` and deletes it once OUT is written.
 
+Per answer the backends also record n_new_tokens and stop_reason (elicit/stops.stop_info on the
+generated ids: eos | stop:<string> | max_gen_toks) in the sidecar and in `doc_meta` (eval_cell.py
+writes them to the samples file).
+
 Model args beyond HFLM's: partial_path (str, '' = no sidecar), resume_seed (int).
 Test hook: env LM_BACKEND_SIGTERM_AFTER=k sends SIGTERM to this process once k answers
 are in the sidecar (as SLURM would), so tests can kill a run at a known point.
