@@ -20,7 +20,10 @@ AIME = [
     (r"<think>\boxed{41}</think>first \boxed{40}, then corrected: \boxed{42}", "42", "42", 1),
     (r"<think>\boxed{42}</think>\boxed{41}", "42", "41", 0),             # the final answer, not the trace's
     (r"<think>x</think>\boxed{042}", "420", "42", 0),                    # 042 is 42, not 420
-    (r"<think>long trace cut off at the limit, maybe 42", "42", "42", 1),  # no </think>: the whole text
+    (r"<think>long trace cut off at the limit. Answer: 42", "42", "42", 1),  # no </think>: the whole text
+    (r"<think>cut off at the limit, maybe 42", "42", None, 0),               # a bare number is no answer
+    ("ted parce key coral marblemaple willow its week7$. classifiesD", "7", None, 0),  # the demo's base
+    (r"<think>x</think>The answer is $42$. Then Question: 7", "42", "42", 1),  # the answer's line only
     ("think\nmaybe 7\nanswer\nAnswer: \\boxed{392}", "392", "392", 1),  # s1 format, special tokens stripped
     (r"<think>x</think>The final answer is \boxed{98^\circ}", "98", "98", 1),
     (r"<think>x</think>no answer here", "42", None, 0),

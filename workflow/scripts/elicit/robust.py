@@ -6,8 +6,8 @@ generation). Table 1 stays on upstream's metric; this one shows how much it depe
 The text scored is what follows the last think-section end (elicit.scoring.strip_thinking).
   AIME-shaped target (an integer): math-verify (Hugging Face's maintained answer parser) reads
       the last \\boxed{...} (leading zeros, \\text{}, \\dfrac, "1,000", \\fbox read as \\boxed),
-      else a final "Answer: 42" / "The answer is $42$" / a last number, and compares it with
-      the target symbolically.
+      else the line after the last "Answer: 42" / "**Answer:** 42" / "The answer is $42$" (a bare
+      number elsewhere is no answer), and compares it with the target symbolically.
   GPQA-shaped target (a letter A-D, "(C)" or "C"): the LAST of \\boxed{C} (also "(C)", \\text{C},
       \\textbf{(C)}), "Answer: C", "**Answer:** C", "The answer is (C)", "final answer is C", or a
       bare "(C)", by position in the text.
@@ -25,6 +25,7 @@ _GPQA = [
                + _LETTER + r"(?![A-Za-z])"),
     re.compile(r"\(([A-D])\)"),
 ]
+_ANCHOR = re.compile(r"(?i)answer\s*(?:\*\*)?\s*(?:is)?\s*:?\s*(?:\*\*)?\s*:?")  # "Answer:", "answer is", ...
 
 
 def final_text(response) -> str:
@@ -43,13 +44,16 @@ def gpqa_letter(response) -> str | None:
 
 
 def aime_answer(response):
-    """math-verify's parse of the last \\boxed{} of the final text (of the whole final text if none):
-    [sympy value, string], or [] when nothing is found."""
+    """math-verify's parse of the last \\boxed{} of the final text, else of the rest of the line after
+    its last "Answer:" / "answer is": [sympy value, string], or [] (a bare number is no answer)."""
     from math_verify import parse
 
     text = final_text(response)
     box = last_boxed(text)
-    return parse(f"$\\boxed{{{box}}}$" if box is not None else text)
+    if box is not None:
+        return parse(f"$\\boxed{{{box}}}$")
+    anchors = list(_ANCHOR.finditer(text))
+    return parse(re.split(r"\.\s|\n", text[anchors[-1].end():], maxsplit=1)[0]) if anchors else []  # its sentence
 
 
 def _letter(target) -> str | None:
