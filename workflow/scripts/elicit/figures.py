@@ -164,6 +164,11 @@ def scaling_fit(table: pd.DataFrame, points: dict, sizes: list[str], benchmarks:
                          color=pal[r["size"]], marker="o", capsize=3)
         if not p.empty:
             ax2.set_xscale("log")
+        if p["size"].nunique() >= 2:  # scaling.slope_vs_params: slope = c + d ln(parameters)
+            d, c = np.polyfit(np.log(p["params"].astype(float)), p["slope"].astype(float), 1)
+            xs = np.geomspace(p["params"].min(), p["params"].max(), 20)
+            ax2.plot(xs, c + d * np.log(xs), color="grey", lw=1, ls="--", label=f"{d:+.1f} per ln(parameters)")
+            ax2.legend(fontsize=8)
         ax2.set_xlabel("Parameters (log scale)")
         ax2.set_ylabel("Slope b (points per doubling)")
     return save(fig, path)
