@@ -122,3 +122,20 @@ def test_programs_have_no_default_for_a_config_value():
     required = {a.dest for a in eval_cell.build_parser()._actions if a.required}
     assert {"temperature", "top_p", "top_k", "min_p", "repetition_penalty", "batch_size", "backend",
             "max_length", "layout", "max_gen_toks", "seed"} <= required
+
+
+@pytest.mark.parametrize("variants,message", [
+    ({"a": {"lora": {"alfa": 1}}}, "variants.a: lora: Additional properties are not allowed ('alfa' was unexpected)"),
+    ({"a": {"eval": {"top_p": 2}}}, "variants.a: eval.top_p: 2 is greater than the maximum of 1"),
+    ({"a": {"data": {"n_val": 3}}}, "variants.a: data cannot vary (only train, lora, eval)"),
+    ({"a": {"lora": {"alpha": 16}}}, "variants.a: changes no job (every setting equals the default's)"),
+    ({"A b": {"lora": {"alpha": 1}}}, "variants: 'A b' does not match"),
+])
+def test_variants_are_checked_like_the_config(variants, message):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        check({**copy.deepcopy(PAPER), "variants": variants})
+
+
+def test_labels_default_to_the_papers():
+    assert check(copy.deepcopy(PAPER))["labels"]["base"] == "Qwen2.5-Instruct (base)"
+    assert check(copy.deepcopy(DEMO))["labels"]["base"] == "Tiny random base (demo)"

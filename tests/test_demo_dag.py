@@ -31,18 +31,43 @@ def test_table1_has_every_cell(demo):
     for bench in DEMO["benchmarks"]:
         assert t1[bench].str.match(r"^\d+\.\d\d ± \d+\.\d\d$").all()
     assert (demo / "results" / "figures" / "recovered.png").stat().st_size > 10_000
-    assert "Qwen2.5-Instruct (base)" in (demo / "results" / "table1.md").read_text()
+    md = (demo / "results" / "table1.md").read_text()
+    assert DEMO["labels"]["base"] in md and "Qwen2.5-Instruct" not in md  # the demo says what it is
 
 
 @pytest.mark.slow
 def test_eval_cells_record_settings(demo):
     cells = sorted((demo / "results" / "eval").glob("*/*/*/seed*.json"))
-    assert len(cells) == len(DEMO["sizes"]) * (3 + len(DEMO["data"]["subsets"])) * 2 * len(DEMO["eval"]["seeds"])
+    per_size = 3 + len(DEMO["data"]["subsets"]) + 1  # + the variant's LoRA cell
+    assert len(cells) == len(DEMO["sizes"]) * per_size * 2 * len(DEMO["eval"]["seeds"])
     d = json.loads(cells[0].read_text())
     gen = d["generation"]
     assert gen["do_sample"] is True and gen["temperature"] == DEMO["eval"]["temperature"]
     assert gen["max_gen_toks"] == DEMO["eval"]["max_gen_toks"]
     assert 0 <= d["score"] <= 100
+
+
+@pytest.mark.slow
+def test_what_a_score_hides(demo):
+    """Stop reasons per answer, the second scorer's table and agreement, the scaling fit and its
+    figure, the variant's rows, the report's demo banner."""
+    res = demo / "results"
+    samples = pd.read_parquet(res / "samples.parquet")
+    assert samples["stop_reason"].notna().all() and (samples["n_new_tokens"] <= DEMO["eval"]["max_gen_toks"]).all()
+    stops = pd.read_csv(res / "stop_reasons.csv")
+    assert (stops[["eos", "stop", "max_gen_toks"]].sum(axis=1) == stops["answers"]).all()
+    assert len(stops) == len(DEMO["sizes"]) * (3 + len(DEMO["data"]["subsets"])) * len(DEMO["benchmarks"])
+    assert "Why the answers stopped" in (res / "stop_reasons.md").read_text()
+    assert list(pd.read_csv(res / "table1_robust.csv").columns) == list(pd.read_csv(res / "table1.csv").columns)
+    agree = pd.read_csv(res / "scorer_agreement.csv")
+    assert agree["answers"].sum() == len(samples)
+    fit = pd.read_csv(res / "scaling_fit.csv")
+    assert set(fit.columns) >= {"slope", "slope_lo", "slope_hi", "examples_50", "examples_50_note", "params"}
+    assert (res / "figures" / "scaling_fit.png").stat().st_size > 10_000
+    var = pd.read_csv(res / "variants.csv")
+    assert set(var["variant"]) == {"lora-alpha1"} and set(var["configuration"]) == {"lora"}
+    assert len(var) == len(DEMO["sizes"]) * len(DEMO["benchmarks"]) and "Table 1c. Variants" in (res / "table1.md").read_text()
+    assert "Demo run." in (res / "report.html").read_text()
 
 
 @pytest.mark.slow

@@ -16,9 +16,14 @@ def planned(tmp_path, *extra):
 
 
 def expected(cfg):
+    from elicit.config import check
+    from elicit.variants import cells, trained_runs
+
+    cfg = check(cfg)
     sizes, subsets = len(cfg["sizes"]), len(cfg["data"]["subsets"])
-    models = sizes * (3 + subsets)  # base, skyline, lora, full-n
-    return {"train": sizes * (subsets + 1), "select_checkpoint": sizes * (subsets + 1),
+    models = sizes * (3 + subsets + len(cells(cfg)))  # base, skyline, lora, full-n, the variants' cells
+    trained = sizes * (subsets + 1 + len(trained_runs(cfg)))
+    return {"train": trained, "select_checkpoint": trained,
             "evaluate": models * len(cfg["eval"]["tasks"]) * len(cfg["eval"]["seeds"]),
             "aggregate": 1, "split_data": 1, "fetch_data": 1}
 
@@ -38,6 +43,7 @@ def test_demo_grid(tmp_path):
     jobs = planned(tmp_path)
     want = expected(cfg)
     assert {k: jobs.get(k) for k in want} == want
+    assert want["train"] == 2 * (2 + 1 + 1) and want["evaluate"] == 2 * (5 + 1) * 2 * 2  # + the variant's LoRA
     assert jobs["demo_base"] == jobs["demo_skyline"] == len(cfg["sizes"])
     assert "fetch_model" not in jobs
 
@@ -63,3 +69,28 @@ def test_multi_node_training_is_one_srun_task_per_gpu(tmp_path):
     assert "srun --nodes 2 --ntasks-per-node 8 --cpus-per-task 8 --kill-on-bad-exit=1 python" in big
     assert "mpi=" not in small and "tasks_per_node" not in small
     assert re.search(r"\bgpu=4\b", small) and "torchrun --standalone --nproc_per_node 4" in small
+
+
+VARIANTS = "variants: {lora-alpha1: {lora: {alpha: 1}}, topp-0.95: {eval: {top_p: 0.95}}}\n"
+
+
+def test_variants_run_only_the_jobs_they_change(tmp_path):
+    """A LoRA-alpha variant retrains only the LoRA runs; an eval-only variant retrains nothing and
+    evaluates every configuration again with the default's trained models and its own settings."""
+    paper = ["--configfile", str(ROOT / "config" / "config.yaml")]
+    (tmp_path / "variants.yaml").write_text(VARIANTS)
+    with_variants = [*paper, str(tmp_path / "variants.yaml")]  # snakemake merges the two files
+    base, jobs = planned(tmp_path, *paper), planned(tmp_path, *with_variants)
+    assert jobs["train"] - base["train"] == 4  # lora@lora-alpha1 per size
+    assert jobs["evaluate"] - base["evaluate"] == 4 * (1 + 9) * 3 * 4  # lora@alpha1; all 9 configs @topp
+    out = subprocess.run(["snakemake", "-n", "-p", "-s", str(ROOT / "Snakefile"), "-d", str(tmp_path), *with_variants, "--", "results/train/7B/lora@lora-alpha1/metrics.jsonl",
+                          "results/eval/7B/full-928@topp-0.95/aime24/seed0.json",
+                          "results/eval/7B/lora@lora-alpha1/aime24/seed0.json"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
+    train = re.search(r"rule train:.*?\n\n", out.stdout, re.S)[0]
+    assert "--lora-alpha 1 " in train and train.count("rule train") == 1
+    ev = {m[1]: m[0] for m in re.finditer(r"rule evaluate:.*?config=([^,]+),.*?\n\n", out.stdout, re.S)}
+    assert "--model results/models/7B/full-928/model " in ev["full-928@topp-0.95"]
+    assert "--top-p 0.95 " in ev["full-928@topp-0.95"]
+    assert "--adapter results/models/7B/lora@lora-alpha1/model " in ev["lora@lora-alpha1"]
+    assert "--top-p 1.0 " in ev["lora@lora-alpha1"]

@@ -40,8 +40,8 @@ def test_readme_command_works_as_printed():
 
 def test_finished_run_is_done(run):
     text = status(run)
-    assert "Nothing left to run for this grid" in text and "Evaluations: 40 done (of 40)" in text
-    assert "Models: 6 done" in text
+    assert "Nothing left to run for this grid" in text and "Evaluations: 48 done (of 48)" in text
+    assert "Models: 8 done" in text  # 2 sizes x (lora, full-16, full-8, lora@lora-alpha1)
 
 
 def test_a_changed_setting_shows_what_the_dry_run_plans(run, tmp_path):
@@ -51,9 +51,9 @@ def test_a_changed_setting_shows_what_the_dry_run_plans(run, tmp_path):
     cfg.write_text(yaml.safe_dump({**DEMO, "eval": {**DEMO["eval"], "temperature": 0.9}}))
     jobs = planned(run, "--configfile", str(cfg))
     text = status(run, "--configfile", str(cfg))
-    assert jobs["evaluate"] == 40
+    assert jobs["evaluate"] == 48  # 40 + the variant's 8 LoRA cells
     assert f"A rerun would run 0 training(s) and {jobs['evaluate']} evaluation(s)" in text
-    assert "40 outdated" in text and "outdated: results/eval/tiny-a/base/demo_aime/seed0.json (params changed)" in text
+    assert "48 outdated" in text and "outdated: results/eval/tiny-a/base/demo_aime/seed0.json (params changed)" in text
 
 
 def test_each_state(run):

@@ -19,10 +19,11 @@ localrules:
 import json  # noqa: E402
 import shlex  # noqa: E402
 
-FIGURES = ["recovered", "val_loss_gain", "bars", "absolute", "paper_comparison", "training_curves"]
+FIGURES = ["recovered", "val_loss_gain", "bars", "absolute", "paper_comparison", "training_curves", "scaling_fit"]
 FIGURE_LABELS = {"recovered": "1 Recovered %", "val_loss_gain": "2 Validation loss vs gain",
                  "bars": "3 Base, skyline, finetune, LoRA", "absolute": "4 All absolute values",
-                 "paper_comparison": "ours vs paper", "training_curves": "training curves"}
+                 "paper_comparison": "ours vs paper", "training_curves": "training curves",
+                 "scaling_fit": "scaling fit"}
 REPORT = "../report"
 
 
@@ -35,7 +36,7 @@ def figure_output(name):
 rule aggregate:
     input:
         evals=eval_outputs(),
-        selections=expand(grid.selection("{size}", "{trained}"), size=SIZES, trained=TRAINED),
+        selections=expand(grid.selection("{size}", "{trained}"), size=SIZES, trained=TRAINED + VARIANT_TRAINED),
         manifest="results/data/manifest.json",
         paper=f"{workflow.basedir}/resources/paper/table1.csv",
     output:
@@ -55,6 +56,15 @@ rule aggregate:
                           category="Comparison with the paper", labels={"table": "per cell"}),
         comparison_md="results/paper_comparison.md",
         gain="results/val_loss_gain.csv",
+        stops=report("results/stop_reasons.csv", caption=f"{REPORT}/stop_reasons.rst", category="What a score hides",
+                     labels={"table": "why the answers stopped"}),
+        stops_md="results/stop_reasons.md",
+        robust=report("results/table1_robust.csv", caption=f"{REPORT}/table1_robust.rst",
+                      category="What a score hides", labels={"table": "Table 1, second scorer"}),
+        robust_md="results/table1_robust.md",
+        agreement="results/scorer_agreement.csv",
+        scaling="results/scaling_fit.csv",
+        variants="results/variants.csv",
         **{f"fig_{name}": figure_output(name) for name in FIGURES},
         pdfs=expand("results/figures/{name}.pdf", name=FIGURES),
     params:
@@ -65,13 +75,17 @@ rule aggregate:
         seeds=" ".join(str(s) for s in SEEDS),
         benchmarks=" ".join(f"{k}={','.join(v)}" for k, v in config["benchmarks"].items()),
         paper_sha256=external_sha256(f"{workflow.basedir}/resources/paper/table1.csv"),
+        labels=canonical(config["labels"]),
+        variants=" ".join(f"{v}={','.join(variants.evaluated(config, v))}" for v in config["variants"]),
+        params=" ".join(f"{s}={memory_plan_params(s)}" for s in MODELS),
     log:
         "results/logs/aggregate.log",
     conda:
         "../../envs/aggregate.yaml"
     shell:
         "python {SCRIPTS}/aggregate.py --results results --sizes {params.sizes} --configs {params.configs} "
-        "--seeds {params.seeds} --benchmarks {params.benchmarks} --paper {input.paper} --out results > {log} 2>&1"
+        "--seeds {params.seeds} --benchmarks {params.benchmarks} --paper {input.paper} --out results "
+        "--labels-json {params.labels:q} --variants {params.variants} --params {params.params} > {log} 2>&1"
 
 
 rule report:

@@ -36,6 +36,11 @@ MODELS = config["models"]
 SUBSETS = sorted(config["data"]["subsets"], reverse=True)
 CONFIGS = grid.configurations(SUBSETS)
 TRAINED = grid.trained(SUBSETS)
+# Variants (config `variants`, elicit/variants.py): extra cells `<configuration>@<variant>`, only
+# the jobs a variant changes.
+from elicit import variants  # noqa: E402
+
+VARIANT_CONFIGS, VARIANT_TRAINED = variants.cells(config), variants.trained_runs(config)
 TASKS = list(config["eval"]["tasks"])
 SEEDS = list(config["eval"]["seeds"])
 # lm-eval task YAMLs of the project (the demo tasks), resolved against the workflow.
@@ -106,24 +111,25 @@ def model_input(size, role):
 
 
 def eval_model_args(wc):
-    """--model/--adapter/--revision arguments of eval_cell.py for one cell."""
-    m = MODELS[wc.size]
-    if wc.config in ("base", "skyline"):
-        return cli({"model": model_source(wc.size, wc.config), "revision": m[f"{wc.config}_revision"]})
-    if wc.config == "lora":
+    """--model/--adapter/--revision arguments of eval_cell.py for one cell (a variant's cell: the
+    variant's trained model where it retrained it, the default's otherwise)."""
+    m, kind, run = MODELS[wc.size], variants.split(wc.config)[0], variants.model_run(config, wc.config)
+    if kind in ("base", "skyline"):
+        return cli({"model": model_source(wc.size, kind), "revision": m[f"{kind}_revision"]})
+    if kind == "lora":
         return cli({"model": model_source(wc.size, "base"), "revision": m["base_revision"],
-                    "adapter": grid.model_dir(wc.size, "lora")})
-    return cli({"model": grid.model_dir(wc.size, wc.config)})
+                    "adapter": grid.model_dir(wc.size, run)})
+    return cli({"model": grid.model_dir(wc.size, run)})
 
 
 def eval_inputs(wc):
     # Every task is loaded once by fetch_tasks on the submit host (the hub datasets land in
     # the cache; the demo's local JSONL tasks load in a second): jobs then run offline.
-    inputs = ["results/hub/tasks.json"]
-    if wc.config in ("base", "skyline"):
-        return inputs + [model_input(wc.size, wc.config)]
-    inputs.append(grid.selection(wc.size, wc.config))
-    if wc.config == "lora":
+    inputs, kind = ["results/hub/tasks.json"], variants.split(wc.config)[0]
+    if kind in ("base", "skyline"):
+        return inputs + [model_input(wc.size, kind)]
+    inputs.append(grid.selection(wc.size, variants.model_run(config, wc.config)))
+    if kind == "lora":
         inputs.append(model_input(wc.size, "base"))
     return inputs
 
@@ -150,6 +156,16 @@ def model_definition(size, role):
                       "trust_remote_code": m["trust_remote_code"]})
 
 
+def memory_plan_params(size):
+    """A size's parameter count (the scaling fit's x), from the architecture the memory plan reads."""
+    from elicit import memory_plan
+
+    try:
+        return memory_plan.load_arch(config, size).params()
+    except Exception:  # no architecture file: the fit's slope-vs-parameters leaves the size out
+        return "nan"
+
+
 def data_settings():
     """Every config value the data table and the split depend on (a change retrains)."""
     d = config["data"]
@@ -159,7 +175,7 @@ def data_settings():
 
 def eval_outputs(sizes=None):
     return expand(grid.eval_output("{size}", "{config}", "{task}", "{seed}"),
-                  size=sizes or SIZES, config=CONFIGS, task=TASKS, seed=SEEDS)
+                  size=sizes or SIZES, config=CONFIGS + VARIANT_CONFIGS, task=TASKS, seed=SEEDS)
 
 
 # ---------------------------------------------------------------- resources
@@ -244,12 +260,13 @@ def external_sha256(source):
 # ---------------------------------------------------------------- train rules
 def train_cli(wc):
     """Every train.py setting from the config (elicit/steps.py), kebab-case flags, shell-quoted."""
-    return steps.shell(steps.train_args(config, wc.size, wc.trained))
+    trained, variant = variants.split(wc.trained)
+    return steps.shell(steps.train_args(variants.apply(config, variant), wc.size, trained))
 
 
 # ---------------------------------------------------------------- eval rules
 def eval_cli(wc):
-    e = config["eval"]
+    e = variants.apply(config, variants.split(wc.config)[1])["eval"]
     return cli({
         "task": wc.task, "seed": wc.seed, "max-gen-toks": e["max_gen_toks"], "temperature": e["temperature"],
         "top-p": e["top_p"], "top-k": e["top_k"], "min-p": e["min_p"],

@@ -12,7 +12,7 @@ rule evaluate:
         grid.eval_output("{size}", "{config}", "{task}", "{seed}"),
     params:
         model=eval_model_args,
-        definition=lambda wc: model_definition(wc.size, "base" if wc.config != "skyline" else "skyline"),
+        definition=lambda wc: model_definition(wc.size, "skyline" if variants.split(wc.config)[0] == "skyline" else "base"),
         cli=eval_cli,
     threads: job_threads("eval")
     resources:

@@ -9,7 +9,7 @@ rule select_checkpoint:
         selection=grid.selection("{size}", "{trained}"),
         model=directory(grid.model_dir("{size}", "{trained}")),
     params:
-        tolerance=config["train"]["tolerance"],
+        tolerance=lambda wc: variants.apply(config, variants.split(wc.trained)[1])["train"]["tolerance"],
         train_dir=lambda wc: grid.train_dir(wc.size, wc.trained),
         out=lambda wc: str(Path(grid.model_dir(wc.size, wc.trained)).parent),
     log:

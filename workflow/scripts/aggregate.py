@@ -4,7 +4,9 @@ a comparison with the paper, and figures.
 
   tidy.parquet        one row per (size, configuration, train_examples, task, seed): score (%),
                       n_samples and the effective generation settings
-  samples.parquet     one row per problem and seed (0/1 score): what the intervals resample
+  samples.parquet     one row per problem and seed (0/1 score): what the intervals resample; also
+                      n_new_tokens, stop_reason, the second scorer's score_robust/answer_robust,
+                      upstream's filtered answer (elicit/answers.py)
   summary.csv         mean ± standard error per (size, configuration, train_examples, benchmark):
                       per task the mean and s.e. across seeds, then, for a benchmark pooling tasks
                       (AIME = aime24 + aime25), the n-weighted mean of the task means and
@@ -23,8 +25,16 @@ a comparison with the paper, and figures.
                       z = (ours − paper) / sqrt(se_ours² + se_paper²); sizes the paper has not
                       (e.g. the demo's) are listed with in_paper = False and no z
   val_loss_gain.csv   per full finetune: validation-loss decrease and performance gain
-  figures/            recovered, val_loss_gain, bars, absolute, paper_comparison, training_curves
-                      (.png and .pdf); see figures.py
+  variants.csv        per variant (config `variants`): its cells' scores and Recovered % beside the
+                      defaults' (table1.md, Table 1c)
+  stop_reasons.csv/md why the answers stopped (eos, a stop string, max_gen_toks) and their new
+                      tokens, per (size, configuration, benchmark)
+  table1_robust.csv/md  Table 1 under the second scorer (elicit/robust.py), same answers, same rules
+  scorer_agreement.csv  per cell (size, configuration, task): answers where the two scorers disagree
+  scaling_fit.csv     Recovered % = a + b log2(examples) per size: slope b with its bootstrap interval,
+                      examples for 50 % recovery, b against ln(parameters) (elicit/scaling.py)
+  figures/            recovered, val_loss_gain, bars, absolute, paper_comparison, training_curves,
+                      scaling_fit (.png and .pdf); see figures.py
 
 Intervals: bootstrap_ci.py, a paired bootstrap over problems (Miller 2024, "Adding Error Bars to
 Evals"): each replicate resamples every task's problems, each problem carrying its answers under
@@ -42,11 +52,12 @@ Usage (a hand-run writes to <results>/adhoc, never over the workflow's own table
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import pandas as pd
 
-from elicit import bootstrap_ci, grid, stats, tables
+from elicit import answers, bootstrap_ci, grid, scaling, stats, tables
 from elicit.atomic import atomic_path, read_json, read_jsonl, write_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,8 +68,8 @@ CELL = ["size", "configuration", "train_examples"]
 
 def _cells(results: Path, sizes, configs, tasks, seeds):
     for size, config_name, task, seed, f in grid.eval_cells(results):
-        if size in sizes and (configs is None or config_name in configs) and (tasks is None or task in tasks) \
-                and (seeds is None or seed in seeds):
+        wanted = config_name in configs if configs is not None else "@" not in config_name  # no variant cells
+        if size in sizes and wanted and (tasks is None or task in tasks) and (seeds is None or seed in seeds):
             yield size, config_name, task, seed, f
 
 
@@ -80,11 +91,10 @@ def collect(results: Path, sizes: list[str], configs: list[str] | None = None,
                      "adapter": d.get("adapter"), "task_version": d.get("task_version")})
         samples = grid.samples_path(f)
         if samples.exists():
-            per_problem += [{**key, "doc_id": s["doc_id"], "score": float(s.get("score") or 0.0)}
-                            for s in read_jsonl(samples)]
+            per_problem += [{**key, "doc_id": s["doc_id"], **answers.sample_row(s)} for s in read_jsonl(samples)]
     tidy = pd.DataFrame(rows, columns=[*CELL, "task", "seed", "score", "n_samples", *GENERATION, "model",
                                        "adapter", "task_version"])
-    samples = pd.DataFrame(per_problem, columns=[*CELL, "task", "seed", "doc_id", "score"])
+    samples = pd.DataFrame(per_problem, columns=[*CELL, "task", "seed", "doc_id", *answers.COLUMNS])
     for df in (tidy, samples):
         df["train_examples"] = df["train_examples"].astype("Int64")
     return tidy, samples
@@ -95,7 +105,7 @@ def selections(results: Path, sizes: list[str], configs: list[str] | None = None
     rows = []
     for size in sizes:
         for f in sorted((results / "models" / size).glob("full-*/selection.json")):
-            if configs is not None and f.parent.name not in configs:
+            if configs is not None and f.parent.name not in configs or "@" in f.parent.name:
                 continue
             d = read_json(f)
             dec = d.get("val_loss_decrease")
@@ -114,7 +124,7 @@ def curves(results: Path, sizes: list[str], configs: list[str] | None = None) ->
     rows = []
     for size in sizes:
         for f in sorted((results / "train" / size).glob("full-*/metrics.jsonl")):
-            if configs is not None and f.parent.name not in configs:
+            if configs is not None and f.parent.name not in configs or "@" in f.parent.name:
                 continue
             n = grid.parse(f.parent.name)[1]
             rows += [{"size": size, "train_examples": n, "step": r["step"], "val_loss": r["val_loss"]}
@@ -131,20 +141,77 @@ def intervals(samples: pd.DataFrame, benchmarks: dict[str, list[str]], n_boot: i
     return bootstrap_ci.bootstrap(samples, benchmarks, n_boot=n_boot, seed=seed, resample_seeds=False)
 
 
-def run(results: Path, sizes: list[str], benchmarks: dict[str, list[str]], configs: list[str] | None = None,
-        seeds: list[int] | None = None, paper: Path | None = PAPER_TABLE, figures: bool = True,
-        out: Path | None = None, n_boot: int = 2000, boot_seed: int = 0) -> dict[str, pd.DataFrame]:
-    """Read results/{eval,models,train} for `sizes` (what exists), write the tables and figures to
-    `out` (default: `results`, the workflow's own; a hand-run uses its own directory)."""
-    out = Path(out) if out is not None else results
-    tidy, samples = collect(results, sizes, configs, sorted({t for ts in benchmarks.values() for t in ts}), seeds)
-    if tidy.empty:
-        raise SystemExit(f"aggregate: no evaluation results under {results}/eval for sizes {sizes}")
+def table1_of(tidy: pd.DataFrame, samples: pd.DataFrame, sizes, benchmarks, n_boot: int, boot_seed: int):
+    """(summary, recovered, gains with intervals, tasks summary, Table 1) of per-seed scores and their samples."""
     tasks_summary = stats.task_stats(tidy, benchmarks)
     summary = stats.pool(tasks_summary)
     boot = intervals(samples, benchmarks, n_boot, boot_seed)
     summary, rec, gain_ci = stats.with_intervals(summary, stats.recovered(summary), boot)
-    t1 = tables.table1(summary, sizes, list(benchmarks))
+    return summary, rec, gain_ci, tasks_summary, tables.table1(summary, sizes, list(benchmarks))
+
+
+def hidden(out: Path, tidy, samples, sizes, benchmarks, n_boot: int, boot_seed: int, params=None):
+    """What a score hides: stop reasons, Table 1 under the second scorer, where the scorers disagree,
+    and the scaling fit; returns (scaling table, fitted points) for the figure."""
+    stops = answers.stop_table(samples, benchmarks)
+    write_text(out / "stop_reasons.csv", stops.to_csv(index=False))
+    write_text(out / "stop_reasons.md", tables.stops_markdown(stops, sizes))
+    robust = samples.assign(score=samples["score_robust"])
+    r_summary, r_rec, r_gain, _, r_t1 = table1_of(
+        answers.robust_tidy(samples).merge(tidy[[*CELL, "task", "seed"]], on=[*CELL, "task", "seed"]),
+        robust, sizes, benchmarks, n_boot, boot_seed)
+    agree = answers.agreement(samples)
+    write_text(out / "table1_robust.csv", r_t1.to_csv(index=False))
+    write_text(out / "scorer_agreement.csv", agree.to_csv(index=False))
+    write_text(out / "table1_robust.md", tables.robust_markdown(r_t1, r_rec, r_summary, r_gain, sizes, agree,
+                                                                answers.examples(samples)))
+    fit, points = scaling.fit(samples, benchmarks, params, n_boot=n_boot, seed=boot_seed)
+    across = scaling.slope_vs_params(fit)
+    fit = fit.merge(across[["benchmark", "slope_per_ln_params"]], on="benchmark", how="left")
+    write_text(out / "scaling_fit.csv", fit.to_csv(index=False))
+    return fit, points
+
+
+def variant_rows(results: Path, sizes, benchmarks, tidy, samples, summary, rec, variants: dict[str, list[str]],
+                 seeds, n_boot: int, boot_seed: int) -> pd.DataFrame:
+    """Per variant (elicit/variants.py), its cells as extra rows: the default grid with the cells the
+    variant re-ran replaced by its own, so its Recovered % uses its own base/skyline where it re-ran them."""
+    tasks = sorted({t for ts in benchmarks.values() for t in ts})
+    out = []
+    for v, configs in variants.items():
+        vt, vs = collect(results, sizes, [f"{c}@{v}" for c in configs], tasks, seeds)
+        if vt.empty:
+            continue
+        cells = vt[CELL].drop_duplicates()
+        world = [pd.concat([df.merge(cells, on=CELL, how="left", indicator=True).query("_merge == 'left_only'")
+                            .drop(columns="_merge"), new], ignore_index=True)
+                 for df, new in ((tidy, vt), (samples, vs))]
+        v_sum, v_rec, *_ = table1_of(*world, sizes, benchmarks, n_boot, boot_seed)
+        keys = stats.KEYS
+        rows = v_sum.merge(cells, on=CELL)[keys + ["mean", "stderr", "ci_lo", "ci_hi"]]
+        rows = rows.merge(summary[keys + ["mean"]].rename(columns={"mean": "default_mean"}), on=keys, how="left")
+        r = v_rec[v_rec["configuration"].isin(["lora", "full"])][keys + ["recovered_pct", "ci_lo", "ci_hi"]]
+        rows = rows.merge(r.rename(columns={"ci_lo": "rec_ci_lo", "ci_hi": "rec_ci_hi"}), on=keys, how="left")
+        d = rec[rec["configuration"].isin(["lora", "full"])][keys + ["recovered_pct"]]
+        rows = rows.merge(d.rename(columns={"recovered_pct": "default_recovered_pct"}), on=keys, how="left")
+        out.append(rows.assign(variant=v, diff=rows["mean"] - rows["default_mean"]))
+    cols = ["variant", *stats.KEYS, "mean", "stderr", "ci_lo", "ci_hi", "default_mean", "diff", "recovered_pct",
+            "rec_ci_lo", "rec_ci_hi", "default_recovered_pct"]
+    return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
+
+
+def run(results: Path, sizes: list[str], benchmarks: dict[str, list[str]], configs: list[str] | None = None,
+        seeds: list[int] | None = None, paper: Path | None = PAPER_TABLE, figures: bool = True,
+        out: Path | None = None, n_boot: int = 2000, boot_seed: int = 0, labels: dict | None = None,
+        params: dict | None = None, variants: dict[str, list[str]] | None = None) -> dict[str, pd.DataFrame]:
+    """Read results/{eval,models,train} for `sizes` (what exists), write the tables and figures to
+    `out` (default: `results`, the workflow's own; a hand-run uses its own directory)."""
+    out = Path(out) if out is not None else results
+    grid.set_labels(labels or {})
+    tidy, samples = collect(results, sizes, configs, sorted({t for ts in benchmarks.values() for t in ts}), seeds)
+    if tidy.empty:
+        raise SystemExit(f"aggregate: no evaluation results under {results}/eval for sizes {sizes}")
+    summary, rec, gain_ci, tasks_summary, t1 = table1_of(tidy, samples, sizes, benchmarks, n_boot, boot_seed)
     paper_df = tables.load_paper(paper) if paper is not None and Path(paper).exists() else None
     cmp = tables.compare_paper(summary, paper_df if paper_df is not None else
                                pd.DataFrame(columns=stats.KEYS + ["paper_mean", "paper_stderr"]), sizes)
@@ -158,15 +225,21 @@ def run(results: Path, sizes: list[str], benchmarks: dict[str, list[str]], confi
                      ("recovered.csv", rec), ("gains.csv", gain_ci), ("paper_comparison.csv", cmp),
                      ("val_loss_gain.csv", gain)):
         write_text(out / name, df.to_csv(index=False))
-    write_text(out / "table1.md", tables.markdown(t1, rec) + tables.intervals_markdown(summary, gain_ci, rec, sizes))
+    var = variant_rows(results, sizes, benchmarks, tidy, samples, summary, rec, variants or {}, seeds, n_boot,
+                       boot_seed)
+    write_text(out / "variants.csv", var.to_csv(index=False))
+    write_text(out / "table1.md", tables.markdown(t1, rec) + tables.intervals_markdown(summary, gain_ci, rec, sizes)
+               + tables.variants_markdown(var, sizes))
     write_text(out / "table1.tex", tables.latex(t1, rec))
+    fit = hidden(out, tidy, samples, sizes, benchmarks, n_boot, boot_seed, params)
     paper_sizes = list(dict.fromkeys(paper_df["size"])) if paper_df is not None else []
     write_text(out / "paper_comparison.md", tables.comparison_markdown(cmp, paper_sizes))
     if figures:
         from elicit import figures as fg
 
         fg.all_figures(out / "figures", sizes, list(benchmarks), rec=rec, gain=gain, summary=summary, cmp=cmp,
-                       paper_sizes=paper_sizes, curves=curve, selections=selections(results, sizes, configs))
+                       paper_sizes=paper_sizes, curves=curve, selections=selections(results, sizes, configs),
+                       scaling=fit)
     return {"tidy": tidy, "samples": samples, "tasks": tasks_summary, "summary": summary, "recovered": rec,
             "gains": gain_ci, "table1": t1, "comparison": cmp, "gain": gain, "curves": curve}
 
@@ -182,6 +255,11 @@ def main(argv=None) -> None:
     ap.add_argument("--paper", default=str(PAPER_TABLE), help="the paper's Table 1 as CSV ('' = none)")
     ap.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates of the 95 %% intervals")
     ap.add_argument("--no-figures", action="store_true")
+    ap.add_argument("--labels-json", default="{}", help="table/figure names of the configurations, e.g. "
+                    "'{\"base\": \"Tiny base (demo)\"}' (the config's `labels`; default: the paper's)")
+    ap.add_argument("--params", nargs="*", default=[], help="SIZE=N parameter counts (the scaling fit's x)")
+    ap.add_argument("--variants", nargs="*", default=[],
+                    help="NAME=config1,config2: a variant and the configurations it re-ran (cells <config>@<NAME>)")
     ap.add_argument("--out", default=None, help="where the tables and figures go (default: <results>/adhoc, "
                     "so a hand-run never overwrites the workflow's own results/table1.*; the workflow "
                     "passes --out results)")
@@ -190,7 +268,9 @@ def main(argv=None) -> None:
     dest = Path(args.out) if args.out else Path(args.results) / "adhoc"
     out = run(Path(args.results), args.sizes, benchmarks, args.configs, args.seeds,
               Path(args.paper) if args.paper else None, figures=not args.no_figures, out=dest,
-              n_boot=args.bootstrap)
+              n_boot=args.bootstrap, labels=json.loads(args.labels_json),
+              params={p.split("=", 1)[0]: float(p.split("=", 1)[1]) for p in args.params},
+              variants={v.split("=", 1)[0]: v.split("=", 1)[1].split(",") for v in args.variants})
     print(out["table1"].to_string(index=False))
     print(f"\nTable 1: {dest}/table1.csv, .md, .tex; paper comparison: "
           f"{dest}/paper_comparison.md; figures: {dest}/figures/")

@@ -6,7 +6,8 @@ writes a small result JSON plus a per-document samples file next to it:
 
   OUT.json           {task, seed, model, adapter, revision, metrics, score, n_samples,
                       generation, versions, elapsed_s, ...}   (score = primary metric x 100)
-  OUT.samples.jsonl  one line per document: id, target, response, score, ...
+  OUT.samples.jsonl  one line per document: id, target, response, score, n_new_tokens,
+                     stop_reason (eos | stop:<string> | max_gen_toks), ...
 
 Examples (the offline demo, where the paths are whatever earlier steps built; add
 --limit 2 --max-gen-toks 16 for a smoke test; then a real cell on a GPU):
@@ -36,7 +37,9 @@ Pitfalls this program defuses (see tests/test_evaluate.py):
     by whatever that process drew, differently on every fresh machine. So we turn datasets'
     transform cache off (the downloaded data stay cached), seed Python's `random` with the
     fixed PYTHON_SEED right before the task is built, and keep numpy/fewshot seeds FIXED;
-    only torch_random_seed = --seed varies. The prompts are a function of the configuration:
+    only torch_random_seed = --seed varies; lm-eval maps process_docs twice and a fresh cache
+    reuses the first map, which build_task replays in memory, so the order is plain lm-eval's on
+    a fresh machine (tests/test_gpqa_order.py). The prompts are a function of the configuration:
     every seed and every machine sees the same ones, and OUT.json records their sha256
     (`prompts_sha256`) so that any difference shows.
   * GPQA's YAML has no max_gen_toks (lm-eval's HF default is 256); we always pass one.
@@ -78,7 +81,7 @@ from elicit.provenance import sha256_file, versions
 BACKENDS = ("hf-resumable", "hf-cb", "hf")
 HERE = Path(__file__).resolve().parent
 EVAL_CODE = [HERE / "eval_cell.py", *(PACKAGE / f for f in ("lm_backend.py", "lm_backend_cb.py", "lm_tasks.py",
-                                                           "scoring.py"))]
+                                                           "scoring.py", "stops.py"))]
 LAYOUTS = ("single", "dp", "tp", "split")
 PRIMARY_METRICS = ("exact_match,none", "exact_match,flexible-extract", "exact_match,strict-match")
 
@@ -269,7 +272,7 @@ def run(args) -> dict:
         return {}
     task_res = results["results"][args.task]
     primary = pick_primary(task_res, args.metric)
-    samples = per_sample(results["samples"][args.task], primary)
+    samples = per_sample(results["samples"][args.task], primary, getattr(lm, "doc_meta", {}), args.task)
     record = {**describe(args, results, primary, samples, limit), "device": device,
               "max_length": int(lm.max_length), "resume": dict(getattr(lm, "stats", {})),
               "provenance": {**model_identity(args), "dataset": dataset, "versions": versions()},
@@ -295,8 +298,10 @@ def evaluate(args, lm, limit):
     return results, dataset
 
 
-def per_sample(logged: list[dict], primary: str) -> list[dict]:
-    """One row per document of the primary metric's filter: target, response, score, prompt."""
+def per_sample(logged: list[dict], primary: str, meta: dict | None = None, task: str | None = None) -> list[dict]:
+    """One row per document of the primary metric's filter: target, response, score, prompt, and
+    (our backends; None with plain `hf`) n_new_tokens and stop_reason (elicit/stops.py)."""
+    meta = meta or {}
     metric_name, filter_key = primary.split(",", 1)
     samples = []
     for ex in sorted(logged, key=lambda e: e["doc_id"]):
@@ -313,6 +318,7 @@ def per_sample(logged: list[dict], primary: str) -> list[dict]:
             "score": ex.get(metric_name),
             "prompt": ex["arguments"][0][0] if ex.get("arguments") else None,
             "prompt_hash": ex.get("prompt_hash"),
+            **{k: (meta.get((task, ex["doc_id"])) or {}).get(k) for k in ("n_new_tokens", "stop_reason")},
         })
     return samples
 

@@ -28,7 +28,8 @@ from elicit.atomic import read_json, write_text
 CAPTIONS = Path(__file__).resolve().parents[1] / "report"
 FIGURES = [("recovered", "Figure 1. Recovered %"), ("val_loss_gain", "Figure 2. Validation loss and gain"),
            ("bars", "Figure 3. Base, skyline, full finetune, LoRA"), ("absolute", "Figure 4. Every absolute value"),
-           ("paper_comparison", "Ours against the paper"), ("training_curves", "Training curves")]
+           ("paper_comparison", "Ours against the paper"), ("training_curves", "Training curves"),
+           ("scaling_fit", "Scaling fit: Recovered % against log₂(examples)")]
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.6em 0;font-size:.88em}td,th{border:1px solid #ccc;padding:.2em .5em}
 th{background:#f4f4f4}figure{margin:1.5em 0}img{max-width:100%}figcaption{font-size:.9em;color:#444}
@@ -118,6 +119,27 @@ def provenance(results: Path, cfg: dict) -> str:
     return "<h2 id='provenance'>Provenance</h2>" + "".join(items)
 
 
+def banner(cfg: dict) -> str:
+    """A warning at the top when the models are the demo's tiny random ones (models.<size>.demo)."""
+    demo = [s for s, m in cfg["models"].items() if m.get("demo")]
+    if not demo:
+        return ""
+    return ("<p style='background:#fff3cd;border:1px solid #e0c060;padding:.6em'><b>Demo run.</b> The models ("
+            + html.escape(", ".join(demo)) + ") are tiny random-init stand-ins and the data a synthetic lookup task "
+            "(config/demo.yaml): the numbers test the pipeline, they say nothing about the paper's claims.</p>")
+
+
+def hidden(results: Path) -> str:
+    """What a score hides: why the answers stopped, Table 1 under the second scorer, where they disagree."""
+    parts = ["<h2 id='hidden'>What a score hides</h2>"]
+    for name, cap in (("stop_reasons.md", "stop_reasons"), ("table1_robust.md", "table1_robust")):
+        f = results / name
+        parts.append(f"<p>{caption(cap)}</p>" + (markdown_table(f.read_text()) if f.exists() else
+                                                 f"<p>not produced yet: {html.escape(str(f))}</p>"))
+    parts.append(table(results / "scaling_fit.csv", "Scaling fit", "scaling_fit"))
+    return "\n".join(parts)
+
+
 def build(results: Path, cfg: dict) -> str:
     md = (results / "table1.md").read_text() if (results / "table1.md").exists() else ""
     cmp = (results / "paper_comparison.md").read_text() if (results / "paper_comparison.md").exists() else ""
@@ -125,11 +147,13 @@ def build(results: Path, cfg: dict) -> str:
              f"<style>{STYLE}</style></head><body><h1>Reasoning elicitation is scale dependent: results</h1>",
              "<p>Contents: <a href='#table1'>Table 1</a> · <a href='#recovered_table'>Recovered %</a> · "
              "<a href='#comparison'>comparison with the paper</a> · <a href='#figures'>figures</a> · "
-             "<a href='#plan'>plan</a> · <a href='#provenance'>provenance</a></p>",
+             "<a href='#hidden'>what a score hides</a> · "
+             "<a href='#plan'>plan</a> · <a href='#provenance'>provenance</a></p>", banner(cfg),
              f"<h2 id='table1'>Table 1</h2><p>{caption('table1')}</p>{markdown_table(md)}",
              table(results / "recovered.csv", "Recovered % (with LoRA vs full)", "recovered_table"),
              f"<h2 id='comparison'>Comparison with the paper</h2><p>{caption('paper_comparison_table')}</p>"
              f"{markdown_table(cmp)}",
+             hidden(results),
              "<h2 id='figures'>Figures</h2>", *(figure(results / "figures", n, t) for n, t in FIGURES),
              plan(cfg), provenance(results, cfg), "</body></html>"]
     return "\n".join(parts)

@@ -36,7 +36,7 @@ from pathlib import Path
 
 import yaml
 
-from elicit import grid, integrity
+from elicit import grid, integrity, variants
 from elicit.config import check
 
 ORDER = ("corrupt", "failed", "running", "incomplete", "outdated", "missing", "done")
@@ -48,7 +48,8 @@ def the_grid(cfg: dict, sizes: list[str] | None = None) -> dict:
     unknown = [s for s in sizes or [] if s not in cfg["models"]]
     if unknown:
         raise SystemExit(f"status: sizes {unknown} are not in the config's models")
-    return {"sizes": list(sizes or cfg["sizes"]), "configs": grid.configurations(cfg["data"]["subsets"]),
+    return {"sizes": list(sizes or cfg["sizes"]),
+            "configs": grid.configurations(cfg["data"]["subsets"]) + variants.cells(cfg),  # + `lora@<variant>`...
             "tasks": list(cfg["eval"]["tasks"]), "seeds": list(cfg["eval"]["seeds"])}
 
 
@@ -150,8 +151,9 @@ def collect(cfg: dict, g: dict, workdir: Path, plan_rows: dict) -> dict:
            "queued": slurm_comments(workdir), "locked": locked_outputs(workdir)}
     cells, models = [], {}
     for size in g["sizes"]:
-        for config in g["configs"]:
-            if config not in ("base", "skyline"):
+        for cell in g["configs"]:
+            config = variants.model_run(cfg, cell)  # a variant's cell may evaluate the default's model
+            if config not in ("base", "skyline") and f"{size}/{config}" not in models:
                 sel = grid.selection(size, config)
                 hurt = [m for p, m in damaged.items() if p.startswith((f"results/train/{size}/{config}/",
                                                                         f"results/models/{size}/{config}/"))]
@@ -161,11 +163,11 @@ def collect(cfg: dict, g: dict, workdir: Path, plan_rows: dict) -> dict:
             for task in g["tasks"]:
                 seeds = {}
                 for seed in g["seeds"]:
-                    rel = f"{size}/{config}/{task}/seed{seed}"
+                    rel = f"{size}/{cell}/{task}/seed{seed}"
                     seeds[seed] = state_of(f"results/eval/{rel}.json", res / "logs" / "eval" / f"{rel}.log", ctx,
-                                           f"rule_evaluate_wildcards_{size}_{config}_{task}_{seed}")
+                                           f"rule_evaluate_wildcards_{size}_{cell}_{task}_{seed}")
                 worst = min((s for s, _ in seeds.values()), key=ORDER.index)
-                cells.append({"size": size, "configuration": config, "task": task,
+                cells.append({"size": size, "configuration": cell, "task": task,
                               "model": models.get(f"{size}/{config}", ("-", ""))[0], "state": worst,
                               "done": sum(s == "done" for s, _ in seeds.values()), "n": len(seeds),
                               "seeds": {k: {"state": s, "why": w} for k, (s, w) in seeds.items()}})

@@ -16,6 +16,7 @@ import jsonschema
 import yaml
 
 from elicit import REPO
+from elicit import variants
 from elicit.data import split_problems
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -76,6 +77,8 @@ def check(config: dict) -> dict:
         for t in tasks:
             if t not in config["eval"]["tasks"]:
                 problems.append(f"benchmarks.{name}: task {t!r} is not in eval.tasks")
+    problems += variants.problems(config, lambda cfg: [
+        f"{_key(e.absolute_path)}: {e.message}" for e in jsonschema.Draft202012Validator(schema).iter_errors(cfg)])
     if problems:
         raise ConfigError("invalid config:\n" + "\n".join(f"  {p}" for p in problems))
     return config

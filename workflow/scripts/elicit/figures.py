@@ -3,7 +3,10 @@
 
   recovered          Figure 1: Recovered % of every full finetune against training-set size, one
                      line per model size, one panel per benchmark; bars = 95 % paired-bootstrap
-                     intervals; a size whose skyline − base interval contains 0 is left out
+                     intervals; a size whose skyline − base interval contains 0 is drawn dashed
+                     (uncertain denominator), only skyline == base is left out
+  scaling_fit        the fitted line Recovered % = a + b log2(examples) per size, and b against
+                     the parameter count (elicit/scaling.py)
   val_loss_gain      Figure 2: validation-loss decrease against performance gain (trained − base)
                      of every full finetune; × marks each size's centroid
   bars               Figure 3: base, skyline, full finetune on the largest subset and LoRA per size
@@ -24,6 +27,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import ScalarFormatter  # noqa: E402
@@ -34,8 +38,10 @@ from elicit.atomic import atomic_path  # noqa: E402
 # Okabe & Ito (2008), distinguishable under every common colour-vision deficiency
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#F0E442", "#000000"]
 COLOURS = {"base": "#999999", "skyline": "#0072B2", "full": "#E69F00", "lora": "#009E73"}
-KINDS = {k: (grid.LABELS[k] + (", largest subset" if k == "full" else ""), c) for k, c in COLOURS.items()}
-NAMES = ["recovered", "val_loss_gain", "bars", "absolute", "paper_comparison", "training_curves"]
+def kind_label(kind: str) -> str:
+    """The legend's name of a configuration kind: grid.LABELS (the config's `labels`), read at draw time."""
+    return grid.LABELS[kind] + (", largest subset" if kind == "full" else "")
+NAMES = ["recovered", "val_loss_gain", "bars", "absolute", "paper_comparison", "training_curves", "scaling_fit"]
 
 
 def _style() -> None:
@@ -84,37 +90,87 @@ def _log2_x(ax, values) -> None:
 
 
 def recovered(rec: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: Path) -> list[Path]:
-    """Figure 1. A size is left out of a panel (and named in its title) where Recovered % is
-    undefined: skyline == base, or the 95 % interval of skyline − base contains 0 (without
-    intervals: the gap is within one combined standard error, as the paper leaves 1.5B GPQA out)."""
+    """Figure 1. Every size with a Recovered % is drawn; one whose denominator is uncertain (the 95 %
+    interval of skyline − base contains 0; without intervals: the gap is within one combined
+    standard error) is drawn dashed with hollow markers and named in the panel's title. Only a size
+    whose skyline equals its base (no denominator at all) is left out, and named."""
     pal = palette(sizes)
     full = rec[rec["configuration"] == "full"]
     fig, axes = _panels(len(benchmarks))
     for ax, bench in zip(axes[0], benchmarks):
         b = full[full["benchmark"] == bench]
         has_ci = "undefined_ci" in b and b["ci_lo"].notna().any()
-        omit = b["undefined"].astype(bool) | (b["undefined_ci"].astype(bool) if has_ci else b["gap_z"].abs() <= 1)
-        sub = b[~omit]
+        none = b["undefined"].astype(bool)
+        shaky = ~none & (b["undefined_ci"].astype(bool) if has_ci else b["gap_z"].abs() <= 1)
+        sub = b[~none]
         present = _present(sizes, sub)
         for k, size in enumerate(present):
             g = sub[sub["size"] == size].sort_values("train_examples")
+            uncertain = bool(shaky[g.index].any())
             # a small multiplicative dodge per size (log axis) keeps equal values apart
             x = g["train_examples"].astype(int) * 2 ** (0.06 * (k - (len(present) - 1) / 2))
-            yerr = [g["recovered_pct"] - g["ci_lo"], g["ci_hi"] - g["recovered_pct"]] if has_ci else None
-            ax.errorbar(x, g["recovered_pct"], yerr=yerr, color=pal[size], marker="o", ms=5, capsize=3,
-                        lw=1.6, label=size)
+            yerr = ([g["recovered_pct"] - g["ci_lo"], g["ci_hi"] - g["recovered_pct"]]
+                    if has_ci and g["ci_lo"].notna().any() else None)
+            ax.errorbar(x, g["recovered_pct"], yerr=yerr, color=pal[size], marker="o", ms=5, capsize=3, lw=1.6,
+                        ls="--" if uncertain else "-", mfc="white" if uncertain else pal[size],
+                        label=size + (" (uncertain denominator)" if uncertain else ""))
         if sub.empty:
-            _empty(ax, "no size whose skyline measurably beats its base")
+            _empty(ax, "no size whose skyline differs from its base")
         else:
             _log2_x(ax, sub["train_examples"].astype(int).unique())
             ax.axhline(0, color="grey", lw=0.8)
             ax.axhline(100, color="grey", lw=0.8, ls=":")
             ax.legend(title="Model size", fontsize=9, title_fontsize=9)
-        dropped = [s for s in sizes if s in set(b.loc[omit, "size"])]
-        ax.set_title(bench + (f"\n(left out, skyline − base not above 0: {', '.join(dropped)})" if dropped else ""),
-                     fontsize=11)
+        notes = []
+        if shaky.any():
+            notes.append("dashed, skyline − base interval contains 0: "
+                         + ", ".join(s for s in sizes if s in set(b.loc[shaky, "size"])))
+        if none.any():
+            notes.append("left out, skyline = base: " + ", ".join(s for s in sizes if s in set(b.loc[none, "size"])))
+        ax.set_title(bench + "".join(f"\n({n})" for n in notes), fontsize=11)
         ax.set_xlabel("Training examples (log₂ scale)")
         ax.set_ylabel("Recovered (% of skyline − base)")
+    return save(fig, path)
+
+
+def scaling_fit(table: pd.DataFrame, points: dict, sizes: list[str], benchmarks: list[str], path: Path) -> list[Path]:
+    """Recovered % against log2(examples) per size with its fitted line (slope and 95 % interval in the
+    legend, 50 % dotted); below, each size's slope against its parameter count (log scale)."""
+    pal = palette(sizes)
+    fig, axes = _panels(len(benchmarks), rows=2, h=3.6)
+    for j, bench in enumerate(benchmarks):
+        ax, ax2 = axes[0][j], axes[1][j]
+        t = table[table["benchmark"] == bench] if not table.empty else table
+        for _, r in t.iterrows():
+            n, y = points[(r["size"], bench)]
+            xs = np.linspace(np.log2(n.min()), np.log2(n.max()), 20)
+            ax.plot(n, y, "o", color=pal[r["size"]], ms=5)
+            ax.plot(2 ** xs, r["intercept"] + r["slope"] * xs, color=pal[r["size"]], lw=1.4,
+                    label=f"{r['size']}: {r['slope']:+.1f} [{r['slope_lo']:+.1f}, {r['slope_hi']:+.1f}] / doubling")
+        if t.empty:
+            _empty(ax, "no size with two full finetunes and a defined Recovered %")
+            _empty(ax2, "no slopes")
+            ax.set_title(bench, fontsize=11)
+            continue
+        _log2_x(ax, sorted({int(v) for k, (n, _) in points.items() if k[1] == bench for v in n}))
+        ax.axhline(50, color="grey", lw=0.8, ls=":")
+        ax.legend(fontsize=8)
+        ax.set_title(f"{bench}: Recovered % = a + b·log₂(examples)", fontsize=11)
+        ax.set_xlabel("Training examples (log₂ scale)")
+        ax.set_ylabel("Recovered (%)")
+        p = t.dropna(subset=["params"])
+        for _, r in p.iterrows():
+            ax2.errorbar([r["params"]], [r["slope"]], yerr=[[r["slope"] - r["slope_lo"]], [r["slope_hi"] - r["slope"]]],
+                         color=pal[r["size"]], marker="o", capsize=3)
+        if not p.empty:
+            ax2.set_xscale("log")
+        if p["size"].nunique() >= 2:  # scaling.slope_vs_params: slope = c + d ln(parameters)
+            d, c = np.polyfit(np.log(p["params"].astype(float)), p["slope"].astype(float), 1)
+            xs = np.geomspace(p["params"].min(), p["params"].max(), 20)
+            ax2.plot(xs, c + d * np.log(xs), color="grey", lw=1, ls="--", label=f"{d:+.1f} per ln(parameters)")
+            ax2.legend(fontsize=8)
+        ax2.set_xlabel("Parameters (log scale)")
+        ax2.set_ylabel("Slope b (points per doubling)")
     return save(fig, path)
 
 
@@ -174,8 +230,8 @@ def bars(summary: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: P
         for k, kind in enumerate(kinds):
             g = sub[sub["configuration"] == kind].set_index("size")
             xs = [i + (k - (len(kinds) - 1) / 2) * width for i, s in enumerate(order) if s in g.index]
-            ax.bar(xs, [g.loc[s, "mean"] for s in order if s in g.index], width, color=KINDS[kind][1],
-                   label=KINDS[kind][0], yerr=[g.loc[s, "stderr"] for s in order if s in g.index],
+            ax.bar(xs, [g.loc[s, "mean"] for s in order if s in g.index], width, color=COLOURS[kind],
+                   label=kind_label(kind), yerr=[g.loc[s, "stderr"] for s in order if s in g.index],
                    capsize=3, error_kw={"linewidth": 1}, edgecolor="white")
         ax.set_xticks(range(len(order)), [_size_tick(s, sub) for s in order])
         ax.set_xlabel("Model size")
@@ -291,10 +347,12 @@ def training_curves(curves: pd.DataFrame, sel: pd.DataFrame, sizes: list[str], p
 
 
 def all_figures(fig_dir: Path, sizes: list[str], benchmarks: list[str], *, rec, gain, summary, cmp, paper_sizes,
-                curves, selections) -> None:
+                curves, selections, scaling=None) -> None:
     recovered(rec, sizes, benchmarks, fig_dir / "recovered.png")
     val_loss_gain(gain, sizes, benchmarks, fig_dir / "val_loss_gain.png")
     bars(summary, sizes, benchmarks, fig_dir / "bars.png")
     absolute(summary, sizes, benchmarks, fig_dir / "absolute.png")
     paper_comparison(cmp, sizes, benchmarks, fig_dir / "paper_comparison.png", paper_sizes)
     training_curves(curves, selections, sizes, fig_dir / "training_curves.png")
+    table, points = scaling if scaling is not None else (pd.DataFrame(), {})
+    scaling_fit(table, points, sizes, benchmarks, fig_dir / "scaling_fit.png")

@@ -11,11 +11,19 @@ from pathlib import Path
 KINDS = ("base", "skyline", "lora", "full")  # the table's order
 ORDER = {kind: i for i, kind in enumerate(KINDS)}
 REFERENCES = ("base", "skyline")
-CONFIG_PATTERN = "base|skyline|lora|full-[0-9]+"
-TRAINED_PATTERN = "lora|full-[0-9]+"
+VARIANT = "(?:@[a-z0-9][a-z0-9.]*(?:-[a-z0-9.]+)*)?"  # a variant's cell: `lora@lora-alpha1` (elicit/variants.py)
+CONFIG_PATTERN = "(?:base|skyline|lora|full-[0-9]+)" + VARIANT
+TRAINED_PATTERN = "(?:lora|full-[0-9]+)" + VARIANT
 LABELS = {"base": "Qwen2.5-Instruct (base)", "skyline": "DeepSeek-R1-Distill", "lora": "LoRA",
           "full": "Full finetune"}
 SHORT = {"base": "Base", "skyline": "Skyline", "lora": "LoRA", "full": "Full"}
+PAPER_LABELS = dict(LABELS)
+
+
+def set_labels(labels: dict) -> None:
+    """The config's `labels` (e.g. the demo's "Tiny random base (demo)"): the paper's names otherwise."""
+    LABELS.clear()
+    LABELS.update({**PAPER_LABELS, **{k: v for k, v in labels.items() if k in PAPER_LABELS and v}})
 
 
 def trained(subsets) -> list[str]:
@@ -28,7 +36,8 @@ def configurations(subsets) -> list[str]:
 
 
 def parse(name: str) -> tuple[str, int | None]:
-    """`full-29` -> ("full", 29); `lora` -> ("lora", None)."""
+    """`full-29` -> ("full", 29); `lora` -> ("lora", None); a variant's `full-29@v` -> ("full", 29)."""
+    name = name.split("@", 1)[0]
     if name.startswith("full-"):
         return "full", int(name.split("-", 1)[1])
     return name, None

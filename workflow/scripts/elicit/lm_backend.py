@@ -33,6 +33,10 @@ Importing this module registers, with lm-eval's model registry:
 The sidecar is NOT a declared Snakemake output (Snakemake deletes declared outputs before a
 job starts); eval_cell.py names it `<out>.partial.jsonl` and deletes it once OUT is written.
 
+Per answer the backends also record n_new_tokens and stop_reason (elicit/stops.stop_info on the
+generated ids: eos | stop:<string> | max_gen_toks) in the sidecar and in `doc_meta` (eval_cell.py
+writes them to the samples file).
+
 Model args beyond HFLM's: partial_path (str, '' = no sidecar), resume_seed (int).
 Test hook: env LM_BACKEND_SIGTERM_AFTER=k sends SIGTERM to this process once k answers
 are in the sidecar (as SLURM would), so tests can kill a run at a known point.
@@ -51,6 +55,7 @@ from lm_eval.models.huggingface import HFLM
 SIDE_VERSION = 2  # 2: sampling seeds no longer depend on the model (answers of 1 are not reused)
 # Settings that name the model: they key the sidecar's answers, never the sampling seeds.
 MODEL_SETTINGS = ("model", "peft", "revision")
+META = ("n_new_tokens", "stop_reason")  # per answer, from elicit.stops.stop_info (sidecar + samples)
 
 
 class PromptTooLong(ValueError):
@@ -94,6 +99,7 @@ class ResumableMixin:
         self.sampling = _sha("sampling", self.resume_seed,
                              {k: v for k, v in settings.items() if k not in MODEL_SETTINGS})
         self.stats = {"requests": 0, "reused": 0, "generated": 0, "batches_generated": 0, "generate_s": 0.0}
+        self.answer_meta, self.batch_meta, self.doc_meta = {}, [], {}  # META per key / last batch / (task, doc)
 
     # ------------------------------------------------------------------ sidecar
     def sidecar_files(self) -> list[Path]:
@@ -115,6 +121,7 @@ class ResumableMixin:
                         continue
                     if isinstance(row, dict) and "key" in row and "response" in row:
                         done[row["key"]] = row["response"]
+                        self.answer_meta[row["key"]] = {k: row.get(k) for k in META}
         return done
 
     def _append_sidecar(self, rows: list[dict]) -> None:
@@ -180,8 +187,37 @@ class ResumableMixin:
         return batches
 
     def generate_batch_answers(self, reqs) -> list[str]:
-        """Backend hook: answers for one fixed batch, in the order of `reqs`."""
-        return HFLM.generate_until(self, reqs, disable_tqdm=True)
+        """Backend hook: answers for one fixed batch, in the order of `reqs`; sets self.batch_meta
+        (n_new_tokens, stop_reason per answer) from the token ids HF generate returned."""
+        rows = []
+
+        def capture(**kw):  # HFLM.generate_until -> _model_generate: keep the ids it returns
+            out = type(self)._model_generate(self, **kw)
+            width = kw["context"].shape[1]
+            rows.extend((r[width:], kw["stop"], kw["max_length"] - width) for r in out.tolist())
+            return out
+
+        self._model_generate = capture
+        try:
+            answers = HFLM.generate_until(self, reqs, disable_tqdm=True)
+        finally:
+            del self._model_generate
+        # HFLM's Collator order (longest prompt first, then text: a stable sort) -> ours
+        order = sorted(range(len(reqs)), key=lambda i: (-len(self.tok_encode(reqs[i].args[0])), reqs[i].args[0]))
+        self.batch_meta = [{}] * len(reqs)
+        if len(rows) == len(reqs):
+            for i, (ids, until, mgt) in zip(order, rows):
+                self.batch_meta[i] = self.stop_meta(ids, until, mgt)
+        return answers
+
+    def stop_meta(self, ids, until, max_gen_toks) -> dict:
+        from elicit.stops import stop_info
+
+        gc_eos = getattr(self.model.generation_config, "eos_token_id", None)
+        eos = set(gc_eos if isinstance(gc_eos, (list, tuple)) else [gc_eos] if gc_eos is not None else [])
+        eos |= {int(self.eot_token_id)} if self.eot_token_id is not None else set()
+        n, why = stop_info(ids, eos, until, max_gen_toks, self.tok_decode, self.tokenizer.pad_token_id)
+        return {"n_new_tokens": n, "stop_reason": why}
 
     def generate_until(self, requests, disable_tqdm: bool = False) -> list[str]:
         import time
@@ -207,15 +243,18 @@ class ResumableMixin:
         new = {}
         for batch in todo[self.dp_rank::self.dp_world]:  # dp: every world-th missing batch
             torch.manual_seed(int(_sha(self.sampling, [seeds[i] for i in batch])[:15], 16))
+            self.batch_meta = []
             answers = self.generate_batch_answers([requests[i] for i in batch])
+            metas = self.batch_meta if len(self.batch_meta) == len(batch) else [{}] * len(batch)
             rows = []
-            for i, ans in zip(batch, answers):
+            for i, ans, meta in zip(batch, answers, metas):
+                self.answer_meta[keys[i]] = {k: meta.get(k) for k in META}
                 if keys[i] not in done:
                     self.stats["generated"] += 1
                     pbar.update(1)
                 done[keys[i]] = new[keys[i]] = ans
                 rows.append({"key": keys[i], "task": requests[i].task_name, "doc_id": requests[i].doc_id,
-                             "response": ans})
+                             "response": ans, **self.answer_meta[keys[i]]})
             self.stats["batches_generated"] += 1
             self._append_sidecar(rows)
         pbar.close()
@@ -226,8 +265,14 @@ class ResumableMixin:
             dist.all_gather_object(parts, new, group=self.group)
             for part in parts:
                 done.update(part)
+            metas = [None] * self.dp_world
+            dist.all_gather_object(metas, {k: self.answer_meta.get(k) for k in new}, group=self.group)
+            for part in metas:
+                self.answer_meta.update({k: v for k, v in part.items() if v})
             self.stats["generated"] = sum(len(p) for p in parts)
         self.stats["generate_s"] += round(time.perf_counter() - t0, 3)  # wall time, the slowest rank's
+        for r, k in zip(requests, keys):  # eval_cell adds them to the samples file
+            self.doc_meta[(r.task_name, r.doc_id)] = self.answer_meta.get(k) or {}
         return [done[k] for k in keys]
 
 

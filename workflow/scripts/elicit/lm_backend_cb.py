@@ -93,13 +93,14 @@ class ContinuousBatchingHFLM(ResumableHFLM):
         results = list(out.values())  # transformers returns them in input order
         if len(results) != len(inputs):
             raise RuntimeError(f"continuous batching returned {len(results)} of {len(inputs)} answers")
-        answers = []
+        answers, self.batch_meta = [], []
         for res in results:
             if res.error:
                 raise RuntimeError(f"continuous batching request {res.request_id} failed: {res.error}")
             toks = list(res.generated_tokens)
             self.cb_stats["generated_tokens"] += len(toks)
             s = self.tok_decode(toks)
+            self.batch_meta.append(self.stop_meta(toks, until, gcfg.max_new_tokens))
             answers.append(postprocess_generated_text(generation=s, stop=until, think_end_token=None))
         self.cb_stats["calls"] += 1
         return answers

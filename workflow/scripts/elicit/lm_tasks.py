@@ -5,9 +5,13 @@
       the Task with its documents a function of the configuration: GPQA shuffles its choices
       with Python's global `random` inside a datasets map, which datasets would cache keyed by
       the code, not the random state, so any earlier process (an unseeded fetch, another
-      machine) would fix the order. Transforms are not cached, Python's random is seeded with
-      PYTHON_SEED right before the task is built, and the documents computed then are frozen on
-      the task (lm-eval reads eval_docs again to score, and process_docs runs on every read).
+      machine) would fix the order. lm-eval maps process_docs twice while building a task
+      (few-shot split, then evaluation split); plain lm-eval on a fresh machine (cache on)
+      reuses the FIRST map's result for the second. We give exactly that, whatever the disk
+      cache holds: the disk cache is off and `fresh_cache` replays a fresh one in memory (a map
+      of the same dataset and function returns the first result). Python's random is seeded
+      with PYTHON_SEED right before the task is built, and the documents computed then are
+      frozen on the task (lm-eval reads eval_docs again to score; process_docs runs per read).
       Every datasets.load_dataset call is recorded (hub path, name, revision; `revision` pins
       it) and the commit the cache holds is resolved offline.
   prompts_sha256(samples)             sha256 over (doc_id, prompt, target): equal iff same prompts
@@ -57,6 +61,32 @@ def dataset_loads(revision: str | None):
         datasets.load_dataset = orig
 
 
+@contextlib.contextmanager
+def fresh_cache():
+    """Dataset.map as a fresh datasets cache answers it within one task build: the same dataset
+    (fingerprint) mapped by the same function (datasets' own hash of it) and arguments returns the
+    first result, as the cache hit of plain lm-eval's second process_docs does."""
+    import datasets
+    from datasets.fingerprint import Hasher
+
+    orig, memo = datasets.Dataset.map, {}
+
+    def cached_map(self, function=None, *args, **kwargs):
+        try:
+            key = (self._fingerprint, Hasher.hash(function), Hasher.hash((args, kwargs)))
+        except Exception:  # an unhashable transform: datasets would not cache it either
+            return orig(self, function, *args, **kwargs)
+        if key not in memo:
+            memo[key] = orig(self, function, *args, **kwargs)
+        return memo[key]
+
+    datasets.Dataset.map = cached_map
+    try:
+        yield
+    finally:
+        datasets.Dataset.map = orig
+
+
 def build_task(task: str, include_paths, revision: str | None = None, tm=None):
     """(Task, TaskManager, {path, name, revision, resolved} of its hub dataset or None); see above."""
     import random
@@ -68,7 +98,7 @@ def build_task(task: str, include_paths, revision: str | None = None, tm=None):
     datasets.disable_caching()
     tm = tm if tm is not None and task in tm.all_tasks else task_manager(task, include_paths)
     random.seed(PYTHON_SEED)
-    with dataset_loads(revision) as calls:
+    with dataset_loads(revision) as calls, fresh_cache():
         obj = tm.load([task])["tasks"][task]
     docs = obj.task_docs  # computed once in Task.__init__ under the seed above
     obj.test_docs = obj.validation_docs = lambda: docs

@@ -209,3 +209,55 @@ def intervals_markdown(summary: pd.DataFrame, gains: pd.DataFrame, rec: pd.DataF
             val = "undefined" if x["undefined_ci"] else _ci(x["recovered_pct"], x["ci_lo"], x["ci_hi"], "{:.0f}")
             lines.append(f"- {x['size']} {x['benchmark']} (full: {x['train_examples']} examples): {val} %")
     return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------- what a score hides
+def stops_markdown(stops: pd.DataFrame, sizes: list[str]) -> str:
+    """Why the answers stopped, per (size, configuration, benchmark): the truncation table."""
+    lines = ["### Why the answers stopped", "",
+             "Per cell, the answers (problems × seeds) that ended their turn (eos), hit one of the task's stop "
+             "strings (stop: upstream AIME stops at `Question:`, so a trace that restates the problem is cut "
+             "there) or ran into `max_gen_toks` (truncated); unrecorded: a backend that does not record it "
+             "(plain `hf`) or a cell evaluated before it was recorded.", "",
+             "| Model size | Configuration | Benchmark | Answers | eos | stop string | max_gen_toks | truncated % "
+             "| mean new tokens | stop strings hit | unrecorded |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for _, r in order(stops, sizes).iterrows() if not stops.empty else []:
+        mean = "—" if pd.isna(r["mean_new_tokens"]) else f"{r['mean_new_tokens']:.0f}"
+        lines.append(f"| {r['size']} | {grid.label(r['configuration'], r['train_examples'])} | {r['benchmark']} | "
+                     f"{r['answers']} | {r['eos']} | {r['stop']} | {r['max_gen_toks']} | {r['truncated_pct']:.1f} | "
+                     f"{mean} | {r['stop_strings'] or '—'} | {r['unrecorded']} |")
+    return "\n".join(lines) + "\n"
+
+
+def robust_markdown(t1: pd.DataFrame, rec: pd.DataFrame, summary: pd.DataFrame, gains: pd.DataFrame,
+                    sizes: list[str], agree: pd.DataFrame, examples: list[str]) -> str:
+    """Table 1 under the second scorer (elicit/robust.py), its intervals, and where the scorers disagree."""
+    head = ["# Table 1 under a second scorer", "",
+            "The same saved answers, no new generation, scored on the final answer after the reasoning trace "
+            "(the last `\\boxed{}` read by math-verify for AIME; the last `\\boxed{C}`, `Answer: C`, "
+            "`**Answer:** C`, `The answer is (C)` or `(C)` for GPQA). Table 1 itself stays on upstream's metric; "
+            "this one shows how much the conclusions depend on answer extraction.", ""]
+    n = int(agree["disagree"].sum()) if not agree.empty else 0
+    total = int(agree["answers"].sum()) if not agree.empty else 0
+    tail = ["", f"### Where the two scorers disagree: {n} of {total} answers (per cell: scorer_agreement.csv)", ""]
+    tail += examples or ["No disagreement."]
+    return "\n".join(head) + "\n" + markdown(t1, rec) + intervals_markdown(summary, gains, rec, sizes) \
+        + "\n".join(tail) + "\n"
+
+
+def variants_markdown(var: pd.DataFrame, sizes: list[str]) -> str:
+    """Table 1c: every variant's cells (config `variants`) beside the defaults', Recovered % included."""
+    if var.empty:
+        return ""
+    lines = ["", "### Table 1c. Variants", "",
+             "Each variant's own cells (config `variants`), beside the default's: score with its 95 % interval, "
+             "the change, Recovered % (with the variant's base and skyline where it re-evaluated them).", "",
+             "| Variant | Model size | Configuration | Benchmark | Score (%) | Default (%) | Change | Recovered % "
+             "| Default Recovered % |", "|---|---|---|---|---|---|---|---|---|"]
+    for _, r in var.iterrows():
+        rec = "—" if pd.isna(r["recovered_pct"]) else _ci(r["recovered_pct"], r["rec_ci_lo"], r["rec_ci_hi"], "{:.0f}")
+        dflt = "—" if pd.isna(r["default_recovered_pct"]) else f"{r['default_recovered_pct']:.0f}"
+        lines.append(f"| {r['variant']} | {r['size']} | {grid.label(r['configuration'], r['train_examples'])} | "
+                     f"{r['benchmark']} | {_ci(r['mean'], r['ci_lo'], r['ci_hi'])} | {r['default_mean']:.2f} | "
+                     f"{r['diff']:+.2f} | {rec} | {dflt} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,108 @@
+"""What a score hides, aggregated from saved answers: stop reasons, the second scorer, the scaling fit,
+variants as extra rows, labels from config, and Figure 1 keeping an uncertain denominator."""
+import json
+
+import pandas as pd
+import pytest
+
+import aggregate
+from elicit import figures, scaling
+
+BENCH = {"AIME": ["aime"], "GPQA": ["gpqa"]}
+N = 20
+CORRECT = {"base": 0, "skyline": 20, "full-4": 5, "full-8": 10, "full-16": 15, "lora": 8, "lora@a1": 2}
+
+
+def answer(task, doc, right):
+    """(response, target, upstream score): GPQA's last doc says \\boxed{C} after a trace that names
+    (A): upstream's last-"(X)" reading scores it 0, the second scorer 1."""
+    if task == "aime":
+        return (f"<think>x</think>\\boxed{{{doc if right else 999}}}", str(doc), int(right))
+    if doc == N - 1:
+        return "<think>(A) is wrong</think> So the answer is $\\boxed{C}$.", "(C)", 0
+    return (f"The answer is ({'C' if right else 'B'})", "(C)", int(right))
+
+
+def put(root, size, config, task, seed, k):
+    p = root / "eval" / size / config / task / f"seed{seed}.json"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for doc in range(N):
+        response, target, score = answer(task, doc, doc < k)
+        reason = "max_gen_toks" if doc == 0 else "stop:Question:" if doc == 1 else "eos"
+        rows.append({"doc_id": doc, "target": target, "response": response, "filtered": "x", "score": score,
+                     "n_new_tokens": 100 if doc == 0 else 10, "stop_reason": reason})
+    p.write_text(json.dumps({"score": 100 * sum(r["score"] for r in rows) / N, "n_samples": N}))
+    p.with_name(p.stem + ".samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+@pytest.fixture
+def results(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "manifest.json").write_text(json.dumps({"n_rows": 100}))
+    for config, k in CORRECT.items():
+        for task in ("aime", "gpqa"):
+            for seed in (0, 1):
+                put(tmp_path, "7B", config, task, seed, k)
+    return tmp_path
+
+
+def test_hidden_outputs(results):
+    aggregate.run(results, ["7B"], BENCH, paper=None, n_boot=200, labels={"base": "Tiny base (demo)"},
+                  params={"7B": 7e9}, variants={"a1": ["lora"]})
+    stops = pd.read_csv(results / "stop_reasons.csv").set_index(["configuration", "train_examples", "benchmark"])
+    row = stops.loc[("full", 8, "AIME")]  # 20 problems x 2 seeds
+    assert (row["answers"], row["eos"], row["stop"], row["max_gen_toks"]) == (40, 36, 2, 2)
+    assert row["truncated_pct"] == pytest.approx(5.0) and row["stop_strings"] == "Question:"
+    assert row["mean_new_tokens"] == pytest.approx((100 + 19 * 10) / 20)
+    assert "| 7B | Full finetune (8 examples) | AIME | 40 | 36 | 2 | 2 | 5.0 | 14 | Question: | 0 |" in \
+        (results / "stop_reasons.md").read_text()
+    agree = pd.read_csv(results / "scorer_agreement.csv").set_index(["configuration", "train_examples", "task"])
+    assert agree.loc[("full", 8, "gpqa"), ["only_robust", "only_upstream", "answers"]].tolist() == [2, 0, 40]
+    assert agree.loc[("full", 8, "aime"), "disagree"] == 0
+    # Table 1 stays upstream's; the robust table counts the boxed letter: GPQA full-8 10/20 -> 11/20
+    t1 = pd.read_csv(results / "table1.csv").set_index(["configuration", "train_examples"])
+    rb = pd.read_csv(results / "table1_robust.csv").set_index(["configuration", "train_examples"])
+    assert t1.loc[("full", 8), "GPQA"].startswith("50.00") and rb.loc[("full", 8), "GPQA"].startswith("55.00")
+    assert "disagree: 12 of 480 answers" in (results / "table1_robust.md").read_text()  # 6 GPQA cells x 2 seeds
+    assert "second scorer `C` (1)" in (results / "table1_robust.md").read_text()
+    # scaling: AIME Recovered % 25, 50, 75 at 4, 8, 16 examples: 25 points per doubling, 50 % at 8
+    fit = pd.read_csv(results / "scaling_fit.csv").set_index("benchmark")
+    assert fit.loc["AIME", "slope"] == pytest.approx(25.0)
+    assert fit.loc["AIME", "slope_lo"] <= 25.0 <= fit.loc["AIME", "slope_hi"]
+    assert fit.loc["AIME", "examples_50"] == pytest.approx(8.0) and fit.loc["AIME", "params"] == 7e9
+    assert (results / "figures" / "scaling_fit.png").stat().st_size > 10_000
+    # the variant: its LoRA cell beside the default's, Recovered % included
+    var = pd.read_csv(results / "variants.csv").set_index(["variant", "configuration", "benchmark"])
+    assert var.loc[("a1", "lora", "AIME"), "mean"] == pytest.approx(10.0)
+    assert var.loc[("a1", "lora", "AIME"), "default_mean"] == pytest.approx(40.0)
+    assert var.loc[("a1", "lora", "AIME"), "recovered_pct"] == pytest.approx(10.0)
+    md = (results / "table1.md").read_text()
+    assert "Table 1c. Variants" in md and "| a1 | 7B |" in md
+    assert "| 7B | Tiny base (demo) |" in md  # labels from config
+    # the variant's cells never enter the default grid
+    assert pd.read_parquet(results / "samples.parquet")["configuration"].value_counts()["lora"] == 2 * 2 * N
+
+
+def test_not_reached_within_the_data(results):
+    for seed in (0, 1):  # full finetunes recover 5, 10, 15 % only: the line reaches 50 % far beyond 16
+        for config, k in (("full-4", 1), ("full-8", 2), ("full-16", 3)):
+            put(results, "7B", config, "aime", seed, k)
+    tidy, samples = aggregate.collect(results, ["7B"])
+    fit, _ = scaling.fit(samples, BENCH, n_boot=100)
+    row = fit.set_index("benchmark").loc["AIME"]
+    assert row["slope"] == pytest.approx(5.0) and pd.isna(row["examples_50"])
+    assert row["examples_50_note"] == scaling.NOT_REACHED
+
+
+def test_figure1_keeps_an_uncertain_denominator(tmp_path, monkeypatch):
+    drawn = {}
+    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.setdefault("fig", fig))
+    rec = pd.DataFrame({"size": ["1.5B", "1.5B", "7B", "7B"], "configuration": "full", "train_examples": [29, 58] * 2,
+                        "benchmark": "GPQA", "recovered_pct": [10.0, 20.0, 30.0, 60.0], "undefined": False,
+                        "gap": 5.0, "gap_z": 3.0, "ci_lo": [0.0, 5, 20, 50], "ci_hi": [30.0, 40, 40, 70],
+                        "undefined_ci": [False, False, True, True]})
+    figures.recovered(rec, ["1.5B", "7B"], ["GPQA"], tmp_path / "r.png")
+    ax = drawn["fig"].axes[0]
+    assert ax.get_legend_handles_labels()[1] == ["1.5B", "7B (uncertain denominator)"]
+    assert "contains 0: 7B" in ax.get_title()

@@ -1,0 +1,47 @@
+"""Why an answer stopped, and after how many new tokens: from the generated token ids alone.
+
+  stop_info(ids, eos_ids, until, max_gen_toks, decode) -> (n_new_tokens, stop_reason)
+
+stop_reason is one of
+  "eos"            an end-of-turn / end-of-sequence token id (the model ended its answer)
+  "stop:<string>"  one of the task's stop strings (e.g. upstream AIME's "Question:"), the one
+                   that occurs first in the decoded answer
+  "max_gen_toks"   neither, and the answer used every allowed new token (truncated)
+  "unknown"        neither, with fewer tokens (should not happen with HF generate)
+n_new_tokens counts the tokens up to and including the one that ended the answer (the eos, or
+the last token of the stop string); trailing padding of a batch is never counted.
+
+A backend calls it once per answer with what it generated; nothing here depends on how the
+batch was run (HF generate, continuous batching), so a rewritten backend can keep calling it.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+REASONS = ("eos", "stop", "max_gen_toks", "unknown")
+
+
+def stop_info(ids: Iterable[int], eos_ids: Iterable[int], until: Iterable[str], max_gen_toks: int,
+              decode: Callable[[list[int]], str], pad_id: int | None = None) -> tuple[int, str]:
+    ids, eos = [int(t) for t in ids], {int(t) for t in eos_ids}
+    first_eos = next((i for i, t in enumerate(ids) if t in eos), None)
+    body = ids if first_eos is None else ids[:first_eos]
+    text = decode(body)
+    hits = sorted((text.find(s), i, s) for i, s in enumerate(until) if s and s in text)
+    if hits:  # a stop string ended it before any eos (a batch's padding may be an eos id)
+        s = hits[0][2]
+        lo, hi = 1, len(body)
+        while lo < hi:  # the fewest tokens whose text holds the stop string
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if s in decode(body[:mid]) else (mid + 1, hi)
+        return lo, f"stop:{s}"
+    if first_eos is not None:
+        return first_eos + 1, "eos"
+    while pad_id is not None and ids and ids[-1] == pad_id:
+        ids.pop()
+    return len(ids), "max_gen_toks" if len(ids) >= max_gen_toks else "unknown"
+
+
+def kind(reason: str | None) -> str | None:
+    """'stop:Question:' -> 'stop' (the table's columns); None stays None (no record)."""
+    return None if reason is None else reason.split(":", 1)[0]
