@@ -17,7 +17,7 @@ import argparse
 from pathlib import Path
 
 from elicit.atomic import atomic_dir, read_json, read_jsonl, write_json
-from elicit.checkpoints import link_tree, select
+from elicit.checkpoints import Diverged, link_tree, select
 
 
 def main(argv=None) -> None:
@@ -27,7 +27,10 @@ def main(argv=None) -> None:
     ap.add_argument("--tolerance", type=float, required=True, help="nats (train.tolerance)")
     args = ap.parse_args(argv)
     train_dir, out = Path(args.train_dir), Path(args.out)
-    sel = select(read_jsonl(train_dir / "metrics.jsonl"), args.tolerance)
+    try:
+        sel = select(read_jsonl(train_dir / "metrics.jsonl"), args.tolerance)
+    except Diverged as e:
+        raise SystemExit(f"select_checkpoint: {train_dir / 'metrics.jsonl'}: {e}")
     ckpt = train_dir / "checkpoints" / f"step-{sel['selected_step']}"
     if not ckpt.is_dir():
         kept = sorted(p.name for p in (train_dir / "checkpoints").glob("step-*"))

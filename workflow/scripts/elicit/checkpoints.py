@@ -28,10 +28,23 @@ def within(loss: float, best: float, tolerance: float) -> bool:
     return loss <= best + tolerance
 
 
+class Diverged(ValueError):
+    """A run whose losses went non-finite: nothing of it may be published as a finetune."""
+
+
+def finite(x) -> bool:
+    return x is not None and math.isfinite(x)
+
+
 def select(rows: list[dict], tolerance: float) -> dict:
-    """The selection rule on a finished run's rows of {step, val_loss}."""
-    evals = [(r["step"], r["val_loss"]) for r in rows if r.get("val_loss") is not None
-             and not math.isnan(r["val_loss"])]
+    """The selection rule on a finished run's rows of {step, val_loss}; a non-finite loss is never
+    selected, and a run whose only finite evaluation is step 0 (the untrained model) is Diverged."""
+    evals = [(r["step"], r["val_loss"]) for r in rows if finite(r.get("val_loss"))]
+    bad = [r["step"] for r in rows if r.get("val_loss") is not None and not finite(r["val_loss"])]
+    if bad and all(step == 0 for step, _ in evals):
+        raise Diverged(f"the run diverged: validation loss non-finite at step(s) {bad[:5]}, no finite "
+                       "evaluation after step 0; refusing to publish the untrained model as a finetune "
+                       "(lower train.lr, or lora.lr for the LoRA, and rerun)")
     if not evals:  # no validation (LoRA on every row): the final step
         last = max(r["step"] for r in rows)
         return {"selected_step": last, "best_step": None, "best_val_loss": None,
@@ -42,6 +55,15 @@ def select(rows: list[dict], tolerance: float) -> dict:
     return {"selected_step": selected_step, "selected_val_loss": selected,
             "best_step": best_step, "best_val_loss": best, "base_val_loss": base,
             "val_loss_decrease": None if base is None else base - selected, "tolerance": tolerance}
+
+
+def divergence(step: int, values: dict, lr_key: str, lr: float) -> str | None:
+    """train.py's stop message when a loss or gradient norm of `values` is non-finite, else None."""
+    bad = {k: v for k, v in values.items() if v is not None and not math.isfinite(v)}
+    if not bad:
+        return None
+    return (f"train: diverged at step {step}: {', '.join(f'{k}={v}' for k, v in bad.items())}; nothing is "
+            f"published. Lower {lr_key} (now {lr:g}, e.g. 10x lower) and rerun the plain command")
 
 
 @dataclass
@@ -55,7 +77,11 @@ class Keeper:
     bad: int = 0
 
     def observe(self, step: int, loss: float) -> bool:
-        """Record an evaluation; True when its checkpoint is to be kept (and the earlier one dropped)."""
+        """Record an evaluation; True when its checkpoint is to be kept (and the earlier one dropped).
+        A non-finite loss is never kept (inf <= inf + tolerance would hold at the first evaluation)."""
+        if not math.isfinite(loss):
+            self.bad += 1
+            return False
         if loss < self.best:  # a tie keeps the earlier best, as `select` does
             self.best, self.best_step = loss, step
         if within(loss, self.best, self.tolerance):
