@@ -85,3 +85,25 @@ def prompts_sha256(samples: list[dict]) -> str:
     from elicit.provenance import sha256_json
 
     return sha256_json([[s["doc_id"], s["prompt"], str(s["target"])] for s in samples])
+
+
+def unknown_tasks(tasks: list[str], include_path: str | None) -> str | None:
+    """A plan-time message naming the tasks lm-eval cannot build (with close names and the
+    include_path's own tasks), or None. Built-in tasks are indexed (~15 s) only when the
+    include_path's do not cover `tasks`."""
+    import difflib
+
+    from lm_eval.tasks import TaskManager
+
+    local = TaskManager(include_path=include_path, include_defaults=False) if include_path else None
+    known = set(local.all_tasks) if local else set()
+    if not set(tasks) <= known:
+        known = set(TaskManager(include_path=include_path).all_tasks)
+    unknown = [t for t in tasks if t not in known]
+    if not unknown:
+        return None
+    near = {t: difflib.get_close_matches(t, sorted(known), n=5, cutoff=0.6) for t in unknown}
+    return ("eval.tasks: unknown lm-eval task(s) " + ", ".join(
+        f"{t!r} (close: {', '.join(near[t]) or 'none'})" for t in unknown)
+        + (f"; the tasks of eval.include_path {include_path}: {', '.join(sorted(local.all_tasks))}" if local else "")
+        + f"; lm-eval knows {len(known)} tasks (`lm-eval ls tasks` lists them). Nothing was run or deleted.")
