@@ -45,7 +45,7 @@ from elicit import PACKAGE, done_cache
 from elicit import engine as engines
 from elicit.atomic import write_json, write_jsonl
 from elicit.chat import supervised_tokens
-from elicit.checkpoints import (Keeper, checkpoint_count, divergence, keep_only, load_resume, publish, published,
+from elicit.checkpoints import (Keeper, checkpoint_count, checkpoint_problems, divergence, keep_only, load_resume, publish, published,
                                 restore, save_resume)
 from elicit.data import training_examples
 from elicit.flags import dataclass_parser, help_
@@ -196,6 +196,10 @@ def restore_finished(run: Run) -> bool:
     """A finished run with the same inputs, settings and code: its outputs linked back, no training."""
     key = done_key(run)
     if not (run.out / ".done" / key / done_cache.COMPLETE).exists():
+        return False
+    damaged = checkpoint_problems(run.out / ".done" / key / "checkpoints", full=True)
+    if damaged:  # hard links of a damaged published checkpoint: train again
+        print("finished run found but damaged, training again:\n  " + "\n  ".join(damaged), flush=True)
         return False
     if run.ranks.master:
         done_cache.restore(run.out / ".done", key, published(run.out))
