@@ -91,8 +91,11 @@ def load_site(config: dict) -> dict:
     top-level key is `site:`) or the path of such a file (`--config site=path`). Every size of
     config["sizes"] must map to a partition, or `partitions.default` must exist."""
     site, where = config.get("site"), "config key `site`"
-    if site is None:
+    if "site" not in config:
         return {}
+    if site is None:  # `site:` written with nothing under it (a site.yaml emptied by mistake)
+        raise ConfigError(f"site settings ({where}): `site:` is empty; it needs at least `partitions:` "
+                          "(see profiles/slurm/site.yaml), or leave the key out for a run without SLURM")
     if isinstance(site, str):
         where = site
         try:
