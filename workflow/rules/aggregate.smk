@@ -81,7 +81,7 @@ rule report:
     output:
         "results/report.html",
     params:
-        config=lambda wc: shlex.quote(json.dumps(config, default=str)),
+        config=lambda wc: shlex.quote(canonical(config)),  # sorted keys: reordering a config file reruns nothing
     log:
         "results/logs/report.log",
     conda:

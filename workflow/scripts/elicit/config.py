@@ -39,6 +39,8 @@ def check(config: dict) -> dict:
     from snakemake.utils import validate
 
     validate(config, str(SCHEMA), set_default=True)  # fills every `default:` of the schema, in place
+    # a set, stored canonically (largest first, as the paper lists them): reordering reruns nothing
+    config["data"]["subsets"] = sorted(config["data"]["subsets"], reverse=True)
     problems = []
     for size in config["sizes"]:
         if size not in config["models"]:
