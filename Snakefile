@@ -33,3 +33,9 @@ rule all:
         "results/figures/recovered.png",
         "results/report.html",
         expand("results/data/lengths/{size}.json", size=SIZES),
+        # every intermediate a later job reads, for the same reason: a deleted published model,
+        # selection, training output, figure or table is rebuilt by the next run (issue 19)
+        expand(grid.model_dir("{size}", "{trained}"), size=SIZES, trained=TRAINED),
+        expand(grid.selection("{size}", "{trained}"), size=SIZES, trained=TRAINED),
+        [p for s in SIZES for t in TRAINED for p in grid.train_outputs(s, t).values()],
+        rules.aggregate.output,

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, copy_run, snakemake
+from tests.test_status_lock import _fake_snakemake
 
 DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 pytestmark = pytest.mark.slow
@@ -74,11 +75,21 @@ def test_each_state(run):
     # corrupt: a truncated result
     victim = run / rel.format("full-8", 1)
     victim.write_text(victim.read_text()[:40])
-    st = json.loads(subprocess.run(
-        ["python", str(ROOT / "workflow" / "scripts" / "status.py"), "--config", str(ROOT / "config" / "demo.yaml"),
-         "--workdir", str(run), "--json"], capture_output=True, text=True, check=True).stdout)
-    seeds = {(c["configuration"], k): v["state"] for c in st["cells"] if (c["size"], c["task"]) == ("tiny-a", "demo_gpqa")
-             for k, v in c["seeds"].items()}
+    def states():
+        st = json.loads(subprocess.run(
+            ["python", str(ROOT / "workflow" / "scripts" / "status.py"), "--config", str(ROOT / "config" / "demo.yaml"),
+             "--workdir", str(run), "--json"], capture_output=True, text=True, check=True).stdout)
+        return st, {(c["configuration"], k): v["state"] for c in st["cells"]
+                    if (c["size"], c["task"]) == ("tiny-a", "demo_gpqa") for k, v in c["seeds"].items()}
+
+    st, seeds = states()  # the lock of a killed run (kill -9): stale, nothing runs
+    assert seeds[("skyline", "0")] == "incomplete"
+    live = _fake_snakemake(run.parent, run)  # a snakemake working in this directory holds it
+    try:
+        st, seeds = states()
+    finally:
+        live.kill()
+        live.wait()
     assert seeds[("lora", "0")] == "missing" and seeds[("lora", "1")] == "failed"
     assert seeds[("base", "0")] == "incomplete" and seeds[("skyline", "0")] == "running"
     assert seeds[("full-8", "1")] == "corrupt" and seeds[("full-16", "0")] == "done"

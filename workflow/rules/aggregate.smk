@@ -25,6 +25,7 @@ FIGURE_LABELS = {"recovered": "1 Recovered %", "val_loss_gain": "2 Validation lo
                  "paper_comparison": "ours vs paper", "training_curves": "training curves",
                  "scaling_fit": "scaling fit"}
 REPORT = "../report"
+PAPER_TABLE = f"{workflow.basedir}/resources/paper/table1.csv"  # shell only: no checkout path in params/inputs
 
 
 def figure_output(name):
@@ -38,7 +39,6 @@ rule aggregate:
         evals=eval_outputs(),
         selections=expand(grid.selection("{size}", "{trained}"), size=SIZES, trained=TRAINED + VARIANT_TRAINED),
         manifest="results/data/manifest.json",
-        paper=f"{workflow.basedir}/resources/paper/table1.csv",
     output:
         tidy="results/tidy.parquet",
         samples="results/samples.parquet",
@@ -74,7 +74,7 @@ rule aggregate:
         configs=" ".join(CONFIGS),
         seeds=" ".join(str(s) for s in SEEDS),
         benchmarks=" ".join(f"{k}={','.join(v)}" for k, v in config["benchmarks"].items()),
-        paper_sha256=external_sha256(f"{workflow.basedir}/resources/paper/table1.csv"),
+        paper_sha256=external_sha256(PAPER_TABLE),  # its content, not its (checkout's) path
         labels=canonical(config["labels"]),
         variants=" ".join(f"{v}={','.join(variants.evaluated(config, v))}" for v in config["variants"]),
         params=" ".join(f"{s}={memory_plan_params(s)}" for s in MODELS),
@@ -84,7 +84,7 @@ rule aggregate:
         "../../envs/aggregate.yaml"
     shell:
         "python {SCRIPTS}/aggregate.py --results results --sizes {params.sizes} --configs {params.configs} "
-        "--seeds {params.seeds} --benchmarks {params.benchmarks} --paper {input.paper} --out results "
+        "--seeds {params.seeds} --benchmarks {params.benchmarks} --paper {PAPER_TABLE} --out results "
         "--labels-json {params.labels:q} --variants {params.variants} --params {params.params} > {log} 2>&1"
 
 
@@ -95,7 +95,7 @@ rule report:
     output:
         "results/report.html",
     params:
-        config=lambda wc: shlex.quote(json.dumps(config, default=str)),
+        config=lambda wc: shlex.quote(canonical(config)),  # sorted keys: reordering a config file reruns nothing
     log:
         "results/logs/report.log",
     conda:

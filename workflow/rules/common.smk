@@ -46,6 +46,17 @@ SEEDS = list(config["eval"]["seeds"])
 # lm-eval task YAMLs of the project (the demo tasks), resolved against the workflow.
 INCLUDE_PATH = (str(Path(workflow.basedir) / config["eval"]["include_path"])
                 if config["eval"]["include_path"] else "")
+# The absolute path reaches shell commands only, never params (a moved checkout reruns nothing);
+# params carry the config's own, relative eval.include_path.
+INCLUDE_ARG = cli({"include-path": INCLUDE_PATH or None})
+# An unknown task is refused here, naming it, before fetch_tasks could delete results/hub/tasks.json;
+# lm-eval is asked only when tasks.json does not list every task yet (elicit/lm_tasks.py).
+if workflow.is_main_process and not set(TASKS) <= set(grid.fetched_tasks(Path("results"))):
+    from elicit.lm_tasks import unknown_tasks
+
+    _unknown = unknown_tasks(TASKS, INCLUDE_PATH or None)
+    if _unknown:
+        raise WorkflowError(_unknown)
 # Job control, not an experiment setting: passed outside params so changing it reruns nothing.
 STOP_MARGIN_MIN = config["train"]["stop_margin_min"]
 try:
@@ -169,8 +180,8 @@ def memory_plan_params(size):
 def data_settings():
     """Every config value the data table and the split depend on (a change retrains)."""
     d = config["data"]
-    return canonical({k: d[k] for k in ("source", "revision", "n_val", "subsets", "split_seed",
-                                            "expected_rows")})
+    settings = {k: d[k] for k in ("source", "revision", "n_val", "split_seed", "expected_rows")}
+    return canonical({**settings, "subsets": sorted(d["subsets"])})  # a set: reordering reruns nothing
 
 
 def eval_outputs(sizes=None):
@@ -273,6 +284,6 @@ def eval_cli(wc):
         "repetition-penalty": e["repetition_penalty"], "batch-size": e["batch_size"], "backend": e["backend"],
         # lm-eval's max_length = the context we planned with (elicit.config checks
         # max_gen_toks < context at plan time; eval_cell checks the real prompts).
-        "max-length": MODELS[wc.size]["context"], "include-path": INCLUDE_PATH or None, "limit": e["limit"],
+        "max-length": MODELS[wc.size]["context"], "limit": e["limit"],
         "task-revision": (e["task_revisions"] or {}).get(wc.task),
         "trust-remote-code": MODELS[wc.size]["trust_remote_code"]})

@@ -111,13 +111,13 @@ rule demo_tokenizer:
     output:
         directory("results/demo/tokenizer"),
     params:
-        tasks=INCLUDE_PATH,
+        tasks=config["eval"]["include_path"] or "",  # relative; the shell gets INCLUDE_PATH
     log:
         "results/logs/demo/tokenizer.log",
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/make_demo.py tokenizer --corpus {input} {params.tasks} --out {output} > {log} 2>&1"
+        "python {SCRIPTS}/make_demo.py tokenizer --corpus {input} {INCLUDE_PATH} --out {output} > {log} 2>&1"
 
 
 rule demo_base:
@@ -144,14 +144,14 @@ rule demo_skyline:
     output:
         directory("results/demo/models/{size}/skyline"),
     params:
-        tasks=INCLUDE_PATH,
+        tasks=config["eval"]["include_path"] or "",  # relative; the shell gets INCLUDE_PATH
         steps=lambda wc: MODELS[wc.size]["demo"]["skyline_steps"],
     log:
         "results/logs/demo/{size}-skyline.log",
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/make_demo.py skyline --base {input} --tasks {params.tasks} --steps {params.steps} --out {output} > {log} 2>&1"
+        "python {SCRIPTS}/make_demo.py skyline --base {input} --tasks {INCLUDE_PATH} --steps {params.steps} --out {output} > {log} 2>&1"
 
 
 rule fetch_tasks:
@@ -159,12 +159,12 @@ rule fetch_tasks:
         "results/hub/tasks.json",
     params:
         tasks=" ".join(TASKS),  # names checked against the schema's character set
-        include=cli({"include-path": INCLUDE_PATH or None}),
+        include=config["eval"]["include_path"] or "",  # relative; the shell gets INCLUDE_ARG
         revisions=" ".join(f"{t}={r}" for t, r in (config["eval"]["task_revisions"] or {}).items()),
     log:
         "results/logs/fetch_tasks.log",
     conda:
         "../../envs/eval.yaml"
     shell:
-        "python {SCRIPTS}/fetch_hub.py tasks --tasks {params.tasks} {params.include} "
+        "python {SCRIPTS}/fetch_hub.py tasks --tasks {params.tasks} {INCLUDE_ARG} "
         "--revisions {params.revisions} --out {output} > {log} 2>&1"

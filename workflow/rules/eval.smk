@@ -14,6 +14,7 @@ rule evaluate:
         model=eval_model_args,
         definition=lambda wc: model_definition(wc.size, "skyline" if variants.split(wc.config)[0] == "skyline" else "base"),
         cli=eval_cli,
+        include_path=config["eval"]["include_path"] or "",  # relative; the shell gets INCLUDE_ARG
     threads: job_threads("eval")
     resources:
         **gpu_resources("eval"),
@@ -28,5 +29,5 @@ rule evaluate:
     shell:
         "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
         "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 {resources.eval_launcher} "
-        "{SCRIPTS}/eval_cell.py {params.model} {params.cli} --layout {resources.eval_layout} "
+        "{SCRIPTS}/eval_cell.py {params.model} {params.cli} {INCLUDE_ARG} --layout {resources.eval_layout} "
         "--out {output} >> {log} 2>&1"

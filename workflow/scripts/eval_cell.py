@@ -73,6 +73,7 @@ from pathlib import Path
 
 from elicit import PACKAGE, done_cache
 from elicit.atomic import write_json, write_jsonl
+from elicit.checkpoints import published_model_problems
 from elicit.grid import samples_path
 from elicit.lm_tasks import FEWSHOT_SEED, NUMPY_SEED, PYTHON_SEED, build_task, prompts_sha256
 from elicit.provenance import sha256_file, versions
@@ -378,6 +379,10 @@ def main(argv=None) -> dict:
             done_cache.restore(root, key, entries)
             print(f"finished cell with the same model, settings and code found ({root / key}): restored")
         return json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+    damaged = published_model_problems(Path(args.adapter or args.model))  # before loading
+    if damaged:
+        raise SystemExit("eval_cell: damaged model:\n  " + "\n  ".join(damaged) + "\n  fix: rm -rf "
+                         f"{Path(args.adapter or args.model)}, then rerun: it is re-published from its checkpoint")
     record = run(args)
     if record:
         done_cache.store(root, key, entries)

@@ -3,8 +3,9 @@
 elicit/checkpoints.py's `select`, the one train.py applies online to keep only that checkpoint).
 
 Reads a training run's metrics.jsonl, chooses the step, and materialises that
-checkpoint as <out>/model by hard-linking its files (no copy of a 64 GB model;
-falls back to a copy across file systems). Writes <out>/selection.json.
+checkpoint as <out>/model by copying its files, verified first against the manifest train.py
+wrote (a copy, so that a damaged model can be re-published from the checkpoint). Writes
+<out>/selection.json with the published files' sizes and sha256.
 A run without validation loss (LoRA on all rows) selects its final step.
 
 Usage:
@@ -17,7 +18,7 @@ import argparse
 from pathlib import Path
 
 from elicit.atomic import atomic_dir, read_json, read_jsonl, write_json
-from elicit.checkpoints import link_tree, select
+from elicit.checkpoints import Diverged, copy_tree, file_manifest, manifest_problems, select
 
 
 def main(argv=None) -> None:
@@ -27,16 +28,24 @@ def main(argv=None) -> None:
     ap.add_argument("--tolerance", type=float, required=True, help="nats (train.tolerance)")
     args = ap.parse_args(argv)
     train_dir, out = Path(args.train_dir), Path(args.out)
-    sel = select(read_jsonl(train_dir / "metrics.jsonl"), args.tolerance)
+    try:
+        sel = select(read_jsonl(train_dir / "metrics.jsonl"), args.tolerance)
+    except Diverged as e:
+        raise SystemExit(f"select_checkpoint: {train_dir / 'metrics.jsonl'}: {e}")
     ckpt = train_dir / "checkpoints" / f"step-{sel['selected_step']}"
     if not ckpt.is_dir():
         kept = sorted(p.name for p in (train_dir / "checkpoints").glob("step-*"))
         raise SystemExit(f"select_checkpoint: selected {ckpt.name} but the run kept only {kept}")
+    prov = read_json(ckpt / "provenance.json") if (ckpt / "provenance.json").exists() else {}
+    damaged = manifest_problems(ckpt, prov.get("files") or {}, full=True)
+    if damaged:
+        raise SystemExit(f"select_checkpoint: {ckpt} is damaged:\n  " + "\n  ".join(damaged)
+                         + f"\n  fix: rm -rf {train_dir}, then rerun: the next run retrains it")
     with atomic_dir(out / "model") as tmp:
-        link_tree(ckpt, tmp)
-    prov = ckpt / "provenance.json"
-    trained_on = read_json(prov).get("fingerprint_parts") if prov.exists() else None
-    write_json(out / "selection.json", {**sel, "checkpoint": str(ckpt), "trained_on": trained_on}, checksum=True)
+        copy_tree(ckpt, tmp)
+        files = prov.get("files") or file_manifest(tmp)
+    write_json(out / "selection.json", {**sel, "checkpoint": str(ckpt), "trained_on": prov.get("fingerprint_parts"),
+                                        "files": files}, checksum=True)
     print(f"selected step {sel['selected_step']} (best step {sel['best_step']})")
 
 

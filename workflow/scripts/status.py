@@ -10,7 +10,8 @@ with a live lock and from SLURM's queue (jobs of this directory, by the plugin's
 States of one seed of one cell (results/eval/{size}/{config}/{task}/seed{k}.json), worst first:
   corrupt     the result or its samples fail the integrity check (the file is named below)
   failed      no result, but a log: the last attempt died
-  running     an incomplete marker with a lock held, or a SLURM job of this directory runs it
+  running     an incomplete marker with a lock held by a live snakemake (a process in this directory on
+              this host), or a SLURM job of this directory runs it
   incomplete  an incomplete marker and no run: killed mid-job; the rerun redoes it
   outdated    the result exists but a dry-run would redo it (params changed, upstream redone, ...)
   missing     never ran
@@ -114,6 +115,33 @@ def locked_outputs(workdir: Path) -> set[str]:
     return out
 
 
+def _ancestors(pid: int) -> set[int]:
+    out = set()
+    while pid > 1 and pid not in out:
+        out.add(pid)
+        try:
+            pid = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            break
+    return out
+
+
+def live_snakemake(workdir: Path) -> bool:
+    """A snakemake process on this host working in `workdir` (not a --nolock dry-run, not this
+    program's own ancestors: `snakemake status`). Snakemake's lock files hold no pid: a lock with
+    no such process is stale (a kill -9), and its outputs are incomplete, not running."""
+    here, mine = os.path.realpath(workdir), _ancestors(os.getpid())
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = [a.decode(errors="replace") for a in (proc / "cmdline").read_bytes().split(b"\0") if a]
+            live = int(proc.name) not in mine and os.readlink(proc / "cwd") == here
+        except (OSError, ValueError):
+            continue
+        if live and any(Path(a).name == "snakemake" for a in argv[:2]) and "--nolock" not in argv:
+            return True
+    return False
+
+
 def slurm_comments(workdir: Path) -> set[str]:
     """Comments (rule_<rule>_wildcards_<values>) of this directory's queued SLURM jobs."""
     if shutil.which("squeue") is None:
@@ -148,7 +176,8 @@ def collect(cfg: dict, g: dict, workdir: Path, plan_rows: dict) -> dict:
         rel = os.path.relpath(name, workdir) if os.path.isabs(name) else name
         damaged.setdefault(rel.replace(".samples.jsonl", ".json"), msg.splitlines()[0])
     ctx = {"plan": plan_rows, "damaged": damaged, "incomplete": incomplete_outputs(workdir), "workdir": workdir,
-           "queued": slurm_comments(workdir), "locked": locked_outputs(workdir)}
+           "queued": slurm_comments(workdir),
+           "locked": locked_outputs(workdir) if live_snakemake(workdir) else set()}  # a stale lock: none
     cells, models = [], {}
     for size in g["sizes"]:
         for cell in g["configs"]:

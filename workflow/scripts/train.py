@@ -15,6 +15,7 @@ A SIGTERM/SIGUSR1, or the SLURM job's time limit `--stop-margin-min` ahead, save
 state in <out>/work/resume at the next step boundary and exits 143; the rerun continues from it
 bit-exactly: model, optimizer, RNG, step (hence data position and learning rate) and the
 selection bookkeeping. Under torchrun a stop seen by any rank stops every rank at the same step.
+A non-finite loss or gradient norm stops the job naming the step, the value and the lr to lower.
 A finished run is kept by content under <out>/.done/ (elicit/done_cache.py): rerun with the
 same inputs, settings and code, it is restored instead of retrained.
 
@@ -44,7 +45,8 @@ from elicit import PACKAGE, done_cache
 from elicit import engine as engines
 from elicit.atomic import write_json, write_jsonl
 from elicit.chat import supervised_tokens
-from elicit.checkpoints import Keeper, checkpoint_count, keep_only, load_resume, publish, published, restore, save_resume
+from elicit.checkpoints import (Keeper, checkpoint_count, checkpoint_problems, divergence, keep_only, load_resume, publish, published,
+                                restore, save_resume)
 from elicit.data import training_examples
 from elicit.flags import dataclass_parser, help_
 from elicit.loss import TokenLoss, validation_loss
@@ -195,6 +197,10 @@ def restore_finished(run: Run) -> bool:
     key = done_key(run)
     if not (run.out / ".done" / key / done_cache.COMPLETE).exists():
         return False
+    damaged = checkpoint_problems(run.out / ".done" / key / "checkpoints", full=True)
+    if damaged:  # hard links of a damaged published checkpoint: train again
+        print("finished run found but damaged, training again:\n  " + "\n  ".join(damaged), flush=True)
+        return False
     if run.ranks.master:
         done_cache.restore(run.out / ".done", key, published(run.out))
         print(f"finished run with the same inputs, settings and code found ({run.out / '.done' / key}): "
@@ -293,6 +299,14 @@ def evaluate_and_keep(run: Run, step: int, extra: dict) -> None:
     on_disk = save_checkpoint(run, step) if run.keeper.observe(step, loss) else None
     log(run, {"step": step, "val_loss": loss, "best_val_loss": run.keeper.best, "checkpoints_on_disk": on_disk,
               **extra})
+    stop_if_diverged(run, step, {"val_loss": loss})
+
+
+def stop_if_diverged(run: Run, step: int, values: dict) -> None:  # values are the same on every rank
+    msg = divergence(step, values, "lora.lr" if run.cfg.mode == "lora" else "train.lr", run.cfg.lr)
+    if msg:
+        close(run)
+        raise SystemExit(msg)
 
 
 def train_step(run: Run) -> dict:
@@ -389,6 +403,7 @@ def train(cfg: TrainConfig) -> int:
             bar is not None and bar.close()
             return save_and_stop(run)
         extra = train_step(run)
+        stop_if_diverged(run, run.step, {k: extra[k] for k in ("train_loss", "grad_norm")})
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{extra['train_loss']:.4f}", lr=f"{extra['lr']:.2e}", refresh=False)

@@ -34,6 +34,8 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
+        if os.path.lexists(tmp):  # tmp and path were links of one file: rename(2) then does nothing
+            os.unlink(tmp)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

@@ -28,10 +28,23 @@ def within(loss: float, best: float, tolerance: float) -> bool:
     return loss <= best + tolerance
 
 
+class Diverged(ValueError):
+    """A run whose losses went non-finite: nothing of it may be published as a finetune."""
+
+
+def finite(x) -> bool:
+    return x is not None and math.isfinite(x)
+
+
 def select(rows: list[dict], tolerance: float) -> dict:
-    """The selection rule on a finished run's rows of {step, val_loss}."""
-    evals = [(r["step"], r["val_loss"]) for r in rows if r.get("val_loss") is not None
-             and not math.isnan(r["val_loss"])]
+    """The selection rule on a finished run's rows of {step, val_loss}; a non-finite loss is never
+    selected, and a run whose only finite evaluation is step 0 (the untrained model) is Diverged."""
+    evals = [(r["step"], r["val_loss"]) for r in rows if finite(r.get("val_loss"))]
+    bad = [r["step"] for r in rows if r.get("val_loss") is not None and not finite(r["val_loss"])]
+    if bad and all(step == 0 for step, _ in evals):
+        raise Diverged(f"the run diverged: validation loss non-finite at step(s) {bad[:5]}, no finite "
+                       "evaluation after step 0; refusing to publish the untrained model as a finetune "
+                       "(lower train.lr, or lora.lr for the LoRA, and rerun)")
     if not evals:  # no validation (LoRA on every row): the final step
         last = max(r["step"] for r in rows)
         return {"selected_step": last, "best_step": None, "best_val_loss": None,
@@ -42,6 +55,15 @@ def select(rows: list[dict], tolerance: float) -> dict:
     return {"selected_step": selected_step, "selected_val_loss": selected,
             "best_step": best_step, "best_val_loss": best, "base_val_loss": base,
             "val_loss_decrease": None if base is None else base - selected, "tolerance": tolerance}
+
+
+def divergence(step: int, values: dict, lr_key: str, lr: float) -> str | None:
+    """train.py's stop message when a loss or gradient norm of `values` is non-finite, else None."""
+    bad = {k: v for k, v in values.items() if v is not None and not math.isfinite(v)}
+    if not bad:
+        return None
+    return (f"train: diverged at step {step}: {', '.join(f'{k}={v}' for k, v in bad.items())}; nothing is "
+            f"published. Lower {lr_key} (now {lr:g}, e.g. 10x lower) and rerun the plain command")
 
 
 @dataclass
@@ -55,7 +77,11 @@ class Keeper:
     bad: int = 0
 
     def observe(self, step: int, loss: float) -> bool:
-        """Record an evaluation; True when its checkpoint is to be kept (and the earlier one dropped)."""
+        """Record an evaluation; True when its checkpoint is to be kept (and the earlier one dropped).
+        A non-finite loss is never kept (inf <= inf + tolerance would hold at the first evaluation)."""
+        if not math.isfinite(loss):
+            self.bad += 1
+            return False
         if loss < self.best:  # a tie keeps the earlier best, as `select` does
             self.best, self.best_step = loss, step
         if within(loss, self.best, self.tolerance):
@@ -89,23 +115,60 @@ def publish(out: Path, work: Path) -> None:
         for p in (work / "checkpoints").glob("step-*"):
             os.replace(p, tmp / p.name)
     write_jsonl(out / "metrics.jsonl", read_jsonl(work / "metrics.jsonl"))
-    for prov in (out / "checkpoints").glob(f"step-*/{PROVENANCE}"):  # the metrics it belongs to
-        write_json(prov, {**read_json(prov), "metrics_sha256": sha256_file(out / "metrics.jsonl")})
+    for prov in (out / "checkpoints").glob(f"step-*/{PROVENANCE}"):  # the metrics it belongs to, its files
+        write_json(prov, {**read_json(prov), "metrics_sha256": sha256_file(out / "metrics.jsonl"),
+                          "files": file_manifest(prov.parent)})
     shutil.rmtree(work, ignore_errors=True)
 
 
-def link_tree(src: Path, dst: Path) -> None:
-    """Hard-link every file of src under dst (no copy of a 64 GB model); a copy across file systems."""
-    for p in src.rglob("*"):
+def copy_tree(src: Path, dst: Path) -> None:
+    """Copy every file of src under dst. A copy, not hard links: a damaged published model then
+    leaves the checkpoint intact to re-publish from (the price: the published models' size again
+    on disk, about 0.7 TB for the paper grid; README "Damaged models")."""
+    for p in sorted(src.rglob("*")):
         target = dst / p.relative_to(src)
         if p.is_dir():
             target.mkdir(parents=True, exist_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(p, target)
-        except OSError:
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(p, target)
+
+
+def file_manifest(d: Path) -> dict[str, dict]:
+    """{relative path: {size, sha256}} of a model directory's files (its provenance.json aside)."""
+    return {str(p.relative_to(d)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+            for p in sorted(Path(d).rglob("*")) if p.is_file() and p.name != PROVENANCE}
+
+
+def manifest_problems(d: Path, files: dict, full: bool) -> list[str]:
+    """What differs between directory d and the manifest its producer wrote: sizes always (cheap,
+    at plan time), the sha256 too when `full` (before loading)."""
+    out = []
+    for rel, want in sorted(files.items()):
+        p = Path(d) / rel
+        if not p.is_file():
+            out.append(f"{p}: missing")
+        elif p.stat().st_size != want["size"]:
+            out.append(f"{p}: {p.stat().st_size} bytes, its producer wrote {want['size']}")
+        elif full and sha256_file(p) != want["sha256"]:
+            out.append(f"{p}: sha256 differs from the one its producer recorded")
+    return out
+
+
+def checkpoint_problems(ckpt_root: Path, full: bool) -> list[str]:
+    """Every kept step-N under ckpt_root against the manifest in its provenance.json."""
+    return [m for prov in sorted(Path(ckpt_root).glob(f"step-*/{PROVENANCE}"))
+            for m in manifest_problems(prov.parent, read_json(prov).get("files") or {}, full)]
+
+
+def published_model_problems(model: Path, full: bool = True) -> list[str]:
+    """A published model (results/models/<size>/<config>/model) against the manifest in its
+    selection.json; [] for any other model path (hub ids, base models)."""
+    sel = Path(model).parent / "selection.json"
+    if Path(model).name != "model" or not sel.exists():
+        return []
+    files = read_json(sel).get("files")
+    return manifest_problems(Path(model), files, full) if files else []
 
 
 # ----------------------------------------------------------------------------- resume state

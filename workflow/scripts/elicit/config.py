@@ -40,6 +40,8 @@ def check(config: dict) -> dict:
     from snakemake.utils import validate
 
     validate(config, str(SCHEMA), set_default=True)  # fills every `default:` of the schema, in place
+    # a set, stored canonically (largest first, as the paper lists them): reordering reruns nothing
+    config["data"]["subsets"] = sorted(config["data"]["subsets"], reverse=True)
     problems = []
     for size in config["sizes"]:
         if size not in config["models"]:
@@ -94,8 +96,11 @@ def load_site(config: dict) -> dict:
     top-level key is `site:`) or the path of such a file (`--config site=path`). Every size of
     config["sizes"] must map to a partition, or `partitions.default` must exist."""
     site, where = config.get("site"), "config key `site`"
-    if site is None:
+    if "site" not in config:
         return {}
+    if site is None:  # `site:` written with nothing under it (a site.yaml emptied by mistake)
+        raise ConfigError(f"site settings ({where}): `site:` is empty; it needs at least `partitions:` "
+                          "(see profiles/slurm/site.yaml), or leave the key out for a run without SLURM")
     if isinstance(site, str):
         where = site
         try:

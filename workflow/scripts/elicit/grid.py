@@ -89,3 +89,13 @@ def eval_cells(results: Path):
     """(size, config, task, seed, path) of every cell result under `results`."""
     for f in sorted(Path(results).glob("eval/*/*/*/seed*.json")):
         yield f.parents[2].name, f.parents[1].name, f.parent.name, int(f.stem.removeprefix("seed")), f
+
+
+def fetched_tasks(results: Path) -> list[str]:
+    """The tasks results/hub/tasks.json (fetch_tasks) lists; [] when it is missing or unreadable."""
+    import json
+
+    try:
+        return list(json.loads((Path(results) / "hub" / "tasks.json").read_text()).get("tasks", []))
+    except (OSError, ValueError, AttributeError):
+        return []

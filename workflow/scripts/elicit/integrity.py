@@ -18,6 +18,7 @@ from pathlib import Path
 
 from elicit import grid
 from elicit.atomic import CorruptFile, read_json, read_jsonl
+from elicit.checkpoints import checkpoint_problems, manifest_problems
 from elicit.provenance import sha256_file
 
 FIX_EVAL = "delete it and its .samples.jsonl: the next run recomputes this cell alone"
@@ -64,6 +65,7 @@ def training_problems(results: Path) -> list[str]:
         except CorruptFile as e:
             problems.append(f"{e}\n    fix: {fix}")
             continue
+        problems += [f"{m}\n    fix: {fix}" for m in checkpoint_problems(run / "checkpoints", full=False)]
         for prov_p in sorted(run.glob("checkpoints/step-*/provenance.json")):
             prov, p = _read(prov_p, fix)
             problems += p
@@ -78,8 +80,13 @@ def training_problems(results: Path) -> list[str]:
 def result_problems(results: Path) -> list[str]:
     problems = []
     for sel in sorted((results / "models").glob("*/*/selection.json")):
-        problems += _read(sel, f"delete {sel.parent}: the next run selects again (no retraining)",
-                          keys=("selected_step",))[1]
+        rec, p = _read(sel, f"delete {sel.parent}: the next run selects again (no retraining)",
+                       keys=("selected_step",))
+        problems += p
+        if rec and rec.get("files") and (sel.parent / "model").exists():  # sizes only: cheap
+            problems += [f"{m}\n    fix: rm -rf {sel.parent / 'model'}; the next run re-publishes it from "
+                         f"{rec['checkpoint']} (no retraining)"
+                         for m in manifest_problems(sel.parent / "model", rec["files"], full=False)]
     for *_, cell in grid.eval_cells(results):
         rec, p = _read(cell, FIX_EVAL, keys=("score", "n_samples"))
         problems += p

@@ -115,3 +115,50 @@ def prompts_sha256(samples: list[dict]) -> str:
     from elicit.provenance import sha256_json
 
     return sha256_json([[s["doc_id"], s["prompt"], str(s["target"])] for s in samples])
+
+
+
+def builtin_tasks() -> set[str]:
+    """lm-eval's own task, group and tag names, indexed once per lm-eval version (~15 s) and kept
+    in the user's cache directory (~/.cache/elicit/), so planning pays for it once."""
+    import json
+    import os
+    from importlib.metadata import version
+
+    from elicit.atomic import write_text
+
+    cache = (Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "elicit"
+             / f"lm_eval-{version('lm_eval')}-tasks.json")
+    try:
+        return set(json.loads(cache.read_text()))
+    except (OSError, ValueError):
+        pass
+    from lm_eval.tasks import TaskManager
+
+    names = sorted(TaskManager().all_tasks)
+    try:
+        write_text(cache, json.dumps(names))
+    except OSError:
+        pass
+    return set(names)
+
+
+def unknown_tasks(tasks: list[str], include_path: str | None) -> str | None:
+    """A plan-time message naming the tasks lm-eval cannot build (with close names and the
+    include_path's own tasks), or None."""
+    import difflib
+
+    local = set()
+    if include_path:
+        from lm_eval.tasks import TaskManager
+
+        local = set(TaskManager(include_path=include_path, include_defaults=False).all_tasks)
+    known = local if set(tasks) <= local else local | builtin_tasks()
+    unknown = [t for t in tasks if t not in known]
+    if not unknown:
+        return None
+    near = {t: difflib.get_close_matches(t, sorted(known), n=5, cutoff=0.6) for t in unknown}
+    return ("eval.tasks: unknown lm-eval task(s) " + ", ".join(
+        f"{t!r} (close: {', '.join(near[t]) or 'none'})" for t in unknown)
+        + (f"; the tasks of eval.include_path {include_path}: {', '.join(sorted(local))}" if local else "")
+        + f"; lm-eval knows {len(known)} tasks (`lm-eval ls tasks` lists them). Nothing was run or deleted.")
