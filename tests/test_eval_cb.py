@@ -107,3 +107,20 @@ def test_seed_added_later_reuses_finished_cells(chaos, tmp_path, monkeypatch):  
 def test_several_cells_need_one_out_each():
     with pytest.raises(SystemExit, match="2 path"):
         eval_cell.main(_argv("m", ["a.json", "b.json"], seeds=(0, 1, 2)))
+
+
+def test_data_parallel_job_equals_one_process(chaos, tmp_path):  # noqa: F811
+    """dp (2 gloo ranks, torchrun): every rank generates every other missing answer of both cells."""
+    from tests.test_eval_layouts import TORCHRUN
+
+    outs = [tmp_path / "one" / f"seed{s}.json" for s in (0, 1)]
+    eval_cell.main(_argv(chaos, outs, seeds=(0, 1)))
+    dp = [tmp_path / "dp" / f"seed{s}.json" for s in (0, 1)]
+    cmd = [*TORCHRUN, str(ROOT / "workflow" / "scripts" / "eval_cell.py"), *_argv(chaos, dp, seeds=(0, 1)),
+           "--layout", "dp"]
+    proc = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert [_answers(o) for o in dp] == [_answers(o) for o in outs]
+    recs = [json.loads(o.read_text()) for o in dp]
+    assert [r["resume"]["generated"] for r in recs] == [6, 6] and recs[0]["world_size"] == 2
+    assert not list((tmp_path / "dp").glob("*.partial.jsonl*"))

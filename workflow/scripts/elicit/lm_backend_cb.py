@@ -154,8 +154,8 @@ def cb_config(inputs: list[list[int]], max_new_tokens: int, device, allow_block_
 class ContinuousBatchingHFLM(ResumableHFLM):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        if self.dp_world > 1:
-            raise ValueError("hf-cb runs one process per model (layout single, tp or split), not dp")
+        if self.layout == "tp" and int(__import__("os").environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError("hf-cb runs layouts single, dp (a replica per GPU) and split; for tp use hf-resumable")
         # The answers do not depend on the batch size / slots: keep it out of keys and seeds.
         self.settings = {k: v for k, v in self._settings.items() if k != "batch_size"}
         self.settings["backend"] = "hf-cb"
@@ -205,8 +205,7 @@ class ContinuousBatchingHFLM(ResumableHFLM):
             return ["" for _ in requests]
         if not all(k in work["done"] for k in work["keys"]):
             self.generate_pool([work])
-        done = self._load_sidecar()
-        return [done[k] for k in work["keys"]]
+        return [work["done"][k] for k in work["keys"]]
 
     # ---------------------------------------------------------------- one manager for every cell
     def generate_pool(self, cells: list[dict]) -> None:
@@ -221,13 +220,34 @@ class ContinuousBatchingHFLM(ResumableHFLM):
         groups: dict[str, list] = {}
         for c, i in todo:
             groups.setdefault(json.dumps(c["requests"][i].args[1], sort_keys=True, default=str), []).append((c, i))
+        if self.group is not None:  # dp: every rank has read the sidecars before any rank appends
+            import torch.distributed as dist
+
+            dist.barrier(group=self.group)
         for items in groups.values():
-            self._run_manager(items)
+            self._run_manager(items[self.dp_rank::self.dp_world])  # dp: every world-th missing answer
+        if self.dp_world > 1:
+            self._exchange(cells)
         for c in cells:
             c["stats"]["generate_s"] = round(time.perf_counter() - t0, 3)
 
+    def _exchange(self, cells) -> None:
+        """dp: every rank gets every rank's new answers (lm-eval scores on each rank)."""
+        import torch.distributed as dist
+
+        parts = [None] * self.dp_world
+        dist.all_gather_object(parts, [c["done"] for c in cells], group=self.group)
+        for n, c in enumerate(cells):
+            before = len(c["done"])
+            for part in parts:
+                c["done"].update(part[n])
+            c["stats"]["generated"] += len(c["done"]) - before
+
     def _run_manager(self, items) -> None:
         import torch
+
+        if not items:
+            return
 
         gen_kwargs = items[0][0]["requests"][items[0][1]].args[1]
         kwargs = normalize_gen_kwargs(dict(gen_kwargs), self.max_gen_toks)
@@ -282,9 +302,11 @@ class ContinuousBatchingHFLM(ResumableHFLM):
         cell["done"][cell["keys"][i]] = ans
         cell["stats"]["generated"] += 1
         row = {"key": cell["keys"][i], "task": req.task_name, "doc_id": req.doc_id, "response": ans}
-        if cell["sidecar"] is not None and self.writer:
-            cell["sidecar"].parent.mkdir(parents=True, exist_ok=True)
-            with open(cell["sidecar"], "a", encoding="utf-8") as fh:
+        side = cell["sidecar"]
+        if side is not None and self.writer:
+            side = side.with_name(side.name + f".rank{self.dp_rank}") if self.dp_world > 1 else side
+            side.parent.mkdir(parents=True, exist_ok=True)
+            with open(side, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps(row, ensure_ascii=False) + "\n")
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -240,6 +240,24 @@ def eval_layout(config: dict, size: str, gpu_mem_gb: float | None) -> str:
     return (roomy or fits or [min(options, key=gib.get)])[0]
 
 
+# Continuous batching (hf-cb) sizes its paged KV cache as this share of what the weights leave.
+CB_MEMORY_FRACTION = 0.9
+
+
+def sequences_in_flight(config: dict, size: str, gpu_mem_gb: float, layout: str | None = None) -> int:
+    """How many sequences of prompt + eval.max_gen_toks tokens the KV-cache budget of one
+    evaluation job holds at once (continuous batching, every sequence at its longest: a lower
+    bound, short answers free their pages early): per GPU, gpu_mem_gb minus the weights and
+    CUDA_OVERHEAD_GIB, times CB_MEMORY_FRACTION, over one sequence's KV cache and its fp32
+    logits; dp: one replica per GPU, so the job holds gpus x that."""
+    layout = layout or eval_layout(config, size, gpu_mem_gb)
+    per_seq = eval_plan(config, size, layout, batch=1)
+    fixed = per_seq["weights"] + per_seq["overhead"]
+    one = per_seq["kv cache"] + 3 * load_arch(config, size).vocab * 4
+    n = int((gpu_mem_gb * GIB - fixed) * CB_MEMORY_FRACTION // one)
+    return max(0, n) * (eval_gpus(config, size) if layout == "dp" else 1)
+
+
 # ------------------------------------------------------------------------- the plan and its check
 def gib_of(parts: dict[str, int]) -> float:
     return sum(parts.values()) / GIB
