@@ -28,7 +28,9 @@ def status(work, *args):
 def planned(work, *args):
     out = snakemake(work, "-n", "--quiet", "rules", *args)
     stats = (out.stdout + out.stderr).split("Job stats:")[-1]
-    return {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    jobs = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    jobs["evaluate"] = sum(v for k, v in jobs.items() if k.startswith("evaluate"))  # a job: a task, both seeds
+    return jobs
 
 
 def test_readme_command_works_as_printed():
@@ -51,8 +53,8 @@ def test_a_changed_setting_shows_what_the_dry_run_plans(run, tmp_path):
     cfg.write_text(yaml.safe_dump({**DEMO, "eval": {**DEMO["eval"], "temperature": 0.9}}))
     jobs = planned(run, "--configfile", str(cfg))
     text = status(run, "--configfile", str(cfg))
-    assert jobs["evaluate"] == 40
-    assert f"A rerun would run 0 training(s) and {jobs['evaluate']} evaluation(s)" in text
+    assert jobs["evaluate"] == 20  # 40 cells, 2 seeds per job
+    assert "A rerun would run 0 training(s) and 40 evaluation(s)" in text
     assert "40 outdated" in text and "outdated: results/eval/tiny-a/base/demo_aime/seed0.json (params changed)" in text
 
 

@@ -113,9 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="directory of extra task YAMLs (repeatable); if --task is found there the "
                         "built-in task index is skipped")
     t.add_argument("--limit", type=float, default=None, help="only the first N documents (tests)")
-    t.add_argument("--task-revision", default=None,
-                   help="commit sha of the task's hub dataset to load (eval.task_revisions); default: "
-                        "what the cache holds")
+    t.add_argument("--task-revision", default=None, nargs="+",
+                   help="commit sha of the task's hub dataset to load (eval.task_revisions), one per --task "
+                        "('' = unpinned); default: what the cache holds")
     t.add_argument("--metric", default=None,
                    help="primary metric as 'name,filter' (default: first of %s present)" % ", ".join(PRIMARY_METRICS))
     g = ap.add_argument_group("generation (all passed explicitly to HF generate)")
@@ -366,7 +366,12 @@ def cells(args) -> list[argparse.Namespace]:
     pairs = [(t, s) for t in args.task for s in args.seed]
     if len(args.out) != len(pairs):
         raise SystemExit(f"--out: {len(args.out)} path(s) for {len(pairs)} cell(s) (tasks x seeds, task-major)")
-    return [argparse.Namespace(**{**vars(args), "task": t, "seed": s, "out": o}) for (t, s), o in zip(pairs, args.out)]
+    revs = args.task_revision or [None] * len(args.task)
+    if len(revs) != len(args.task):
+        raise SystemExit(f"--task-revision: {len(revs)} value(s) for {len(args.task)} task(s)")
+    rev = dict(zip(args.task, (r or None for r in revs)))
+    return [argparse.Namespace(**{**vars(args), "task": t, "seed": s, "out": o, "task_revision": rev[t]})
+            for (t, s), o in zip(pairs, args.out)]
 
 
 def main(argv=None):
