@@ -44,13 +44,18 @@ Pitfalls this program defuses (see tests/test_evaluate.py):
     config's); the workflow passes --max-length = models.<size>.context. Our backends also
     check every real tokenized prompt: prompt + max_gen_toks > max_length is an error with
     a clear message (plain HFLM silently cuts the prompt's start).
-  * Resume after a kill (SIGTERM from SLURM): the default backend hf-resumable
+  * Resume after a kill (SIGTERM from SLURM): the backends hf-cb (default) and hf-resumable
     (lm_backend.py) appends each finished answer to OUT.partial.jsonl (not a Snakemake
     output) and a rerun generates only the missing ones; batches have a fixed composition
     and a seed derived from (seed, request keys), so a resumed run equals an uninterrupted
     one. Answers are keyed by the model's CONTENT fingerprint (provenance.py), so a model
     retrained under the same path never reuses the old model's answers. OUT.json's
-    "resume" says how many answers were reused / generated.
+    "resume" says how many answers were reused / generated. hf-cb (lm_backend_cb.py) seeds
+    every answer on its own (Gumbel-max with a per-request hash): answers do not depend on
+    the batch size, the concurrency or the other cells of the job.
+  * Several cells in one job (--task T.. --seed S.. --out one per task x seed, task-major;
+    elicit/eval_pool.py): one model load, and with hf-cb one continuous-batching run for every
+    missing answer of every cell; each cell is still written, cached and resumed on its own.
   * Several GPUs (--layout, launched with torchrun): dp = a replica per GPU, the fixed
     batches shared out (the answers equal one process's); tp = transformers tensor parallel
     (tp_plan="auto") for a model that does not fit one GPU; split = accelerate's layer split
