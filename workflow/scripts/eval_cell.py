@@ -50,12 +50,10 @@ Pitfalls this program defuses (see tests/test_evaluate.py):
     and a seed derived from (seed, request keys), so a resumed run equals an uninterrupted
     one. Answers are keyed by the model's CONTENT fingerprint (provenance.py), so a model
     retrained under the same path never reuses the old model's answers. OUT.json's
-    "resume" says how many answers were reused / generated. hf-cb (lm_backend_cb.py) seeds
-    every answer on its own (Gumbel-max with a per-request hash): answers do not depend on
-    the batch size, the concurrency or the other cells of the job.
-  * Several cells in one job (--task T.. --seed S.. --out one per task x seed, task-major;
-    elicit/eval_pool.py): one model load, and with hf-cb one continuous-batching run for every
-    missing answer of every cell; each cell is still written, cached and resumed on its own.
+    "resume" says how many answers were reused / generated. hf-cb seeds every answer on its
+    own (lm_backend_cb.py): answers do not depend on the concurrency or the job's other cells.
+  * Several cells in one job (--task/--seed lists, one --out per task x seed, task-major;
+    elicit/eval_pool.py): one model load, with hf-cb one continuous-batching run for all.
   * Several GPUs (--layout, launched with torchrun): dp = a replica per GPU, the fixed
     batches shared out (the answers equal one process's); tp = transformers tensor parallel
     (tp_plan="auto") for a model that does not fit one GPU; split = accelerate's layer split
@@ -384,12 +382,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.max_gen_toks <= 0:
         raise SystemExit("--max-gen-toks must be positive")
-    todo = cells(args)
-    if len(todo) == 1:
-        return main_cell(todo[0])
     from elicit import eval_pool
 
-    return eval_pool.run_cells(todo, sys.modules[__name__])
+    todo = cells(args)
+    return main_cell(todo[0]) if len(todo) == 1 else eval_pool.run_cells(todo, sys.modules[__name__])
 
 
 def main_cell(args, lm=None) -> dict:
