@@ -91,9 +91,11 @@ def test_each_state(run):
                           capture_output=True, text=True)
     assert text.returncode == 1
     assert f"corrupt: {rel.format('full-8', 1)} ({run / rel.format('full-8', 1)}: not valid JSON" in text.stdout
-    # what the dry-run plans: the missing, the failed and the two incomplete cells (not the corrupt
-    # one: Snakemake cannot know; the plan refuses to start until it is fixed)
-    assert "A rerun would run 0 training(s) and 4 evaluation(s)" in text.stdout
+    # what the dry-run plans: the jobs of the missing, the failed and the two incomplete cells, each
+    # job both seeds of its task (lora, base, skyline x demo_gpqa: 6 files; the finished seed of a
+    # job is restored from .done, not regenerated); not the corrupt one: Snakemake cannot know, the
+    # plan refuses to start until it is fixed
+    assert "A rerun would run 0 training(s) and 6 evaluation(s)" in text.stdout
 
 
 def test_one_size(run):

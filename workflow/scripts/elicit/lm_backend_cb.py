@@ -40,12 +40,12 @@ CB_VERSION = "cb-gumbel-1"  # answers of the per-batch-seeded hf-cb are not reus
 
 
 def _mul32(x, c: int):
-    """(x * c) mod 2^32 for a tensor x of values < 2^32 in int64, without int64 overflow."""
+    """(x * c) mod 2^32 for x < 2^32 (an int, or an int64 tensor: no int64 overflow)."""
     return (((x >> 16) * c & 0xFFFF) << 16) + (x & 0xFFFF) * c & M32
 
 
 def _mix32(x):
-    """A 32-bit avalanche hash (lowbias32) of an int64 tensor of values < 2^32."""
+    """A 32-bit avalanche hash (lowbias32) of an int or an int64 tensor of values < 2^32."""
     x = x ^ (x >> 16)
     x = _mul32(x, 0x7FEB352D)
     x = x ^ (x >> 15)
@@ -54,11 +54,9 @@ def _mix32(x):
 
 
 def row_key(seed: int, position: int) -> int:
-    """The noise key of one request at one position (31 bits: the CB argument storage is int32)."""
-    import torch
-
-    x = torch.tensor([(seed ^ _mix32(torch.tensor([position & M32])).item()) & M32])
-    return int(_mix32(x).item()) & 0x7FFFFFFF
+    """The noise key of one request at one position (31 bits: the CB argument storage is int32).
+    Plain ints: it runs for every sequence at every step."""
+    return _mix32((seed ^ _mix32(position & M32)) & M32) & 0x7FFFFFFF
 
 
 def gumbel_noise(keys, vocab: int):
