@@ -1,211 +1,247 @@
 #!/usr/bin/env python
-"""Evaluation decode throughput: HF generate (lockstep batches, what `hf` / `hf-resumable`
-run) vs transformers continuous batching (what `hf-cb` runs), on the SAME prompts with the
-SAME forced answer lengths.
+"""Evaluation throughput on the paper workload: today's default against the new default, side by side.
 
-Answer lengths are drawn from a long tail (Pareto, shape --alpha, scale --min-len) capped at
---max-gen-toks, like reasoning traces: most short, a few at the cap. Lengths are forced:
-  * hf: a logits processor bans EOS before row i's length L_i and forces it at L_i; the
-    batch keeps decoding (padding) until its longest row ends, as lm-eval's HF backend does
-    (requests sorted longest prompt first, cut every --batch-size);
-  * cb: each request gets max_new_tokens = L_i and no EOS.
-Printed per backend: generated tokens (sum L_i), wall time, generated tokens/s, and the
-useful fraction = generated tokens / sequence-steps computed, where sequence-steps are
-counted by a forward hook: every token position fed to the model beyond the prompts
-(padding rows included) plus the one token per sequence that the prefill yields.
+Workload (synthetic token ids, no tokenizer, no download): the paper grid's evaluation of one
+model, scaled down by flags: AIME (aime24 + aime25, --aime problems each, prompts of 60-300
+tokens) and GPQA (--gpqa problems, prompts of 150-900 tokens), --seeds seeds each. Answer
+lengths are long-tailed like reasoning traces (Pareto: most short, some at --max-new; AIME's
+tail heavier), drawn per (task, problem, seed), and FORCED: whatever a random-init model samples,
+every answer has exactly its length, so both sides do the same useful work.
 
-  python bench/eval_throughput.py                      # tiny demo model, CPU (~1-2 min)
-  python bench/eval_throughput.py --model Qwen/Qwen2.5-1.5B-Instruct --random-init \\
-      --device cuda --dtype bfloat16 --n 64 --batch-size 16 --max-gen-toks 4096   # GPU
+  lockstep  today's default (hf-resumable, eval.batch_size 8, one job per task and seed): every
+            job's problems sorted longest prompt first, cut into batches of 8, HF `generate`
+            sampling at T=0.6 with a logits processor that bans EOS before row i's length and
+            forces it there; a batch decodes until its LONGEST answer ends.
+  cb        the new default (hf-cb, seeds_per_job auto): the AIME tasks x all seeds in one job,
+            GPQA x one seed per job (elicit/eval_jobs.py with --slots), each job ONE continuous-
+            batching run with the project's per-request Gumbel sampler (lm_backend_cb.py),
+            max_new_tokens = the answer's length; a finished answer frees its slot at once.
+Printed per side: generated tokens, wall time, tokens/s, useful fraction (generated tokens /
+sequence-steps computed, counted by a forward hook: token positions fed beyond the prompts, +1
+per sequence for the prefill's token) and mean sequences in flight (sequence-steps / forward
+calls), then the ratio.
+
+  python bench/eval_throughput.py                                # tiny demo architecture, CPU (~1-2 min)
+  python bench/eval_throughput.py --arch resources/models/Qwen--Qwen2.5-1.5B-Instruct.json \\
+      --device cuda --dtype bfloat16 --max-new 4096 --aime 8 --gpqa 16 --seeds 2 --lockstep-batches 2
+--lockstep-batches N times N batches of today's plan, drawn at random (seeded), and rates the
+whole plan by them (tokens/s is per batch stationary); 0 = every batch (the default).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
-import tempfile
+import math
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def long_tail_lengths(n, max_gen_toks, min_len, alpha, seed):
+def workload(args, vocab: int):
+    """[{task, doc, seed, prompt (ids), length}] of one model's evaluation."""
     import numpy as np
 
-    rng = np.random.default_rng(seed)
-    raw = min_len * (1.0 + rng.pareto(alpha, size=n))
-    return [int(min(max_gen_toks, max(1, round(x)))) for x in raw]
+    rng = np.random.default_rng(args.seed)
+    tasks = {"aime24": (args.aime, (60, 300), 0.9), "aime25": (args.aime, (60, 300), 0.9),
+             "gpqa": (args.gpqa, (150, 900), 1.3)}
+    reqs = []
+    for task, (n, (lo, hi), alpha) in tasks.items():
+        for doc in range(n):
+            prompt = rng.integers(10, vocab - 10, size=int(rng.integers(lo, hi))).tolist()
+            for seed in range(args.seeds):
+                raw = args.max_new / 48 * (1.0 + rng.pareto(alpha))
+                reqs.append({"task": task, "doc": doc, "seed": seed, "prompt": prompt,
+                             "length": int(min(args.max_new, max(1, round(raw))))})
+    return reqs
 
 
-def build_demo_model(d: Path) -> Path:
-    subprocess.run([sys.executable, str(ROOT / "workflow" / "scripts" / "make_demo.py"), "tiny", "--out", str(d)],
-                   check=True, capture_output=True)
-    return d / "base"
+def build_model(args):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
 
+    from elicit import demo
 
-def demo_prompts(tok, n):
-    tasks = ROOT / "workflow" / "tasks" / "demo"
-    texts = []
-    for name, key in (("aime_demo.jsonl", "problem"), ("gpqa_demo.jsonl", "prompt")):
-        texts += [json.loads(l)[key] for l in (tasks / name).read_text().splitlines() if l.strip()]
-    out = []
-    for i in range(n):
-        msgs = [{"role": "user", "content": texts[i % len(texts)]}]
-        out.append(tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True))
-    return out
+    fields = json.loads(Path(args.arch).read_text()) if args.arch else demo.architecture(128, 2, 4)
+    fields = {k: v for k, v in fields.items() if not k.startswith("_") and k != "torch_dtype"}
+    cfg = AutoConfig.for_model(**fields)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg, dtype=getattr(torch, args.dtype), attn_implementation="sdpa")
+    return model.to(args.device).eval()
 
 
 class StepCounter:
-    """Counts token positions fed to the model's forward (prefill + decode)."""
+    """Token positions fed to the model's forward and forward calls (prefill + decode)."""
 
     def __init__(self, model):
-        self.tokens = 0
+        self.tokens = self.calls = 0
         self.handle = model.register_forward_pre_hook(self._hook, with_kwargs=True)
 
     def _hook(self, module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
-        if ids is None:
-            emb = kwargs.get("inputs_embeds")
-            self.tokens += int(emb.shape[0] * emb.shape[1]) if emb is not None else 0
-        else:
-            self.tokens += int(ids.numel())
+        self.tokens += int(ids.numel()) if ids is not None else int(kwargs["inputs_embeds"].shape[1])
+        self.calls += 1
 
     def close(self):
         self.handle.remove()
 
 
-def run_hf(model, tok, prompts, lengths, batch_size, device):
+def sync(device):
+    import torch
+
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def lockstep_batches(reqs, bs=8):
+    """Today's plan: one job per (task, seed), longest prompt first, batches of bs."""
+    jobs = {}
+    for r in reqs:
+        jobs.setdefault((r["task"], r["seed"]), []).append(r)
+    out = []
+    for job in jobs.values():
+        job.sort(key=lambda r: -len(r["prompt"]))
+        out += [job[i:i + bs] for i in range(0, len(job), bs)]
+    return out
+
+
+def run_lockstep(model, batches, args, eos: int):
     import torch
     from transformers import LogitsProcessor, LogitsProcessorList
 
-    eos = tok.eos_token_id
-
     class ForceLength(LogitsProcessor):
         def __init__(self, start, lens):
-            self.start, self.lens = start, torch.tensor(lens, device=device)
+            self.start, self.lens = start, torch.tensor(lens, device=args.device)
 
         def __call__(self, input_ids, scores):
-            step = input_ids.shape[1] - self.start  # tokens generated so far
-            ban = step < self.lens - 1
+            step = input_ids.shape[1] - self.start
+            scores[step < self.lens - 1, eos] = float("-inf")
             force = step >= self.lens - 1
-            scores[ban, eos] = float("-inf")
             forced = torch.full_like(scores[force], float("-inf"))
             forced[:, eos] = 0.0
             scores[force] = forced
             return scores
 
-    order = sorted(range(len(prompts)), key=lambda i: -len(tok(prompts[i])["input_ids"]))
-    tok.padding_side = "left"
-    counter = StepCounter(model)
-    prompt_tokens, seqs, generated = 0, 0, 0
+    counter, prompt_tokens, seqs, generated = StepCounter(model), 0, 0, 0
+    sync(args.device)
     t0 = time.perf_counter()
-    for j in range(0, len(order), batch_size):
-        idx = order[j:j + batch_size]
-        enc = tok([prompts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False).to(device)
-        lens = [lengths[i] for i in idx]
-        out = model.generate(**enc, max_new_tokens=max(lens), do_sample=False, top_k=None, top_p=None,
-                             temperature=None, repetition_penalty=None, eos_token_id=eos, pad_token_id=tok.pad_token_id,
-                             logits_processor=LogitsProcessorList([ForceLength(enc["input_ids"].shape[1], lens)]))
-        new = out[:, enc["input_ids"].shape[1]:]
-        for row, L in zip(new.tolist(), lens):
-            got = row.index(eos) + 1 if eos in row else len(row)
-            assert got == L, (got, L)
-        generated += sum(lens)
-        prompt_tokens += int(enc["input_ids"].numel())
-        seqs += len(idx)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    for batch in batches:
+        width = max(len(r["prompt"]) for r in batch)
+        ids = torch.tensor([[eos] * (width - len(r["prompt"])) + r["prompt"] for r in batch], device=args.device)
+        mask = torch.tensor([[0] * (width - len(r["prompt"])) + [1] * len(r["prompt"]) for r in batch],
+                            device=args.device)
+        lens = [r["length"] for r in batch]
+        out = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=max(lens), do_sample=True,
+                             temperature=0.6, top_k=None, top_p=None, eos_token_id=eos, pad_token_id=eos,
+                             logits_processor=LogitsProcessorList([ForceLength(width, lens)]))
+        for row, n in zip(out[:, width:].tolist(), lens):
+            assert (row.index(eos) + 1 if eos in row else len(row)) == n
+        generated, prompt_tokens, seqs = generated + sum(lens), prompt_tokens + ids.numel(), seqs + len(batch)
+    sync(args.device)
     wall = time.perf_counter() - t0
     counter.close()
-    steps = counter.tokens - prompt_tokens + seqs
-    return {"generated_tokens": generated, "wall_s": wall, "sequence_steps": steps}
+    return {"generated_tokens": generated, "wall_s": wall, "sequence_steps": counter.tokens - prompt_tokens + seqs,
+            "forward_calls": counter.calls, "jobs": len({(b[0]["task"], b[0]["seed"]) for b in batches})}
 
 
-def run_cb(model, tok, prompts, lengths, device):
+def cb_jobs(reqs, args):
+    """The new default's jobs: AIME tasks x k seeds, GPQA x k seeds (eval_jobs' rule with --slots)."""
+    out = []
+    for tasks in (("aime24", "aime25"), ("gpqa",)):
+        per_seed = sum(1 for r in reqs if r["task"] in tasks and r["seed"] == 0)
+        k = args.seeds if not args.slots else max(1, min(args.seeds, math.ceil(args.slots / per_seed)))
+        for lo in range(0, args.seeds, k):
+            out.append([r for r in reqs if r["task"] in tasks and lo <= r["seed"] < lo + k])
+    return out
+
+
+def run_cb(model, jobs, args):
     import torch
     from transformers import GenerationConfig
 
-    gc = GenerationConfig(do_sample=False, max_new_tokens=max(lengths), eos_token_id=-1,
-                          pad_token_id=tok.pad_token_id, top_k=None, top_p=None, temperature=None)
-    inputs = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
-    counter = StepCounter(model)
-    t0 = time.perf_counter()
-    results = {}
-    from elicit.lm_backend_cb import cb_config
+    from elicit.lm_backend_cb import cb_config, row_key, sampler_processor_list
 
-    # CPU: a workload-sized paged cache; prefix caching off so that every prompt token is
-    # computed (as in hf) and sequence-steps = fed tokens - prompt tokens + one per request
-    cfg = cb_config(inputs, max(lengths), device, allow_block_sharing=False)
-    with model.continuous_batching_context_manager(generation_config=gc, warmup=False, block=True, timeout=5,
-                                                   continuous_batching_config=cfg) as mgr:
-        ids = [mgr.add_request(ids_, max_new_tokens=L) for ids_, L in zip(inputs, lengths)]
-        while len(results) < len(ids):
-            r = mgr.get_result(timeout=1)
-            if r is not None and r.is_finished():
-                results[r.request_id] = r
-            elif r is None and not mgr.is_running():
-                raise RuntimeError("continuous batching stopped early")
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
+    counter, generated, prompts, n = StepCounter(model), 0, 0, 0
+    sync(args.device)
+    t0 = time.perf_counter()
+    for job in jobs:
+        inputs, lengths = [r["prompt"] for r in job], [r["length"] for r in job]
+        gc = GenerationConfig(do_sample=False, max_new_tokens=max(lengths), eos_token_id=-1, pad_token_id=0,
+                              top_k=None, top_p=None, temperature=None)
+        # prefix caching off so every prompt token is computed, as in lockstep (sequence-steps compare)
+        cfg = cb_config(inputs, max(lengths), args.device, allow_block_sharing=False, slots=args.slots or None)
+        manager = model.init_continuous_batching(generation_config=gc, continuous_batching_config=cfg)
+        manager.logit_processor = sampler_processor_list(0.6, 0, 1.0, None)
+        manager.start()
+        got = {}
+        try:
+            with torch.no_grad():
+                ids = [manager.add_request(x, request_id=f"q{i}", max_new_tokens=L, eos_token_id=-1,
+                                           sample_seed=row_key(r["seed"], r["doc"] * 7 + len(r["task"])))
+                       for i, (x, L, r) in enumerate(zip(inputs, lengths, job))]
+                while len(got) < len(ids):
+                    res = manager.get_result(timeout=1)
+                    if res is not None and res.is_finished():
+                        got[res.request_id] = res
+                    elif res is None and not manager.is_running():
+                        raise RuntimeError("continuous batching stopped early")
+        finally:
+            manager.stop(block=True, timeout=5)
+            manager.destroy()
+        assert [len(got[i].generated_tokens) for i in ids] == lengths
+        generated, prompts, n = generated + sum(lengths), prompts + sum(len(x) for x in inputs), n + len(inputs)
+    sync(args.device)
     wall = time.perf_counter() - t0
     counter.close()
-    generated = sum(len(results[i].generated_tokens) for i in ids)
-    assert [len(results[i].generated_tokens) for i in ids] == lengths
-    steps = counter.tokens - sum(len(x) for x in inputs) + len(inputs)
-    return {"generated_tokens": generated, "wall_s": wall, "sequence_steps": steps}
+    return {"generated_tokens": generated, "wall_s": wall, "sequence_steps": counter.tokens - prompts + n,
+            "forward_calls": counter.calls, "jobs": len(jobs)}
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="model dir / hub id (default: build the tiny demo model)")
-    ap.add_argument("--random-init", action="store_true", help="config only, random weights (no download of weights)")
+    ap.add_argument("--arch", default=None, help="HF config.json fields (resources/models/*.json); random weights. "
+                                                 "Default: the demo's tiny architecture")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--dtype", default="float32")
-    ap.add_argument("--n", type=int, default=32, help="number of prompts")
-    ap.add_argument("--batch-size", type=int, default=8, help="hf lockstep batch size")
-    ap.add_argument("--max-gen-toks", type=int, default=256)
-    ap.add_argument("--min-len", type=int, default=16, help="Pareto scale (typical short answer)")
-    ap.add_argument("--alpha", type=float, default=1.2, help="Pareto shape (smaller = longer tail)")
+    ap.add_argument("--dtype", default="float32", help="float32 | bfloat16")
+    ap.add_argument("--max-new", type=int, default=256, help="answer length cap (eval.max_gen_toks)")
+    ap.add_argument("--aime", type=int, default=8, help="problems per AIME task (the paper: 30)")
+    ap.add_argument("--gpqa", type=int, default=16, help="GPQA problems (the paper: 198)")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--slots", type=int, default=0, help="cb: most sequences in flight (0: as the KV cache holds)")
+    ap.add_argument("--lockstep-batches", type=int, default=0, help="time only N random batches of today's plan")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--backends", default="hf,cb")
     ap.add_argument("--json", default=None, help="also write the numbers here")
     args = ap.parse_args(argv)
 
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+    import random
 
-    torch.manual_seed(args.seed)
-    tmp = tempfile.TemporaryDirectory()
-    path = args.model or str(build_demo_model(Path(tmp.name)))
-    tok = AutoTokenizer.from_pretrained(path)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    dtype = getattr(torch, args.dtype)
-    if args.random_init:
-        model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path), dtype=dtype)
-    else:
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    model.to(args.device).eval()
-    prompts = demo_prompts(tok, args.n)
-    lengths = long_tail_lengths(args.n, args.max_gen_toks, args.min_len, args.alpha, args.seed)
-    print(f"model={path} device={args.device} dtype={args.dtype} n={args.n} hf_batch={args.batch_size} "
-          f"max_gen_toks={args.max_gen_toks} lengths: mean={sum(lengths) / len(lengths):.1f} "
-          f"median={sorted(lengths)[len(lengths) // 2]} max={max(lengths)} at_cap={lengths.count(args.max_gen_toks)}")
+    import torch
+
+    model = build_model(args)
+    eos = model.config.vocab_size - 1
+    reqs = workload(args, model.config.vocab_size)
+    lengths = sorted(r["length"] for r in reqs)
+    print(f"arch={args.arch or 'demo tiny'} device={args.device} dtype={args.dtype} requests={len(reqs)} "
+          f"(aime 2x{args.aime}, gpqa {args.gpqa}, x{args.seeds} seeds) max_new={args.max_new} answer lengths: "
+          f"mean={sum(lengths) / len(lengths):.0f} median={lengths[len(lengths) // 2]} "
+          f"at_cap={lengths.count(args.max_new)}", flush=True)
+    plan = lockstep_batches(reqs)
+    timed = random.Random(args.seed).sample(plan, args.lockstep_batches) if args.lockstep_batches else plan
     rows = {}
-    for b in args.backends.split(","):
-        with torch.no_grad():
-            r = run_hf(model, tok, prompts, lengths, args.batch_size, args.device) if b == "hf" else \
-                run_cb(model, tok, prompts, lengths, args.device)
-        r["tokens_per_s"] = r["generated_tokens"] / r["wall_s"]
-        r["useful_fraction"] = r["generated_tokens"] / r["sequence_steps"]
-        rows[b] = r
-        print(f"{b:>3}: generated {r['generated_tokens']} tokens in {r['wall_s']:.2f}s = "
-              f"{r['tokens_per_s']:.1f} tokens/s; sequence-steps {r['sequence_steps']}; "
-              f"useful fraction {r['useful_fraction']:.3f}", flush=True)
+    with torch.no_grad():
+        rows["lockstep"] = run_lockstep(model, timed, args, eos)
+    rows["cb"] = run_cb(model, cb_jobs(reqs, args), args)
+    for name, r in rows.items():
+        r.update(tokens_per_s=r["generated_tokens"] / r["wall_s"], useful_fraction=r["generated_tokens"] / r["sequence_steps"],
+                 mean_in_flight=r["sequence_steps"] / max(1, r["forward_calls"]))
+        part = f" ({len(timed)} of {len(plan)} batches)" if name == "lockstep" and timed is not plan else ""
+        print(f"{name:>8}: {r['jobs']} jobs{part}, {r['generated_tokens']} tokens in {r['wall_s']:.2f}s = "
+              f"{r['tokens_per_s']:.1f} tokens/s; useful fraction {r['useful_fraction']:.3f}; "
+              f"mean sequences in flight {r['mean_in_flight']:.1f}", flush=True)
+    ratio = rows["cb"]["tokens_per_s"] / rows["lockstep"]["tokens_per_s"]
+    print(f"cb / lockstep tokens/s: {ratio:.2f}x")
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "lengths": lengths, "results": rows}, indent=1))
+        Path(args.json).write_text(json.dumps({"args": vars(args), "results": rows, "ratio": ratio}, indent=1))
     return rows
 
 

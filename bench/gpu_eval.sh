@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Evaluation throughput on the GPUs of ONE machine, in one call (< 10 min on H100/H200):
-#  1. per backend on one GPU: HF generate (lockstep batches: `hf`, `hf-resumable`) vs transformers
-#     continuous batching (`hf-cb`), random-init Qwen2.5-1.5B and 7B, forced long-tail answer
-#     lengths capped at MAX_GEN_TOKS (bench/eval_throughput.py);
+#  1. the paper workload on one GPU: today's lockstep batches of 8 (`hf-resumable`) vs the default
+#     `hf-cb` jobs, random-init Qwen2.5-1.5B and 7B, forced long-tail answer lengths capped at
+#     MAX_GEN_TOKS (bench/eval_throughput.py);
 #  2. per layout over the visible GPUs: naive layer split (lm-eval parallelize), data-parallel
 #     replicas and tensor parallel (bench/eval_layouts.py, eval_cell.py --layout split|dp|tp),
 #     random-init Qwen2.5-7B, the same prompts; needs >= 2 GPUs (skipped, and said, on one).
@@ -15,11 +15,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python )}
 OUT=${OUT:-bench/out}
-N=${N:-64}                      # prompts per size
-HF_BATCH=${HF_BATCH:-16}        # lm-eval HF batch size
+N=${N:-64}                      # prompts (layouts part)
 MAX_GEN_TOKS=${MAX_GEN_TOKS:-2048}
-MIN_LEN=${MIN_LEN:-128}         # Pareto scale: typical short answer
-ALPHA=${ALPHA:-1.1}             # Pareto shape: long tail, ~10% at the cap
+AIME=${AIME:-8}                 # paper workload (bench/eval_throughput.py): problems per AIME task,
+GPQA=${GPQA:-16}                # GPQA problems,
+SEEDS=${SEEDS:-2}               # seeds,
+LOCKSTEP_BATCHES=${LOCKSTEP_BATCHES:-2}  # and today's lockstep batches timed (a random sample)
 PARTS=${PARTS:-"backends layouts"}
 NGPU=$(nvidia-smi -L 2>/dev/null | wc -l || echo 0)
 mkdir -p "$OUT"
@@ -46,11 +47,11 @@ for size in 1.5B 7B; do cp "$TOK"/* "$CFGS/$size/"; done
 
 if [[ " $PARTS " == *" backends "* ]]; then
   for size in 1.5B 7B; do
-    echo "== backends, Qwen2.5-$size (random init), N=$N hf_batch=$HF_BATCH max_gen_toks=$MAX_GEN_TOKS"
-    timeout 200 "$PY" bench/eval_throughput.py --model "$CFGS/$size" --random-init --device cuda \
-      --dtype bfloat16 --n "$N" --batch-size "$HF_BATCH" --max-gen-toks "$MAX_GEN_TOKS" \
-      --min-len "$MIN_LEN" --alpha "$ALPHA" --json "$OUT/eval_throughput_$size.json" \
-      || echo "Qwen2.5-$size: failed or over 200 s (lower N / MAX_GEN_TOKS)"
+    echo "== paper workload, Qwen2.5-$size (random init): lockstep batches of 8 vs hf-cb jobs, max_new=$MAX_GEN_TOKS"
+    timeout 200 "$PY" bench/eval_throughput.py --arch "resources/models/Qwen--Qwen2.5-$size-Instruct.json" \
+      --device cuda --dtype bfloat16 --max-new "$MAX_GEN_TOKS" --aime "$AIME" --gpqa "$GPQA" --seeds "$SEEDS" \
+      --lockstep-batches "$LOCKSTEP_BATCHES" --json "$OUT/eval_throughput_$size.json" \
+      || echo "Qwen2.5-$size: failed or over 200 s (lower AIME / GPQA / SEEDS / MAX_GEN_TOKS)"
   done
 fi
 if [[ " $PARTS " == *" layouts "* ]]; then

@@ -65,14 +65,15 @@ def lora_flags() -> list[str]:
                         if k.startswith("lora_")})
 
 
-def eval_settings(layout: str = "single") -> list[str]:
+def eval_settings(layout: str = "single", backend: str = "hf-resumable") -> list[str]:
     """eval_cell.py's config-backed flags: config/demo.yaml's generation settings (the schema
-    filling its defaults), batch size 1 and max length 512 for the tests' small runs. For tests
-    that call it directly; a flag given again later overrides (argparse)."""
+    filling its defaults), batch size 1 and max length 512 for the tests' small runs, and the
+    backend hf-resumable (fixed batches; hf-cb, the default, is tested in test_eval_cb.py). For
+    tests that call it directly; a flag given again later overrides (argparse)."""
     e = demo_config()["eval"]
     flags = {"temperature": e["temperature"], "top-p": e["top_p"], "top-k": e["top_k"], "min-p": e["min_p"],
              "repetition-penalty": e["repetition_penalty"], "batch-size": 1,
-             "backend": e["backend"], "max-length": 512, "layout": layout}
+             "backend": backend, "max-length": 512, "layout": layout}
     return [x for k, v in flags.items() for x in (f"--{k}", str(v))]
 
 

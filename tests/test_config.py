@@ -100,7 +100,8 @@ def test_check_fills_the_defaults_the_rules_read():
     check(cfg)
     assert (cfg["train"]["adam_beta2"], cfg["train"]["warmup_ratio"], cfg["train"]["loss_chunk"]) == (0.95, 0, 512)
     assert (cfg["eval"]["top_p"], cfg["eval"]["top_k"], cfg["eval"]["backend"], cfg["eval"]["limit"]) == \
-        (1.0, 0, "hf-resumable", None)
+        (1.0, 0, "hf-cb", None)
+    assert (cfg["eval"]["batch_size"], cfg["eval"]["seeds_per_job"]) == ("auto", "auto")
     assert all(m["train"]["nodes"] == 1 and m["eval"]["layout"] == "auto" and m["base_revision"] is None
                for m in cfg["models"].values())
 

@@ -15,10 +15,10 @@ PAPER = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
 
 def test_hand_computed():
     cfg = copy.deepcopy(PAPER)
-    cfg["cost"] = {"mean_train_tokens": 1000, "train_tokens_per_gpu_s": {"7B": 1000},
-                   "eval_tokens_per_gpu_s": {"7B": 100}, "problems": {t: 10 for t in cfg["eval"]["tasks"]},
+    cfg["cost"] = {"mean_train_tokens": 1000, "problems": {t: 10 for t in cfg["eval"]["tasks"]},
                    "mean_new_tokens": {t: 360 for t in cfg["eval"]["tasks"]}}
-    train, ev = estimate(cfg, ["7B"])
+    rates = {"train": {"7B": {"tokens_per_s": 1000}}, "eval": {"7B": {"tokens_per_s": 100}}}
+    train, ev = estimate(cfg, ["7B"], rates)
     # 7 runs x (300 x 16 x 1000 + (300//10 + 1) x 72 x 1000 / 3) tokens / 1000 tok/s / 3600
     assert train["gpu_hours"] == pytest.approx(7 * (4_800_000 + 31 * 72_000 / 3) / 1000 / 3600)
     # 9 models x 4 seeds x 3 tasks x 10 problems x 360 tokens = 388,800 / 100 tok/s / 3600 = 1.08
@@ -36,7 +36,7 @@ def test_cli_prints_total_and_the_memory_table(tmp_path):
     assert "total" in out and "32B" in out
     memory = out.split("memory per GPU (predicted peak, GiB)")[1]
     assert re.search(r"^ +7B +\d+\.\d \[zero2 x8\] +\d+\.\d \[zero2 x8\] +\d+\.\d \[single x1\]$", memory, re.M)
-    assert re.search(r"^ +32B +\d+\.\d \[zero3 x16\] .* \[tp x4\]$", memory, re.M)  # no memory given: no verdict
+    assert re.search(r"^ +32B +\d+\.\d \[zero3 x16\] .* \[dp x4\]$", memory, re.M)  # hf-cb: a replica per GPU
 
 
 def test_cli_says_what_fits(tmp_path):
@@ -46,3 +46,32 @@ def test_cli_says_what_fits(tmp_path):
     small = cli(tmp_path, "--gpu-mem-gb", "24", "--sizes", "32B")
     assert re.search(r"^ +32B .* does not fit on 24 GiB: train full, train lora, eval$", small, re.M)
     assert "1.5B" not in small
+
+
+def test_throughputs_come_from_the_benchmark_table(tmp_path):
+    """Every number used is printed with its source: measured (the command) or an estimate."""
+    out = cli(tmp_path)
+    assert re.search(r"^ +7B +eval +2300 tokens/s  estimate \(", out, re.M)  # H100-80GB, hf-cb
+    import estimate_cost
+
+    table = yaml.safe_load(estimate_cost.THROUGHPUT.read_text())
+    table["gpus"]["H200-141GB"]["eval"]["hf-cb"]["7B"] = {"tokens_per_s": 5000, "measured": True,
+                                                          "command": "bench/eval_throughput.py --x", "on": "H200"}
+    f = tmp_path / "t.yaml"
+    f.write_text(yaml.safe_dump(table))
+    gpu, entry, rates = estimate_cost.throughputs(PAPER, "H200-141GB", f)
+    assert rates["eval"]["7B"]["tokens_per_s"] == 5000 and entry["gpu_mem_gb"] == 141
+    assert estimate_cost.source(rates["eval"]["7B"]) == "measured: bench/eval_throughput.py --x on H200"
+    del table["gpus"]["H200-141GB"]["train"]["32B"]
+    f.write_text(yaml.safe_dump(table))
+    with pytest.raises(SystemExit, match="H200-141GB.train.32B"):
+        estimate_cost.throughputs(PAPER, "H200-141GB", f)
+
+
+def test_sequences_in_flight_per_size(tmp_path):
+    out = cli(tmp_path, "--gpu-mem-gb", "80")
+    flight = dict(re.findall(r"^ +([\d.]+B): (\d+) sequences in flight", out, re.M))
+    assert set(flight) == {"1.5B", "7B", "14B", "32B"}
+    # 80 GiB: 1.5B ~80 sequences of 29.5k tokens, 7B ~30 (issue 20), 1.5B's 2 AIME tasks x 2 seeds per job
+    assert 70 <= int(flight["1.5B"]) <= 90 and 25 <= int(flight["7B"]) <= 40
+    assert "1.5B: 79 sequences in flight" in out and "aime24+aime25 x seeds 0/1, aime24+aime25 x seeds 2/3" in out

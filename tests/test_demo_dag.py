@@ -144,7 +144,9 @@ def test_nothing_left_to_do_then_one_deleted_cell(demo):
     assert "Nothing to be done" in out.stdout + out.stderr
     victim = demo / "results" / "eval" / DEMO["sizes"][0] / "full-8" / "demo_gpqa" / "seed1.json"
     victim.unlink()
-    assert planned_jobs(demo) == {"evaluate": 1, "aggregate": 1, "report": 1, "all": 1, "total": 4}
+    # the job of both seeds of that cell: seed0 is restored from the finished-cell cache, not regenerated
+    assert planned_jobs(demo) == {"evaluate_demo_gpqa_seeds_0_1": 1, "aggregate": 1, "report": 1, "all": 1,
+                                  "total": 4, "evaluate": 1}
     snakemake(demo)
     assert victim.exists()
 
@@ -152,7 +154,9 @@ def test_nothing_left_to_do_then_one_deleted_cell(demo):
 def planned_jobs(workdir, *args):
     out = snakemake(workdir, "-n", "--quiet", "rules", *args)
     stats = (out.stdout + out.stderr).split("Job stats:")[-1]
-    return {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    jobs = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    jobs["evaluate"] = sum(v for k, v in jobs.items() if k.startswith("evaluate"))  # a job: a task, both seeds
+    return jobs
 
 
 @pytest.mark.slow
@@ -170,7 +174,7 @@ def test_changing_lora_lr_reruns_only_lora(demo, tmp_path):
     (tmp_path / "lr.yaml").write_text(yaml.safe_dump({"lora": {**DEMO["lora"], "lr": DEMO["lora"]["lr"] * 2}}))
     jobs = planned_jobs(demo, "--configfile", str(ROOT / "config" / "demo.yaml"), str(tmp_path / "lr.yaml"))
     assert jobs["train"] == n_sizes and jobs["select_checkpoint"] == n_sizes
-    assert jobs["evaluate"] == n_sizes * n_tasks * n_seeds  # the LoRA cells only
+    assert jobs["evaluate"] == n_sizes * n_tasks and n_seeds == 2  # the LoRA cells only, both seeds per job
     assert "split_data" not in jobs and "demo_base" not in jobs
 
 
@@ -197,6 +201,6 @@ def test_changing_one_sizes_training_setting_reruns_only_that_size(demo, tmp_pat
     n_trained = 1 + len(DEMO["data"]["subsets"])
     jobs = planned_jobs(demo, *args)
     assert jobs["train"] == jobs["select_checkpoint"] == n_trained
-    assert jobs["evaluate"] == n_trained * len(DEMO["eval"]["tasks"]) * len(DEMO["eval"]["seeds"])
+    assert jobs["evaluate"] == n_trained * len(DEMO["eval"]["tasks"])  # both seeds in one job
     text = (snakemake(demo, "-n", *args).stdout)
     assert f"size={b}" in text and f"size={a}" not in text

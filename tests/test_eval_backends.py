@@ -57,9 +57,9 @@ def test_greedy_identical_across_backends(chaos, tmp_path, task):
 def test_cb_sampling_and_resume_stats(chaos, tmp_path):
     rec, samples = _run(chaos, tmp_path / "s.json", "hf-cb", "demo_aime", temperature=0.8, limit=4, bs=4)
     assert rec["generation"]["do_sample"] is True
-    assert rec["resume"]["generated"] == 4 and rec["resume"]["batches_generated"] == 1
+    assert rec["resume"]["generated"] == 4 and rec["resume"]["reused"] == 0
     again, samples2 = _run(chaos, tmp_path / "s2.json", "hf-cb", "demo_aime", temperature=0.8, limit=4, bs=4)
-    assert [s["response"] for s in samples] == [s["response"] for s in samples2]  # seeded per batch
+    assert [s["response"] for s in samples] == [s["response"] for s in samples2]  # seeded per request
 
 
 def test_cb_generation_config_settings():

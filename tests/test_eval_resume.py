@@ -150,4 +150,7 @@ def test_rule_passes_context_and_backend(tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     cmd = next(line for line in out.stdout.splitlines() if "eval_cell.py" in line)
     assert "--max-gen-toks 29000 " in cmd and "--max-length 32768 " in cmd
-    assert "--backend hf-resumable " in cmd and "--task aime24 --seed 0 " in cmd
+    # the default: hf-cb, one job for AIME's two tasks x every seed (no site memory), one --out per cell
+    assert "--backend hf-cb " in cmd and "--batch-size auto " in cmd and "--task aime24 aime25 --seed 0 1 2 3 " in cmd
+    outs = [f"results/eval/7B/base/{t}/seed{s}.json" for t in ("aime24", "aime25") for s in range(4)]
+    assert cmd.split("--out ", 1)[1].split(" >>")[0].split() == outs

@@ -138,7 +138,10 @@ def test_paper_grid_does_not_fit_24_gib_and_says_what_to_change(cache):
         else:
             assert f"models.{m[1]}.train.gpus/nodes" in fixes and "zero3_offload" in fixes
         found.setdefault(m[1], set()).add(m[2])
-    assert found["32B"] == {"train full", "train lora", "eval"} and found["7B"] == {"train full", "train lora", "eval"}
+    # eval.batch_size auto (hf-cb): one 7B sequence fits 24 GiB, the continuous batcher holds what fits
+    assert found["32B"] == {"train full", "train lora", "eval"} and found["7B"] == {"train full", "train lora"}
+    lockstep = {**PAPER, "eval": {**PAPER["eval"], "batch_size": 8, "backend": "hf-resumable"}}
+    assert any(m.startswith("models.7B: eval needs") for m in mp.check(lockstep, 24, cache))
 
 
 def test_demo_jobs_on_cpu_are_not_checked(cache):
@@ -165,7 +168,7 @@ def test_dry_run_refuses_a_grid_that_cannot_fit(tmp_path):
     text = out.stdout + out.stderr
     assert out.returncode != 0 and "memory plan: jobs that cannot fit 24 GiB per GPU" in text
     assert re.search(r"models\.32B: train full needs \d+\.\d GiB per GPU .* > 24 GiB available: ", text)
-    assert re.search(r"models\.7B: eval needs \d+\.\d GiB per GPU .* eval\.batch_size: \d", text)
+    assert re.search(r"models\.32B: eval needs \d+\.\d GiB per GPU \(layout dp.* eval\.backend: hf-resumable", text)
     assert "Job stats" not in out.stdout
     assert (tmp_path / ".snakemake" / "memory_plan" / "zero_estimates.json").is_file()  # the workdir's cache
     ok = _dry_run(tmp_path, "--config", _site(tmp_path, 80))  # the cache written above is reused
@@ -177,11 +180,14 @@ def test_dry_run_refuses_a_grid_that_cannot_fit(tmp_path):
 
 def test_eval_layouts(cache):
     assert {s: mp.eval_layout(PAPER, s, 80) for s in PAPER["sizes"]} == \
+        {"1.5B": "single", "7B": "single", "14B": "dp", "32B": "dp"}  # hf-cb: a replica per GPU
+    PAPER_LOCKSTEP = {**PAPER, "eval": {**PAPER["eval"], "backend": "hf-resumable", "batch_size": 8}}
+    assert {s: mp.eval_layout(PAPER_LOCKSTEP, s, 80) for s in PAPER["sizes"]} == \
         {"1.5B": "single", "7B": "single", "14B": "tp", "32B": "tp"}  # 14B dp: 76.7 GiB, > 90 % of 80
-    assert mp.eval_layout(PAPER, "14B", 96) == "dp"  # a replica with 10 % to spare: one per GPU
-    assert mp.eval_layout(PAPER, "14B", 40) == "tp"  # a replica no longer fits, tp does
-    assert {s: mp.eval_layout(PAPER, s, None) for s in ("14B", "32B")} == {"14B": "tp", "32B": "tp"}
-    cfg = copy.deepcopy(PAPER)
+    assert mp.eval_layout(PAPER_LOCKSTEP, "14B", 96) == "dp"  # a replica with 10 % to spare: one per GPU
+    assert mp.eval_layout(PAPER_LOCKSTEP, "14B", 40) == "tp"  # a replica no longer fits, tp does
+    assert {s: mp.eval_layout(PAPER_LOCKSTEP, s, None) for s in ("14B", "32B")} == {"14B": "tp", "32B": "tp"}
+    cfg = copy.deepcopy(PAPER_LOCKSTEP)
     cfg["models"]["7B"]["eval"].update(gpus=3)  # 28 heads, 4 KV heads: tp over 3 GPUs cannot divide
     assert mp.eval_layout(cfg, "7B", None) == "split" and mp.eval_layout(cfg, "7B", 80) == "dp"
     cfg["models"]["7B"]["eval"]["layout"] = "tp"

@@ -12,7 +12,10 @@ def planned(tmp_path, *extra):
                           "-d", str(tmp_path), *extra], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
     stats = out.stdout.split("Job stats:")[-1]
-    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    jobs = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    # evaluation jobs of several cells are rules evaluate_<tasks>_seeds_<seeds> (elicit/eval_jobs.py)
+    jobs["evaluate"] = sum(v for k, v in jobs.items() if k.startswith("evaluate"))
+    return jobs
 
 
 def expected(cfg):
@@ -24,7 +27,8 @@ def expected(cfg):
     models = sizes * (3 + subsets + len(cells(cfg)))  # base, skyline, lora, full-n, the variants' cells
     trained = sizes * (subsets + 1 + len(trained_runs(cfg)))
     return {"train": trained, "select_checkpoint": trained,
-            "evaluate": models * len(cfg["eval"]["tasks"]) * len(cfg["eval"]["seeds"]),
+            # no site memory: seeds_per_job auto puts every seed of a benchmark's tasks in one job
+            "evaluate": models * len(cfg["benchmarks"]),
             "aggregate": 1, "split_data": 1, "fetch_data": 1}
 
 
@@ -33,7 +37,7 @@ def test_paper_grid(tmp_path):
     jobs = planned(tmp_path, "--configfile", str(ROOT / "config" / "config.yaml"))
     want = expected(cfg)
     assert {k: jobs.get(k) for k in want} == want
-    assert want["train"] == 28 and want["evaluate"] == 432  # 24 full + 4 LoRA; 36 models x 3 x 4
+    assert want["train"] == 28 and want["evaluate"] == 72  # 24 full + 4 LoRA; 36 models x (AIME, GPQA)
     assert jobs["fetch_model"] == 8 and jobs["fetch_tasks"] == 1
     assert "demo_base" not in jobs
 
@@ -43,7 +47,8 @@ def test_demo_grid(tmp_path):
     jobs = planned(tmp_path)
     want = expected(cfg)
     assert {k: jobs.get(k) for k in want} == want
-    assert want["train"] == 2 * (2 + 1 + 1) and want["evaluate"] == 2 * (5 + 1) * 2 * 2  # + the variant's LoRA
+    # + the variant's LoRA; a job per model and benchmark (every seed of its tasks)
+    assert want["train"] == 2 * (2 + 1 + 1) and want["evaluate"] == 2 * (5 + 1) * 2
     assert jobs["demo_base"] == jobs["demo_skyline"] == len(cfg["sizes"])
     assert "fetch_model" not in jobs
 
@@ -52,7 +57,7 @@ def test_one_size_alone(tmp_path):
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     jobs = planned(tmp_path, "--configfile", str(ROOT / "config" / "config.yaml"), "--config", "sizes=[32B]")
     per_size = 3 + len(cfg["data"]["subsets"])
-    assert jobs["evaluate"] == per_size * 3 * 4 and jobs["train"] == len(cfg["data"]["subsets"]) + 1
+    assert jobs["evaluate"] == per_size * 2 and jobs["train"] == len(cfg["data"]["subsets"]) + 1
 
 
 def test_multi_node_training_is_one_srun_task_per_gpu(tmp_path):

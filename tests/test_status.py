@@ -29,7 +29,9 @@ def status(work, *args):
 def planned(work, *args):
     out = snakemake(work, "-n", "--quiet", "rules", *args)
     stats = (out.stdout + out.stderr).split("Job stats:")[-1]
-    return {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    jobs = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    jobs["evaluate"] = sum(v for k, v in jobs.items() if k.startswith("evaluate"))  # a job: a task, both seeds
+    return jobs
 
 
 def test_readme_command_works_as_printed():
@@ -52,8 +54,8 @@ def test_a_changed_setting_shows_what_the_dry_run_plans(run, tmp_path):
     cfg.write_text(yaml.safe_dump({**DEMO, "eval": {**DEMO["eval"], "temperature": 0.9}}))
     jobs = planned(run, "--configfile", str(cfg))
     text = status(run, "--configfile", str(cfg))
-    assert jobs["evaluate"] == 48  # 40 + the variant's 8 LoRA cells
-    assert f"A rerun would run 0 training(s) and {jobs['evaluate']} evaluation(s)" in text
+    assert jobs["evaluate"] == 24  # 48 cells (40 + the variant's 8 LoRA cells), 2 seeds per job
+    assert "A rerun would run 0 training(s) and 48 evaluation(s)" in text
     assert "48 outdated" in text and "outdated: results/eval/tiny-a/base/demo_aime/seed0.json (params changed)" in text
 
 
@@ -100,9 +102,11 @@ def test_each_state(run):
                           capture_output=True, text=True)
     assert text.returncode == 1
     assert f"corrupt: {rel.format('full-8', 1)} ({run / rel.format('full-8', 1)}: not valid JSON" in text.stdout
-    # what the dry-run plans: the missing, the failed and the two incomplete cells (not the corrupt
-    # one: Snakemake cannot know; the plan refuses to start until it is fixed)
-    assert "A rerun would run 0 training(s) and 4 evaluation(s)" in text.stdout
+    # what the dry-run plans: the jobs of the missing, the failed and the two incomplete cells, each
+    # job both seeds of its task (lora, base, skyline x demo_gpqa: 6 files; the finished seed of a
+    # job is restored from .done, not regenerated); not the corrupt one: Snakemake cannot know, the
+    # plan refuses to start until it is fixed
+    assert "A rerun would run 0 training(s) and 6 evaluation(s)" in text.stdout
 
 
 def test_one_size(run):

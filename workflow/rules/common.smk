@@ -2,6 +2,7 @@
 import json
 import os
 import re
+import shlex
 import sys
 from pathlib import Path
 
@@ -276,14 +277,22 @@ def train_cli(wc):
 
 
 # ---------------------------------------------------------------- eval rules
-def eval_cli(wc):
+def eval_cli(wc, tasks=None, seeds=None):
+    """eval_cell.py's flags for one cell (wildcards task, seed) or a job of several (tasks x seeds);
+    a variant's cell (<configuration>@<variant>) takes the variant's evaluation settings."""
     e = variants.apply(config, variants.split(wc.config)[1])["eval"]
-    return cli({
-        "task": wc.task, "seed": wc.seed, "max-gen-toks": e["max_gen_toks"], "temperature": e["temperature"],
+    cells = f"--task {' '.join(shlex.quote(t) for t in tasks or [wc.task])} --seed {' '.join(map(str, seeds or [wc.seed]))} "
+    return cells + cli({
+        "max-gen-toks": e["max_gen_toks"], "temperature": e["temperature"],
         "top-p": e["top_p"], "top-k": e["top_k"], "min-p": e["min_p"],
         "repetition-penalty": e["repetition_penalty"], "batch-size": e["batch_size"], "backend": e["backend"],
         # lm-eval's max_length = the context we planned with (elicit.config checks
         # max_gen_toks < context at plan time; eval_cell checks the real prompts).
         "max-length": MODELS[wc.size]["context"], "limit": e["limit"],
-        "task-revision": (e["task_revisions"] or {}).get(wc.task),
-        "trust-remote-code": MODELS[wc.size]["trust_remote_code"]})
+        "trust-remote-code": MODELS[wc.size]["trust_remote_code"]}) + task_revisions(tasks or [wc.task])
+
+
+def task_revisions(tasks):
+    """--task-revision, one per task ('' = unpinned), or nothing when no task is pinned."""
+    revs = [(config["eval"]["task_revisions"] or {}).get(t) for t in tasks]
+    return " --task-revision " + " ".join(shlex.quote(r or "") for r in revs) if any(revs) else ""

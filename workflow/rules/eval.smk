@@ -1,8 +1,19 @@
-# Evaluation: one lm-eval run per (size, configuration, task, seed), HF backend,
+# Evaluation: lm-eval per (size, configuration, task, seed) cell, one result file per cell,
 # sampling settings passed explicitly (never inherited from a checkpoint).
-# A killed cell resumes: eval_cell.py keeps finished answers in
+# A job evaluates one cell (rule `evaluate`) or, with eval.seeds_per_job (elicit/eval_jobs.py),
+# several cells together to fill the GPU: one rule per group of tasks x seeds, declaring every
+# cell's file as an output (no checkpoints: a dry-run lists every missing cell).
+# A killed job resumes: eval_cell.py keeps finished answers in
 # results/eval/.../seedN.json.partial.jsonl (deliberately NOT an output, so Snakemake does
-# not delete it before the rerun) and generates only the missing ones.
+# not delete it before the rerun) and generates only the missing ones; a rerun job restores
+# its cells already finished from results/eval/.../.done (a seed added later regenerates nothing).
+from elicit import eval_jobs
+
+EVAL_SINGLE_SIZES, EVAL_GROUP_RULES = eval_jobs.plan(config, SITE.get("gpu_mem_gb"))
+
+
+def size_pattern(sizes):
+    return "|".join(re.escape(s) for s in sizes) or "(?!)"  # (?!): no size
 
 
 rule evaluate:
@@ -10,6 +21,8 @@ rule evaluate:
         eval_inputs,
     output:
         grid.eval_output("{size}", "{config}", "{task}", "{seed}"),
+    wildcard_constraints:
+        size=size_pattern(EVAL_SINGLE_SIZES),
     params:
         model=eval_model_args,
         definition=lambda wc: model_definition(wc.size, "skyline" if variants.split(wc.config)[0] == "skyline" else "base"),
@@ -31,3 +44,41 @@ rule evaluate:
         "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 {resources.eval_launcher} "
         "{SCRIPTS}/eval_cell.py {params.model} {params.cli} {INCLUDE_ARG} --layout {resources.eval_layout} "
         "--out {output} >> {log} 2>&1"
+
+
+def group_cli(job):
+    return lambda wildcards: eval_cli(wildcards, job["tasks"], job["seeds"])
+
+
+for _name, _job in EVAL_GROUP_RULES.items():
+
+    rule:
+        name:
+            _name
+        input:
+            eval_inputs,
+        output:
+            [grid.eval_output("{size}", "{config}", t, s) for t in _job["tasks"] for s in _job["seeds"]],
+        wildcard_constraints:
+            size=size_pattern(_job["sizes"]),
+        params:
+            model=eval_model_args,
+            definition=lambda wc: model_definition(wc.size, "skyline" if variants.split(wc.config)[0] == "skyline" else "base"),
+            cli=group_cli(_job),
+            include_path=config["eval"]["include_path"] or "",  # relative; the shell gets INCLUDE_ARG
+        threads: job_threads("eval")
+        resources:
+            **gpu_resources("eval"),
+            eval_layout=eval_layout,
+            eval_launcher=eval_launcher,
+        log:
+            # one log per cell (status.py reads them): the job's log, copied to each at the end
+            [grid.eval_log("{size}", "{config}", t, s) for t in _job["tasks"] for s in _job["seeds"]],
+        conda:
+            "../../envs/eval.yaml"
+        shell:
+            "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log[0]}; "
+            "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 {resources.eval_launcher} "
+            "{SCRIPTS}/eval_cell.py {params.model} {params.cli} {INCLUDE_ARG} --layout {resources.eval_layout} "
+            "--out {output} >> {log[0]} 2>&1; rc=$?; "
+            "for l in {log}; do [ $l = {log[0]} ] || cp {log[0]} $l; done; exit $rc"

@@ -47,13 +47,16 @@ Pitfalls this program defuses (see tests/test_evaluate.py):
     config's); the workflow passes --max-length = models.<size>.context. Our backends also
     check every real tokenized prompt: prompt + max_gen_toks > max_length is an error with
     a clear message (plain HFLM silently cuts the prompt's start).
-  * Resume after a kill (SIGTERM from SLURM): the default backend hf-resumable
+  * Resume after a kill (SIGTERM from SLURM): the backends hf-cb (default) and hf-resumable
     (lm_backend.py) appends each finished answer to OUT.partial.jsonl (not a Snakemake
     output) and a rerun generates only the missing ones; batches have a fixed composition
     and a seed derived from (seed, request keys), so a resumed run equals an uninterrupted
     one. Answers are keyed by the model's CONTENT fingerprint (provenance.py), so a model
     retrained under the same path never reuses the old model's answers. OUT.json's
-    "resume" says how many answers were reused / generated.
+    "resume" says how many answers were reused / generated. hf-cb seeds every answer on its
+    own (lm_backend_cb.py): answers do not depend on the concurrency or the job's other cells.
+  * Several cells in one job (--task/--seed lists, one --out per task x seed, task-major;
+    elicit/eval_pool.py): one model load, with hf-cb one continuous-batching run for all.
   * Several GPUs (--layout, launched with torchrun): dp = a replica per GPU, the fixed
     batches shared out (the answers equal one process's); tp = transformers tensor parallel
     (tp_plan="auto") for a model that does not fit one GPU; split = accelerate's layer split
@@ -110,25 +113,30 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--trust-remote-code", action="store_true", help="allow custom model code (default: off)")
     m.add_argument("--allow-hub", action="store_true", help="allow HF hub access (default: offline)")
     t = ap.add_argument_group("task")
-    t.add_argument("--task", required=True, help="lm-eval task name, e.g. aime24, gpqa_diamond_cot_zeroshot, demo_aime")
+    t.add_argument("--task", required=True, nargs="+",
+                   help="lm-eval task name(s), e.g. aime24, gpqa_diamond_cot_zeroshot, demo_aime; several tasks "
+                        "and seeds = one job generating all their cells together (--out: one per task x seed)")
     t.add_argument("--include-path", action="append", default=None,
                    help="directory of extra task YAMLs (repeatable); if --task is found there the "
                         "built-in task index is skipped")
     t.add_argument("--limit", type=float, default=None, help="only the first N documents (tests)")
-    t.add_argument("--task-revision", default=None,
-                   help="commit sha of the task's hub dataset to load (eval.task_revisions); default: "
-                        "what the cache holds")
+    t.add_argument("--task-revision", default=None, nargs="+",
+                   help="commit sha of the task's hub dataset to load (eval.task_revisions), one per --task "
+                        "('' = unpinned); default: what the cache holds")
     t.add_argument("--metric", default=None,
                    help="primary metric as 'name,filter' (default: first of %s present)" % ", ".join(PRIMARY_METRICS))
     g = ap.add_argument_group("generation (all passed explicitly to HF generate)")
-    g.add_argument("--seed", type=int, required=True, help="torch seed for sampling (only this varies across seeds)")
+    g.add_argument("--seed", type=int, required=True, nargs="+",
+                   help="sampling seed(s) (only this varies across seeds)")
     g.add_argument("--max-gen-toks", type=int, required=True, help="maximum new tokens per response")
     g.add_argument("--temperature", type=float, required=True, help="eval.temperature; 0 = greedy")
     g.add_argument("--top-p", type=float, required=True, help="eval.top_p; 1.0 = off")
     g.add_argument("--top-k", type=int, required=True, help="eval.top_k; 0 = off")
     g.add_argument("--min-p", type=float, required=True, help="eval.min_p; 0 = off")
     g.add_argument("--repetition-penalty", type=float, required=True, help="eval.repetition_penalty; 1.0 = off")
-    ap.add_argument("--out", required=True, help="result JSON path; samples go to <stem>.samples.jsonl")
+    ap.add_argument("--out", required=True, nargs="+",
+                    help="result JSON path per cell, task-major (task1 seed1, task1 seed2, ...); samples go to "
+                         "<stem>.samples.jsonl")
     return ap
 
 
@@ -259,15 +267,19 @@ def peak_gpu_memory() -> dict:
     return {"peak_gpu_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 3)}
 
 
-def run(args) -> dict:
-    t0 = time.perf_counter()
-    set_offline(args.allow_hub)
+def resolve_device(args) -> str:
     import torch
 
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
-    device = "cpu" if device == "auto" else device
+    return "cpu" if device == "auto" else device
+
+
+def run(args, lm=None) -> dict:
+    t0 = time.perf_counter()
+    set_offline(args.allow_hub)
+    device = resolve_device(args)
     limit = int(args.limit) if args.limit is not None and float(args.limit).is_integer() else args.limit
-    lm = make_lm(args, device)
+    lm = lm or make_lm(args, device)
     results, dataset = evaluate(args, lm, limit)
     if results is None or int(os.environ.get("RANK", "0")) != 0:  # not the writing rank
         return {}
@@ -368,10 +380,40 @@ def cached(out) -> tuple[Path, dict[str, Path]]:
     return out.parent / ".done" / out.stem, {"out.json": out, "samples.jsonl": samples_path(out)}
 
 
-def main(argv=None) -> dict:
+def cells(args) -> list[argparse.Namespace]:
+    """One namespace per (task, seed) cell, task-major, each with its own --out."""
+    pairs = [(t, s) for t in args.task for s in args.seed]
+    if len(args.out) != len(pairs):
+        raise SystemExit(f"--out: {len(args.out)} path(s) for {len(pairs)} cell(s) (tasks x seeds, task-major)")
+    revs = args.task_revision or [None] * len(args.task)
+    if len(revs) != len(args.task):
+        raise SystemExit(f"--task-revision: {len(revs)} value(s) for {len(args.task)} task(s)")
+    rev = dict(zip(args.task, (r or None for r in revs)))
+    return [argparse.Namespace(**{**vars(args), "task": t, "seed": s, "out": o, "task_revision": rev[t]})
+            for (t, s), o in zip(pairs, args.out)]
+
+
+def main(argv=None):
+    """One cell: its record. Several cells (one job): the list of records."""
     args = build_parser().parse_args(argv)
     if args.max_gen_toks <= 0:
         raise SystemExit("--max-gen-toks must be positive")
+    from elicit import eval_pool
+
+    todo = cells(args)
+    return main_cell(todo[0]) if len(todo) == 1 else eval_pool.run_cells(todo, sys.modules[__name__])
+
+
+def refuse_damaged_model(args) -> None:
+    """A published model whose files differ from what select_checkpoint recorded is never loaded."""
+    damaged = published_model_problems(Path(args.adapter or args.model))
+    if damaged:
+        raise SystemExit("eval_cell: damaged model:\n  " + "\n  ".join(damaged) + "\n  fix: rm -rf "
+                         f"{Path(args.adapter or args.model)}, then rerun: it is re-published from its checkpoint")
+
+
+def main_cell(args, lm=None) -> dict:
+    """One cell: restored from the finished-cell cache, or evaluated (with `lm` if given)."""
     key = cache_key(args)
     root, entries = cached(args.out)
     if (root / key / done_cache.COMPLETE).exists():  # finished before: same model, settings, code
@@ -379,11 +421,9 @@ def main(argv=None) -> dict:
             done_cache.restore(root, key, entries)
             print(f"finished cell with the same model, settings and code found ({root / key}): restored")
         return json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
-    damaged = published_model_problems(Path(args.adapter or args.model))  # before loading
-    if damaged:
-        raise SystemExit("eval_cell: damaged model:\n  " + "\n  ".join(damaged) + "\n  fix: rm -rf "
-                         f"{Path(args.adapter or args.model)}, then rerun: it is re-published from its checkpoint")
-    record = run(args)
+    if lm is None:
+        refuse_damaged_model(args)  # before loading (a pooled job checks before its one load)
+    record = run(args, lm)
     if record:
         done_cache.store(root, key, entries)
         print(f"{record['task']} seed={record['seed']}: {record['primary_metric']} = "

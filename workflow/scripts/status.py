@@ -37,8 +37,8 @@ from pathlib import Path
 
 import yaml
 
-from elicit import grid, integrity, variants
-from elicit.config import check
+from elicit import eval_jobs, grid, integrity, variants
+from elicit.config import check, load_site
 
 ORDER = ("corrupt", "failed", "running", "incomplete", "outdated", "missing", "done")
 ROOT = Path(__file__).resolve().parents[2]
@@ -179,6 +179,7 @@ def collect(cfg: dict, g: dict, workdir: Path, plan_rows: dict) -> dict:
            "queued": slurm_comments(workdir),
            "locked": locked_outputs(workdir) if live_snakemake(workdir) else set()}  # a stale lock: none
     cells, models = [], {}
+    gpu_mem = load_site(cfg).get("gpu_mem_gb")  # how the evaluation cells are grouped into jobs
     for size in g["sizes"]:
         for cell in g["configs"]:
             config = variants.model_run(cfg, cell)  # a variant's cell may evaluate the default's model
@@ -194,7 +195,7 @@ def collect(cfg: dict, g: dict, workdir: Path, plan_rows: dict) -> dict:
                 for seed in g["seeds"]:
                     rel = f"{size}/{cell}/{task}/seed{seed}"
                     seeds[seed] = state_of(f"results/eval/{rel}.json", res / "logs" / "eval" / f"{rel}.log", ctx,
-                                           f"rule_evaluate_wildcards_{size}_{cell}_{task}_{seed}")
+                                           eval_jobs.slurm_comment(cfg, gpu_mem, size, cell, task, seed))
                 worst = min((s for s, _ in seeds.values()), key=ORDER.index)
                 cells.append({"size": size, "configuration": cell, "task": task,
                               "model": models.get(f"{size}/{config}", ("-", ""))[0], "state": worst,
@@ -202,6 +203,7 @@ def collect(cfg: dict, g: dict, workdir: Path, plan_rows: dict) -> dict:
                               "seeds": {k: {"state": s, "why": w} for k, (s, w) in seeds.items()}})
     jobs = {"train": set(), "evaluate": set()}  # one job per training dir, per evaluation file
     for path, (rule, _) in plan_rows.items():
+        rule = "evaluate" if rule.startswith("evaluate") else rule  # evaluate_<tasks>_seeds_<seeds>: several cells
         if rule in jobs:
             jobs[rule].add(str(Path(path).parent) if rule == "train" else path)
     return {"grid": g, "cells": cells, "models": {k: {"state": s, "why": w} for k, (s, w) in models.items()},

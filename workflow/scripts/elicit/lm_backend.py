@@ -92,6 +92,7 @@ class ResumableMixin:
         if self.partial_path is not None and self.dp_world > 1:
             self.partial_path = self.partial_path.with_name(self.partial_path.name + f".rank{self.dp_rank}")
         self.resume_seed = int(resume_seed)
+        self._settings = dict(settings)  # hf-cb re-keys its cells from these (lm_backend_cb.use_cell)
         self.fingerprint = _sha(SIDE_VERSION, self.resume_seed, settings)
         # Per-batch sampling seeds come from the seed, the settings and the requests, NOT the model:
         # every model of a cell row draws from the same random stream (a paired comparison), and

@@ -226,7 +226,7 @@ LAYOUT_HEADROOM = 0.9
 
 
 def eval_layout(config: dict, size: str, gpu_mem_gb: float | None) -> str:
-    """models.<size>.eval.layout unless auto. auto: single on one GPU; else dp if a replica
+    """models.<size>.eval.layout unless auto. auto: single on one GPU; hf-cb: dp; else dp if a replica
     fits 90 % of gpu_mem_gb, else tp, else split (the first that fits 90 %, else the first that
     fits at all); unknown memory:
     tp (split where tp cannot divide the heads). Nothing fits: the smallest, check() says so."""
@@ -235,6 +235,8 @@ def eval_layout(config: dict, size: str, gpu_mem_gb: float | None) -> str:
         return layout
     if eval_gpus(config, size) <= 1:
         return "single"
+    if config["eval"].get("backend") == "hf-cb":
+        return "dp"  # continuous batching runs a replica per GPU (lm_backend_cb.py); check() says if it does not fit
     options = ["dp", "tp", "split"] if tp_divides(config, size) else ["dp", "split"]
     if gpu_mem_gb is None:
         return options[1]
@@ -244,6 +246,24 @@ def eval_layout(config: dict, size: str, gpu_mem_gb: float | None) -> str:
     roomy = [lay for lay in options if gib[lay] <= LAYOUT_HEADROOM * gpu_mem_gb]
     fits = [lay for lay in options if gib[lay] <= gpu_mem_gb]
     return (roomy or fits or [min(options, key=gib.get)])[0]
+
+
+# Continuous batching (hf-cb) sizes its paged KV cache as this share of what the weights leave.
+CB_MEMORY_FRACTION = 0.9
+
+
+def sequences_in_flight(config: dict, size: str, gpu_mem_gb: float, layout: str | None = None) -> int:
+    """How many sequences of prompt + eval.max_gen_toks tokens the KV-cache budget of one
+    evaluation job holds at once (continuous batching, every sequence at its longest: a lower
+    bound, short answers free their pages early): per GPU, gpu_mem_gb minus the weights and
+    CUDA_OVERHEAD_GIB, times CB_MEMORY_FRACTION, over one sequence's KV cache and its fp32
+    logits; dp: one replica per GPU, so the job holds gpus x that."""
+    layout = layout or eval_layout(config, size, gpu_mem_gb)
+    per_seq = eval_plan(config, size, layout, batch=1)
+    fixed = per_seq["weights"] + per_seq["overhead"]
+    one = per_seq["kv cache"] + 3 * load_arch(config, size).vocab * 4
+    n = int((gpu_mem_gb * GIB - fixed) * CB_MEMORY_FRACTION // one)
+    return max(0, n) * (eval_gpus(config, size) if layout == "dp" else 1)
 
 
 # ------------------------------------------------------------------------- the plan and its check
@@ -300,7 +320,8 @@ def _eval_message(config, size, layout, gib, mem) -> str:
     fix = [f"eval.batch_size: {fits[0]} ({gib_of(eval_plan(config, size, layout, fits[0])):.1f} GiB)" if fits
            else "a smaller eval.batch_size does not suffice", f"more GPUs (models.{size}.eval.gpus)"]
     if layout != "tp" and eval_gpus(config, size) > 1 and tp_divides(config, size):
-        fix.append(f"models.{size}.eval.layout: tp ({gib_of(eval_plan(config, size, 'tp')):.1f} GiB)")
+        tp = f"models.{size}.eval.layout: tp ({gib_of(eval_plan(config, size, 'tp')):.1f} GiB)"
+        fix.append(tp if config["eval"].get("backend") != "hf-cb" else f"eval.backend: hf-resumable with {tp}")
     return (f"models.{size}: eval needs {gib:.1f} GiB per GPU (layout {layout}, {eval_gpus(config, size)} GPU(s), "
             f"batch {eval_batch(config)} x {prompt_tokens(config, size)} + {config['eval']['max_gen_toks']} tokens) "
             f"> {mem:g} GiB available: " + "; ".join(fix))
