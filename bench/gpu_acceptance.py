@@ -128,7 +128,19 @@ def check_eval(config: dict, size: str, gpu: bool, args) -> None:
                 f = Path(args.workdir) / grid.eval_output(size, cfg, task, seed)
                 peaks.append(json.loads(f.read_text()).get("peak_gpu_mem_gib") if f.is_file() else None)
     measured = max((p for p in peaks if p is not None), default=None)
-    memory_row(f"eval ({len(peaks)} cells): peak memory", measured, eval_plan(config, size, layout), gpu)
+    memory_row(f"eval ({len(peaks)} cells): peak memory", measured,
+               eval_plan(config, size, layout, batch=answers_in_flight(config, size)), gpu)
+
+
+def answers_in_flight(config: dict, size: str) -> int:
+    """hf-cb: every answer of the largest job (its cache is sized to the workload when that fits);
+    hf-resumable / hf: eval.batch_size."""
+    from elicit.eval_jobs import groups
+
+    e = config["eval"]
+    if e["backend"] != "hf-cb":
+        return e["batch_size"] if isinstance(e["batch_size"], int) else 1
+    return max(int(e["limit"] or 30) * len(tasks) * len(seeds) for tasks, seeds in groups(config, size, None))
 
 
 def run_speed_cells(config: dict, size: str, args) -> None:

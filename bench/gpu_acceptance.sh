@@ -8,7 +8,8 @@
 #   bash bench/gpu_acceptance.sh --rehearse    # the same checks on CPU with tiny sizes (CI: tests/test_gpu_acceptance.py)
 #
 # Two phases, so that the speed figures are not shared: the trainings one at a time on the GPU
-# (--resources gpu=1, up to selection), then everything else with the evaluation cells side by side.
+# (--resources gpu=1, up to selection), then everything else, two evaluation jobs at a time (a job
+# sizes its continuous-batching cache to its answers, so two share the GPU).
 # Environment: PYTHON (default python), WORK (default a new folder under /tmp), CORES (default nproc).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -30,7 +31,7 @@ rc=$?
 t1=$(date +%s)
 echo "phase 1 (data, models, trainings one at a time, selection): exit $rc, $((t1 - t0)) s"
 if [[ $rc == 0 ]]; then
-  "${SMK[@]}" > "$WORK/phase2.log" 2>&1
+  "${SMK[@]}" --resources gpu=2 > "$WORK/phase2.log" 2>&1
   rc=$?
 fi
 t2=$(date +%s)

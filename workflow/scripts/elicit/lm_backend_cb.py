@@ -130,10 +130,28 @@ def generation_config_for(model, gen_kwargs: dict, eos_ids: list[int], pad_id):
     return GenerationConfig(**cfg)
 
 
+def _free_gpu_bytes(device) -> int:
+    import torch
+
+    return torch.cuda.mem_get_info(torch.device(device))[0]
+
+
+def kv_bytes_per_token(model) -> int | None:
+    """K and V of every layer for one token, from the model's own config (None when it does not say)."""
+    c = getattr(model, "config", None)
+    try:
+        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
+        kv_heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
+        return 2 * c.num_hidden_layers * kv_heads * head_dim * model.dtype.itemsize
+    except (AttributeError, TypeError):
+        return None
+
+
 def cb_config(inputs: list[list[int]], max_new_tokens: int, device, allow_block_sharing: bool = True,
-              slots: int | None = None):
-    """Paged-cache size. On GPU transformers sizes it from free memory (the KV-cache budget: as
-    many sequences in flight as fit); on CPU that default is a huge cache that every step walks
+              slots: int | None = None, kv_bytes: int | None = None):
+    """Paged-cache size. On GPU: the workload's pages (every request's prompt + max_new_tokens) when
+    they fit in 70 % of free memory (kv_bytes: per token), else transformers' default from free memory
+    (the KV-cache budget: as many sequences in flight as fit); on CPU that default is a huge cache that every step walks
     (~15x slower on the demo), so size it to the workload: every request's prompt +
     max_new_tokens, in 64-token pages. slots: at most this many sequences per step (None: as
     many as fit). allow_block_sharing=False turns prefix caching off (the benchmark counts steps)."""
@@ -141,7 +159,13 @@ def cb_config(inputs: list[list[int]], max_new_tokens: int, device, allow_block_
 
     extra = {"max_requests_per_batch": int(slots)} if slots else {}
     if str(device).startswith("cuda"):
-        return ContinuousBatchingConfig(allow_block_sharing=allow_block_sharing, **extra)
+        # no more cache than the workload can fill, when that fits (a small job leaves the GPU to
+        # others and its peak to the memory plan); otherwise as much as fits (transformers' default)
+        page = ContinuousBatchingConfig.page_size
+        blocks = sum(-(-(len(x) + max_new_tokens) // page) for x in inputs)
+        fits = kv_bytes is not None and blocks * page * kv_bytes <= 0.7 * _free_gpu_bytes(device)
+        return ContinuousBatchingConfig(allow_block_sharing=allow_block_sharing,
+                                        **({"num_blocks": blocks} if fits else {}), **extra)
     page = 64
     blocks = sum(-(-(len(x) + max_new_tokens) // page) for x in inputs)
     return ContinuousBatchingConfig(page_size=page, num_blocks=max(blocks, 4), max_batch_tokens=512,
@@ -260,7 +284,8 @@ class ContinuousBatchingHFLM(ResumableHFLM):
                                      self._eos_ids(until), self.tokenizer.pad_token_id)
         inputs = [self.tok_encode(c["requests"][i].args[0]) for c, i in items]
         slots = self.batch_size if isinstance(self.batch_size, int) else None
-        cfg = cb_config(inputs, gcfg.max_new_tokens, self.model.device, slots=slots)
+        cfg = cb_config(inputs, gcfg.max_new_tokens, self.model.device, slots=slots,
+                        kv_bytes=kv_bytes_per_token(self.model))
         manager = self.model.init_continuous_batching(generation_config=gcfg, continuous_batching_config=cfg)
         if sample:  # our per-request sampler replaces transformers' multinomial on the global generator
             manager.logit_processor = sampler_processor_list(kwargs.get("temperature"), kwargs.get("top_k"),
