@@ -228,16 +228,19 @@ def main(argv=None):
     plan = lockstep_batches(reqs)
     timed = random.Random(args.seed).sample(plan, args.lockstep_batches) if args.lockstep_batches else plan
     rows = {}
-    with torch.no_grad():
-        rows["lockstep"] = run_lockstep(model, timed, args, eos)
-    rows["cb"] = run_cb(model, cb_jobs(reqs, args), args)
-    for name, r in rows.items():
+
+    def report(name, r):  # each side as soon as it is measured (a run cut short keeps the first)
         r.update(tokens_per_s=r["generated_tokens"] / r["wall_s"], useful_fraction=r["generated_tokens"] / r["sequence_steps"],
                  mean_in_flight=r["sequence_steps"] / max(1, r["forward_calls"]))
         part = f" ({len(timed)} of {len(plan)} batches)" if name == "lockstep" and timed is not plan else ""
         print(f"{name:>8}: {r['jobs']} jobs{part}, {r['generated_tokens']} tokens in {r['wall_s']:.2f}s = "
               f"{r['tokens_per_s']:.1f} tokens/s; useful fraction {r['useful_fraction']:.3f}; "
               f"mean sequences in flight {r['mean_in_flight']:.1f}", flush=True)
+        rows[name] = r
+
+    with torch.no_grad():
+        report("lockstep", run_lockstep(model, timed, args, eos))
+    report("cb", run_cb(model, cb_jobs(reqs, args), args))
     ratio = rows["cb"]["tokens_per_s"] / rows["lockstep"]["tokens_per_s"]
     print(f"cb / lockstep tokens/s: {ratio:.2f}x")
     if args.json:
