@@ -19,19 +19,6 @@ localrules:
 import json  # noqa: E402
 import shlex  # noqa: E402
 
-FIGURES = ["recovered", "val_loss_gain", "bars", "absolute", "paper_comparison", "training_curves"]
-FIGURE_LABELS = {"recovered": "1 Recovered %", "val_loss_gain": "2 Validation loss vs gain",
-                 "bars": "3 Base, skyline, finetune, LoRA", "absolute": "4 All absolute values",
-                 "paper_comparison": "ours vs paper", "training_curves": "training curves"}
-REPORT = "../report"
-
-
-def figure_output(name):
-    category = "Comparison with the paper" if name == "paper_comparison" else "Figures"
-    return report(f"results/figures/{name}.png", caption=f"{REPORT}/{name}.rst", category=category,
-                  labels={"figure": FIGURE_LABELS[name]})
-
-
 rule aggregate:
     input:
         evals=eval_outputs(),
@@ -70,7 +57,7 @@ rule aggregate:
     conda:
         "../../envs/aggregate.yaml"
     shell:
-        "python {SCRIPTS}/aggregate.py --results results --sizes {params.sizes} --configs {params.configs} "
+        "python -m elicit.run aggregate --results results --sizes {params.sizes} --configs {params.configs} "
         "--seeds {params.seeds} --benchmarks {params.benchmarks} --paper {input.paper} --out results > {log} 2>&1"
 
 
@@ -87,7 +74,7 @@ rule report:
     conda:
         "../../envs/aggregate.yaml"
     shell:
-        "python {SCRIPTS}/report.py --results results --config-json {params.config} --out {output} > {log} 2>&1"
+        "python -m elicit.run report --results results --config-json {params.config} --out {output} > {log} 2>&1"
 
 
 # `snakemake status` needs no --cores: it runs this one local rule and nothing else.
@@ -111,5 +98,5 @@ rule status:
     conda:
         "../../envs/aggregate.yaml"
     shell:
-        "python {SCRIPTS}/status.py --config-json {params.config} --snakefile {params.snakefile} "
+        "python -m elicit.run status --config-json {params.config} --snakefile {params.snakefile} "
         "--rerun-triggers {params.triggers} --sizes {params.sizes} 2>&1 | tee {log}"

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import yaml
 
-# Shell commands use SCRIPTS and STOP_MARGIN_MIN directly, not via params (snakemake --lint
-# objects): params are a rerun trigger, and an absolute checkout path or a job-control
-# margin must not make a moved checkout retrain the grid.
+# Shell commands start the step programs as `python -m elicit.run <step>` (elicit/run.py): no
+# checkout path in a shell command or in params (a rerun trigger: a moved checkout must not
+# retrain the grid). SCRIPTS only finds the package when it is not installed.
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 try:  # the library of the step programs, installed by `make venv` (pip install -e .)
     import elicit  # noqa: F401
@@ -41,8 +41,6 @@ SEEDS = list(config["eval"]["seeds"])
 # lm-eval task YAMLs of the project (the demo tasks), resolved against the workflow.
 INCLUDE_PATH = (str(Path(workflow.basedir) / config["eval"]["include_path"])
                 if config["eval"]["include_path"] else "")
-# Job control, not an experiment setting: passed outside params so changing it reruns nothing.
-STOP_MARGIN_MIN = config["train"]["stop_margin_min"]
 try:
     SITE = load_site(config)  # {} without site settings (the demo, a local dry-run)
 except ConfigError as e:
@@ -250,3 +248,17 @@ def eval_cli(wc):
         "max-length": MODELS[wc.size]["context"], "include-path": INCLUDE_PATH or None, "limit": e["limit"],
         "task-revision": (e["task_revisions"] or {}).get(wc.task),
         "trust-remote-code": MODELS[wc.size]["trust_remote_code"]})
+
+
+# ---------------------------------------------------------------- aggregate rules
+FIGURES = ["recovered", "val_loss_gain", "bars", "absolute", "paper_comparison", "training_curves"]
+FIGURE_LABELS = {"recovered": "1 Recovered %", "val_loss_gain": "2 Validation loss vs gain",
+                 "bars": "3 Base, skyline, finetune, LoRA", "absolute": "4 All absolute values",
+                 "paper_comparison": "ours vs paper", "training_curves": "training curves"}
+REPORT = "../report"
+
+
+def figure_output(name):
+    category = "Comparison with the paper" if name == "paper_comparison" else "Figures"
+    return report(f"results/figures/{name}.png", caption=f"{REPORT}/{name}.rst", category=category,
+                  labels={"figure": FIGURE_LABELS[name]})

@@ -19,7 +19,7 @@ rule fetch_data:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/prepare_data.py fetch {params.args} --out {output.table} > {log} 2>&1"
+        "python -m elicit.run prepare_data fetch {params.args} --out {output.table} > {log} 2>&1"
 
 
 rule split_data:
@@ -37,7 +37,7 @@ rule split_data:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/prepare_data.py split --table {input.table} {params.args} "
+        "python -m elicit.run prepare_data split --table {input.table} {params.args} "
         "--subsets {params.subsets} --out {output.manifest} > {log} 2>&1"
 
 
@@ -66,7 +66,7 @@ rule data_lengths:
     conda:
         "../../envs/train.yaml"
     shell:
-        "HF_HUB_OFFLINE=1 python {SCRIPTS}/prepare_data.py lengths --table {input.table} "
+        "HF_HUB_OFFLINE=1 python -m elicit.run prepare_data lengths --table {input.table} "
         "--manifest {input.manifest} {params.args} --out {output} > {log} 2>&1"
 
 
@@ -81,7 +81,7 @@ rule fetch_model:
     conda:
         "../../envs/eval.yaml"
     shell:
-        "python {SCRIPTS}/fetch_hub.py model {params.args} --out {output} > {log} 2>&1"
+        "python -m elicit.run fetch_hub model {params.args} --out {output} > {log} 2>&1"
 
 
 # The demo table's keywords are laid out along the split that split_data will draw (the
@@ -100,7 +100,7 @@ rule demo_table:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/make_demo.py data --out {output} --rows {params.rows} --n-val {params.n_val} "
+        "python -m elicit.run make_demo data --out {output} --rows {params.rows} --n-val {params.n_val} "
         "--subsets {params.subsets} --split-seed {params.split_seed} > {log} 2>&1"
 
 
@@ -116,7 +116,7 @@ rule demo_tokenizer:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/make_demo.py tokenizer --corpus {input} {params.tasks} --out {output} > {log} 2>&1"
+        "python -m elicit.run make_demo tokenizer --corpus {input} {params.tasks} --out {output} > {log} 2>&1"
 
 
 rule demo_base:
@@ -134,7 +134,7 @@ rule demo_base:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/make_demo.py model --tokenizer {input} --out {output} "
+        "python -m elicit.run make_demo model --tokenizer {input} --out {output} "
         "--hidden {params.hidden} --layers {params.layers} --heads {params.heads} "
         "--context {params.context} > {log} 2>&1"
 
@@ -151,7 +151,7 @@ rule demo_skyline:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/make_demo.py skyline --base {input} --tasks {params.tasks} --out {output} > {log} 2>&1"
+        "python -m elicit.run make_demo skyline --base {input} --tasks {params.tasks} --out {output} > {log} 2>&1"
 
 
 rule fetch_tasks:
@@ -166,5 +166,5 @@ rule fetch_tasks:
     conda:
         "../../envs/eval.yaml"
     shell:
-        "python {SCRIPTS}/fetch_hub.py tasks --tasks {params.tasks} {params.include} "
+        "python -m elicit.run fetch_hub tasks --tasks {params.tasks} {params.include} "
         "--revisions {params.revisions} --out {output} > {log} 2>&1"

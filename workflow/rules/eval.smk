@@ -27,6 +27,6 @@ rule evaluate:
         "../../envs/eval.yaml"
     shell:
         "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
-        "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 {resources.eval_launcher} "
-        "{SCRIPTS}/eval_cell.py {params.model} {params.cli} --layout {resources.eval_layout} "
+        "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 {resources.eval_launcher} -m elicit.run eval_cell "
+        "{params.model} {params.cli} --layout {resources.eval_layout} "
         "--out {output} >> {log} 2>&1"

@@ -17,5 +17,5 @@ rule select_checkpoint:
     conda:
         "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/select_checkpoint.py --train-dir {params.train_dir} --out {params.out} "
+        "python -m elicit.run select_checkpoint --train-dir {params.train_dir} --out {params.out} "
         "--tolerance {params.tolerance} > {log} 2>&1"

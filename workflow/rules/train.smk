@@ -35,11 +35,14 @@ rule train:
     threads: job_threads("train")
     resources:
         **gpu_resources("train"),
+        # job control, not an experiment setting: a resource, so changing it reruns nothing
+        stop_margin_min=config["train"]["stop_margin_min"],
     log:
         "results/logs/train/{size}/{trained}.log",
     conda:
         "../../envs/train.yaml"
     shell:
         "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
-        "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 {params.launcher} {SCRIPTS}/train.py --model {params.model} "
-        "--table {DATA_TABLE} --manifest {DATA_MANIFEST} --out {params.out} {params.cli} --stop-margin-min {STOP_MARGIN_MIN} >> {log} 2>&1"
+        "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 {params.launcher} -m elicit.run train "
+        "--model {params.model} --table {input.table} --manifest {input.manifest} --out {params.out} {params.cli} "
+        "--stop-margin-min {resources.stop_margin_min} >> {log} 2>&1"
