@@ -173,7 +173,9 @@ def gpu_resources(stage):
         gpu=lambda wc: gpus(wc) * nodes(wc),  # the plugin submits --gpus=<job total>
         nodes=nodes,
         runtime=lambda wc, attempt: int(job_spec(wc.size, stage)["runtime_h"] * 60 * attempt),
-        mem_mb=lambda wc: int(job_spec(wc.size, stage)["mem_gb"] * 1024),
+        # grows by site.mem_increase_per_retry x mem_gb with each retry (an OOM-killed job)
+        mem_mb=lambda wc, attempt: int(job_spec(wc.size, stage)["mem_gb"] * 1024
+                                       * (1 + (SITE.get("mem_increase_per_retry") or 0) * (attempt - 1))),
         cpus_per_task=lambda wc: ranks_cpus(job_spec(wc.size, stage)),
         # several nodes: one task per GPU started by the rule's own srun (elicit/slurm.py)
         mpi=lambda wc: "srun" if nodes(wc) > 1 else None,
@@ -181,11 +183,17 @@ def gpu_resources(stage):
     )
     if SITE.get("partitions"):
         res["slurm_partition"] = lambda wc: partition(wc.size)
-    if SITE.get("account"):
+    if SITE.get("account"):  # none with site.no_account: sbatch gets no -A from the workflow
         res["slurm_account"] = SITE["account"]
     if SITE.get("qos"):
         res["qos"] = SITE["qos"]
-    if SITE.get("gpu_model"):
+    if SITE.get("constraint"):
+        res["constraint"] = SITE["constraint"]  # sbatch -C
+    if SITE.get("gpu_request") == "gres":  # --gres=gpu:[model:]N, per node
+        model = f"{SITE['gpu_model']}:" if SITE.get("gpu_model") else ""
+        del res["gpu"]
+        res["gres"] = lambda wc: f"gpu:{model}{gpus(wc)}" if gpus(wc) else None
+    elif SITE.get("gpu_model"):
         res["gpu_model"] = lambda wc: SITE["gpu_model"] if gpus(wc) else None
     return res
 

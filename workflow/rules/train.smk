@@ -37,6 +37,8 @@ rule train:
         **gpu_resources("train"),
         # job control, not an experiment setting: a resource, so changing it reruns nothing
         stop_margin_min=config["train"]["stop_margin_min"],
+        # observability (TensorBoard event files under the run's folder): reruns nothing either
+        tracking=config["train"]["tracking"],
     log:
         "results/logs/train/{size}/{trained}.log",
     conda:
@@ -45,4 +47,4 @@ rule train:
         "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
         "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 {params.launcher} -m elicit.run train "
         "--model {params.model} --table {input.table} --manifest {input.manifest} --out {params.out} {params.cli} "
-        "--stop-margin-min {resources.stop_margin_min} >> {log} 2>&1"
+        "--stop-margin-min {resources.stop_margin_min} --tracking {resources.tracking} >> {log} 2>&1"
