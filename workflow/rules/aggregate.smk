@@ -1,8 +1,9 @@
 # Aggregation: tidy table, Table 1 (mean ± s.e.; CSV, Markdown, LaTeX) with 95 % intervals,
 # Recovered % and LoRA vs full, comparison with the paper's Table 1, figures (PNG + PDF), and one
 # HTML page of it all (results/report.html, rule report). Outputs marked report(...) also appear in
-#   snakemake --report report.html
-# with the captions in workflow/report/ (report.py uses the same captions). `snakemake status`
+#   snakemake --report report.zip
+# with the captions in workflow/report/ (report.py renders the same captions with docutils), the
+# workflow description workflow/report/workflow.rst, and results/report.html itself. `snakemake status`
 # prints what a rerun would do.
 
 
@@ -54,8 +55,6 @@ rule aggregate:
         paper_sha256=external_sha256(f"{workflow.basedir}/resources/paper/table1.csv"),
     log:
         "results/logs/aggregate.log",
-    conda:
-        "../../envs/aggregate.yaml"
     shell:
         "python -m elicit.run aggregate --results results --sizes {params.sizes} --configs {params.configs} "
         "--seeds {params.seeds} --benchmarks {params.benchmarks} --paper {input.paper} --out results > {log} 2>&1"
@@ -66,13 +65,12 @@ rule report:
     input:
         rules.aggregate.output,
     output:
-        "results/report.html",
+        report("results/report.html", caption="../report/report_html.rst", category="Report",
+               labels={"report": "Table 1, figures, plan and provenance"}),
     params:
         config=lambda wc: shlex.quote(json.dumps(config, default=str)),
     log:
         "results/logs/report.log",
-    conda:
-        "../../envs/aggregate.yaml"
     shell:
         "python -m elicit.run report --results results --config-json {params.config} --out {output} > {log} 2>&1"
 
@@ -95,8 +93,6 @@ rule status:
         sizes=" ".join(SIZES),
     log:
         "results/logs/status.log",
-    conda:
-        "../../envs/aggregate.yaml"
     shell:
         "python -m elicit.run status --config-json {params.config} --snakefile {params.snakefile} "
         "--rerun-triggers {params.triggers} --sizes {params.sizes} 2>&1 | tee {log}"

@@ -16,8 +16,6 @@ rule fetch_data:
         source_sha256=external_sha256(config["data"]["source"]),
     log:
         "results/logs/fetch_data.log",
-    conda:
-        "../../envs/train.yaml"
     shell:
         "python -m elicit.run prepare_data fetch {params.args} --out {output.table} > {log} 2>&1"
 
@@ -34,8 +32,6 @@ rule split_data:
         subsets=" ".join(map(str, SUBSETS)),
     log:
         "results/logs/split_data.log",
-    conda:
-        "../../envs/train.yaml"
     shell:
         "python -m elicit.run prepare_data split --table {input.table} {params.args} "
         "--subsets {params.subsets} --out {output.manifest} > {log} 2>&1"
@@ -63,8 +59,6 @@ rule data_lengths:
             "on-too-long": config["data"]["on_too_long"]}),
     log:
         "results/logs/data_lengths/{size}.log",
-    conda:
-        "../../envs/train.yaml"
     shell:
         "HF_HUB_OFFLINE=1 python -m elicit.run prepare_data lengths --table {input.table} "
         "--manifest {input.manifest} {params.args} --out {output} > {log} 2>&1"
@@ -78,8 +72,6 @@ rule fetch_model:
                              "revision": MODELS[wc.size][f"{wc.role}_revision"]}),
     log:
         "results/logs/fetch_model/{size}-{role}.log",
-    conda:
-        "../../envs/eval.yaml"
     shell:
         "python -m elicit.run fetch_hub model {params.args} --out {output} > {log} 2>&1"
 
@@ -97,8 +89,6 @@ rule demo_table:
         split_seed=config["data"]["split_seed"],
     log:
         "results/logs/demo/table.log",
-    conda:
-        "../../envs/train.yaml"
     shell:
         "python -m elicit.run make_demo data --out {output} --rows {params.rows} --n-val {params.n_val} "
         "--subsets {params.subsets} --split-seed {params.split_seed} > {log} 2>&1"
@@ -113,8 +103,6 @@ rule demo_tokenizer:
         tasks=INCLUDE_PATH,
     log:
         "results/logs/demo/tokenizer.log",
-    conda:
-        "../../envs/train.yaml"
     shell:
         "python -m elicit.run make_demo tokenizer --corpus {input} {params.tasks} --out {output} > {log} 2>&1"
 
@@ -131,8 +119,6 @@ rule demo_base:
         context=lambda wc: MODELS[wc.size]["context"],
     log:
         "results/logs/demo/{size}-base.log",
-    conda:
-        "../../envs/train.yaml"
     shell:
         "python -m elicit.run make_demo model --tokenizer {input} --out {output} "
         "--hidden {params.hidden} --layers {params.layers} --heads {params.heads} "
@@ -148,8 +134,6 @@ rule demo_skyline:
         tasks=INCLUDE_PATH,
     log:
         "results/logs/demo/{size}-skyline.log",
-    conda:
-        "../../envs/train.yaml"
     shell:
         "python -m elicit.run make_demo skyline --base {input} --tasks {params.tasks} --out {output} > {log} 2>&1"
 
@@ -163,8 +147,6 @@ rule fetch_tasks:
         revisions=" ".join(f"{t}={r}" for t, r in (config["eval"]["task_revisions"] or {}).items()),
     log:
         "results/logs/fetch_tasks.log",
-    conda:
-        "../../envs/eval.yaml"
     shell:
         "python -m elicit.run fetch_hub tasks --tasks {params.tasks} {params.include} "
         "--revisions {params.revisions} --out {output} > {log} 2>&1"

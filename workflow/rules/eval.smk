@@ -23,8 +23,6 @@ rule evaluate:
         eval_launcher=eval_launcher,
     log:
         "results/logs/eval/{size}/{config}/{task}/seed{seed}.log",
-    conda:
-        "../../envs/eval.yaml"
     shell:
         "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
         "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 {resources.eval_launcher} -m elicit.run eval_cell "

@@ -14,8 +14,6 @@ rule select_checkpoint:
         out=lambda wc: str(Path(grid.model_dir(wc.size, wc.trained)).parent),
     log:
         "results/logs/select/{size}/{trained}.log",
-    conda:
-        "../../envs/train.yaml"
     shell:
         "python -m elicit.run select_checkpoint --train-dir {params.train_dir} --out {params.out} "
         "--tolerance {params.tolerance} > {log} 2>&1"

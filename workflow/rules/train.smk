@@ -41,8 +41,6 @@ rule train:
         tracking=config["train"]["tracking"],
     log:
         "results/logs/train/{size}/{trained}.log",
-    conda:
-        "../../envs/train.yaml"
     shell:
         "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
         "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 {params.launcher} -m elicit.run train "
