@@ -40,7 +40,7 @@ def caption(name: str) -> str:
     from docutils.core import publish_parts
 
     text = (CAPTIONS / f"{name}.rst").read_text()
-    return publish_parts(text, writer_name="html5", settings_overrides={
+    return publish_parts(text, writer="html5", settings_overrides={
         "report_level": 5, "halt_level": 2, "input_encoding": "unicode", "embed_stylesheet": False})["fragment"]
 
 
