@@ -10,8 +10,8 @@ from tests.test_train import _cmd, _env, _rows, demo  # noqa: F401  (demo: the m
 SHORT = ["--max-steps", "4", "--eval-every", "2"]
 
 
-def _train(demo, out, tracking):
-    subprocess.run(_cmd(demo, out, [*SHORT, "--tracking", tracking, "--progress", "false"]), check=True,
+def _train(demo_dir, out, tracking):
+    subprocess.run(_cmd(demo_dir, out, [*SHORT, "--tracking", tracking, "--progress", "false"]), check=True,
                    env=_env(), capture_output=True, timeout=600)
     return _rows(out / "metrics.jsonl")
 
