@@ -20,6 +20,7 @@ localrules:
 import json  # noqa: E402
 import shlex  # noqa: E402
 
+
 rule aggregate:
     input:
         evals=eval_outputs(),
@@ -27,24 +28,39 @@ rule aggregate:
         manifest="results/data/manifest.json",
         paper=f"{workflow.basedir}/resources/paper/table1.csv",
     output:
+        **{f"fig_{name}": figure_output(name) for name in FIGURES},
         tidy="results/tidy.parquet",
         samples="results/samples.parquet",
         summary="results/summary.csv",
         summary_tasks="results/summary_tasks.csv",
-        table=report("results/table1.csv", caption=f"{REPORT}/table1.rst", category="Table 1",
-                     labels={"table": "Table 1 (CSV)"}),
+        table=report(
+            "results/table1.csv", caption=f"{REPORT}/table1.rst", category="Table 1", labels={"table": "Table 1 (CSV)"}
+        ),
         markdown="results/table1.md",
-        latex=report("results/table1.tex", caption=f"{REPORT}/table1_tex.rst", category="Table 1",
-                     labels={"table": "Table 1 (LaTeX)"}),
-        recovered=report("results/recovered.csv", caption=f"{REPORT}/recovered_table.rst", category="Table 1",
-                         labels={"table": "Recovered % with 95 % intervals, LoRA vs full"}),
+        latex=report(
+            "results/table1.tex",
+            caption=f"{REPORT}/table1_tex.rst",
+            category="Table 1",
+            labels={"table": "Table 1 (LaTeX)"},
+        ),
+        recovered=report(
+            "results/recovered.csv",
+            caption=f"{REPORT}/recovered_table.rst",
+            category="Table 1",
+            labels={"table": "Recovered % with 95 % intervals, LoRA vs full"},
+        ),
         gains="results/gains.csv",
-        comparison=report("results/paper_comparison.csv", caption=f"{REPORT}/paper_comparison_table.rst",
-                          category="Comparison with the paper", labels={"table": "per cell"}),
+        comparison=report(
+            "results/paper_comparison.csv",
+            caption=f"{REPORT}/paper_comparison_table.rst",
+            category="Comparison with the paper",
+            labels={"table": "per cell"},
+        ),
         comparison_md="results/paper_comparison.md",
         gain="results/val_loss_gain.csv",
-        **{f"fig_{name}": figure_output(name) for name in FIGURES},
         pdfs=expand("results/figures/{name}.pdf", name=FIGURES),
+    log:
+        "results/logs/aggregate.log",
     params:
         # every configured size, in the config's order: rerunning one size (--config 'sizes=[32B]')
         # keeps the other sizes' rows in Table 1 (aggregate.py reads whatever exists)
@@ -53,8 +69,6 @@ rule aggregate:
         seeds=" ".join(str(s) for s in SEEDS),
         benchmarks=" ".join(f"{k}={','.join(v)}" for k, v in config["benchmarks"].items()),
         paper_sha256=external_sha256(f"{workflow.basedir}/resources/paper/table1.csv"),
-    log:
-        "results/logs/aggregate.log",
     shell:
         "python -m elicit.run aggregate --results results --sizes {params.sizes} --configs {params.configs} "
         "--seeds {params.seeds} --benchmarks {params.benchmarks} --paper {input.paper} --out results > {log} 2>&1"
@@ -65,12 +79,16 @@ rule report:
     input:
         rules.aggregate.output,
     output:
-        report("results/report.html", caption="../report/report_html.rst", category="Report",
-               labels={"report": "Table 1, figures, plan and provenance"}),
-    params:
-        config=lambda wc: shlex.quote(json.dumps(config, default=str)),
+        report(
+            "results/report.html",
+            caption="../report/report_html.rst",
+            category="Report",
+            labels={"report": "Table 1, figures, plan and provenance"},
+        ),
     log:
         "results/logs/report.log",
+    params:
+        config=lambda wc: shlex.quote(json.dumps(config, default=str)),
     shell:
         "python -m elicit.run report --results results --config-json {params.config} --out {output} > {log} 2>&1"
 
@@ -85,14 +103,15 @@ rule status:
     seed: what a dry-run would run (outdated, missing), and what is corrupt, running, failed or
     incomplete (workflow/scripts/status.py); runs nothing else and is not part of `all`:
         snakemake status        (add --config 'sizes=[32B]' or --configfile as for a run)"""
-    params:
-        config=lambda wc: shlex.quote(json.dumps(config, default=str)),
-        triggers=lambda wc: " ".join(sorted(t.name.lower().replace("_", "-")
-                                            for t in workflow.dag_settings.rerun_triggers)),
-        snakefile=workflow.main_snakefile,
-        sizes=" ".join(SIZES),
     log:
         "results/logs/status.log",
+    params:
+        config=lambda wc: shlex.quote(json.dumps(config, default=str)),
+        triggers=lambda wc: " ".join(
+            sorted(t.name.lower().replace("_", "-") for t in workflow.dag_settings.rerun_triggers)
+        ),
+        snakefile=workflow.main_snakefile,
+        sizes=" ".join(SIZES),
     shell:
         "python -m elicit.run status --config-json {params.config} --snakefile {params.snakefile} "
         "--rerun-triggers {params.triggers} --sizes {params.sizes} 2>&1 | tee {log}"

@@ -39,8 +39,7 @@ TRAINED = grid.trained(SUBSETS)
 TASKS = list(config["eval"]["tasks"])
 SEEDS = list(config["eval"]["seeds"])
 # lm-eval task YAMLs of the project (the demo tasks), resolved against the workflow.
-INCLUDE_PATH = (str(Path(workflow.basedir) / config["eval"]["include_path"])
-                if config["eval"]["include_path"] else "")
+INCLUDE_PATH = str(Path(workflow.basedir) / config["eval"]["include_path"]) if config["eval"]["include_path"] else ""
 try:
     SITE = load_site(config)  # {} without site settings (the demo, a local dry-run)
 except ConfigError as e:
@@ -54,18 +53,23 @@ if workflow.is_main_process and not os.environ.get("WORKFLOW_SKIP_INTEGRITY"):  
 
     _damaged = integrity.problems(Path("results"))
     if _damaged:
-        raise WorkflowError(f"{len(_damaged)} damaged result file(s); nothing was run or deleted:\n"
-                            + "\n".join(f"  {d}" for d in _damaged))
+        raise WorkflowError(
+            f"{len(_damaged)} damaged result file(s); nothing was run or deleted:\n"
+            + "\n".join(f"  {d}" for d in _damaged)
+        )
 
 
 onstart:
     # Once the DAG is known, before the first job (elicit/slurm.py): no SLURM submission
     # without site settings, no race with the jobs of an earlier, killed snakemake.
     _executor = workflow.executor_plugin.name if workflow.executor_plugin is not None else None
-    for _msg in (slurm.missing_site(_executor, SITE),
-                 slurm.orphan_slurm_jobs(os.getcwd()) if _executor == "slurm" else ""):
+    for _msg in (
+        slurm.missing_site(_executor, SITE),
+        slurm.orphan_slurm_jobs(os.getcwd()) if _executor == "slurm" else "",
+    ):
         if _msg:
             raise WorkflowError(_msg)
+
 
 # Memory plan: every train/eval job's predicted per-GPU peak against the site's GPU memory
 # (elicit/memory_plan.py; DeepSpeed's estimators cached under .snakemake/).
@@ -77,11 +81,12 @@ if SITE.get("gpu_mem_gb"):
     except memory_plan.PlanError as e:
         raise WorkflowError(f"memory plan: {e}")
     if _memory_problems:
-        raise WorkflowError(f"memory plan: jobs that cannot fit {SITE['gpu_mem_gb']} GiB per GPU "
-                            "(site setting gpu_mem_gb):\n" + "\n".join(f"  {p}" for p in _memory_problems))
+        raise WorkflowError(
+            f"memory plan: jobs that cannot fit {SITE['gpu_mem_gb']} GiB per GPU "
+            "(site setting gpu_mem_gb):\n" + "\n".join(f"  {p}" for p in _memory_problems)
+        )
 elif workflow.is_main_process and any(MODELS[s][k]["gpus"] for s in SIZES for k in ("train", "eval")):
-    print("memory plan not checked: no gpu_mem_gb in the site settings (profiles/slurm/site.yaml)",
-          file=sys.stderr)
+    print("memory plan not checked: no gpu_mem_gb in the site settings (profiles/slurm/site.yaml)", file=sys.stderr)
 
 
 wildcard_constraints:
@@ -109,8 +114,13 @@ def eval_model_args(wc):
     if wc.config in ("base", "skyline"):
         return cli({"model": model_source(wc.size, wc.config), "revision": m[f"{wc.config}_revision"]})
     if wc.config == "lora":
-        return cli({"model": model_source(wc.size, "base"), "revision": m["base_revision"],
-                    "adapter": grid.model_dir(wc.size, "lora")})
+        return cli(
+            {
+                "model": model_source(wc.size, "base"),
+                "revision": m["base_revision"],
+                "adapter": grid.model_dir(wc.size, "lora"),
+            }
+        )
     return cli({"model": grid.model_dir(wc.size, wc.config)})
 
 
@@ -135,20 +145,30 @@ def canonical(obj) -> str:
 def model_definition(size, role):
     """What a base/skyline model is, as far as the config says: source, revision, demo spec."""
     m = MODELS[size]
-    return canonical({"source": m[role], "revision": m[f"{role}_revision"], "demo": m.get("demo"),
-                      "trust_remote_code": m["trust_remote_code"]})
+    return canonical(
+        {
+            "source": m[role],
+            "revision": m[f"{role}_revision"],
+            "demo": m.get("demo"),
+            "trust_remote_code": m["trust_remote_code"],
+        }
+    )
 
 
 def data_settings():
     """Every config value the data table and the split depend on (a change retrains)."""
     d = config["data"]
-    return canonical({k: d[k] for k in ("source", "revision", "n_val", "subsets", "split_seed",
-                                            "expected_rows")})
+    return canonical({k: d[k] for k in ("source", "revision", "n_val", "subsets", "split_seed", "expected_rows")})
 
 
 def eval_outputs(sizes=None):
-    return expand(grid.eval_output("{size}", "{config}", "{task}", "{seed}"),
-                  size=sizes or SIZES, config=CONFIGS, task=TASKS, seed=SEEDS)
+    return expand(
+        grid.eval_output("{size}", "{config}", "{task}", "{seed}"),
+        size=sizes or SIZES,
+        config=CONFIGS,
+        task=TASKS,
+        seed=SEEDS,
+    )
 
 
 # ---------------------------------------------------------------- resources
@@ -163,6 +183,7 @@ def partition(size):
 
 def gpu_resources(stage):
     """Resources of a GPU rule: functions of the wildcards, runtime grows with attempt."""
+
     def gpus(wc):
         return job_spec(wc.size, stage)["gpus"]
 
@@ -174,8 +195,9 @@ def gpu_resources(stage):
         nodes=nodes,
         runtime=lambda wc, attempt: int(job_spec(wc.size, stage)["runtime_h"] * 60 * attempt),
         # grows by site.mem_increase_per_retry x mem_gb with each retry (an OOM-killed job)
-        mem_mb=lambda wc, attempt: int(job_spec(wc.size, stage)["mem_gb"] * 1024
-                                       * (1 + (SITE.get("mem_increase_per_retry") or 0) * (attempt - 1))),
+        mem_mb=lambda wc, attempt: int(
+            job_spec(wc.size, stage)["mem_gb"] * 1024 * (1 + (SITE.get("mem_increase_per_retry") or 0) * (attempt - 1))
+        ),
         cpus_per_task=lambda wc: ranks_cpus(job_spec(wc.size, stage)),
         # several nodes: one task per GPU started by the rule's own srun (elicit/slurm.py)
         mpi=lambda wc: "srun" if nodes(wc) > 1 else None,
@@ -247,26 +269,47 @@ def train_cli(wc):
 # ---------------------------------------------------------------- eval rules
 def eval_cli(wc):
     e = config["eval"]
-    return cli({
-        "task": wc.task, "seed": wc.seed, "max-gen-toks": e["max_gen_toks"], "temperature": e["temperature"],
-        "top-p": e["top_p"], "top-k": e["top_k"], "min-p": e["min_p"],
-        "repetition-penalty": e["repetition_penalty"], "batch-size": e["batch_size"], "backend": e["backend"],
-        # lm-eval's max_length = the context we planned with (elicit.config checks
-        # max_gen_toks < context at plan time; eval_cell checks the real prompts).
-        "max-length": MODELS[wc.size]["context"], "include-path": INCLUDE_PATH or None, "limit": e["limit"],
-        "task-revision": (e["task_revisions"] or {}).get(wc.task),
-        "trust-remote-code": MODELS[wc.size]["trust_remote_code"]})
+    return cli(
+        {
+            "task": wc.task,
+            "seed": wc.seed,
+            "max-gen-toks": e["max_gen_toks"],
+            "temperature": e["temperature"],
+            "top-p": e["top_p"],
+            "top-k": e["top_k"],
+            "min-p": e["min_p"],
+            "repetition-penalty": e["repetition_penalty"],
+            "batch-size": e["batch_size"],
+            "backend": e["backend"],
+            # lm-eval's max_length = the context we planned with (elicit.config checks
+            # max_gen_toks < context at plan time; eval_cell checks the real prompts).
+            "max-length": MODELS[wc.size]["context"],
+            "include-path": INCLUDE_PATH or None,
+            "limit": e["limit"],
+            "task-revision": (e["task_revisions"] or {}).get(wc.task),
+            "trust-remote-code": MODELS[wc.size]["trust_remote_code"],
+        }
+    )
 
 
 # ---------------------------------------------------------------- aggregate rules
 FIGURES = ["recovered", "val_loss_gain", "bars", "absolute", "paper_comparison", "training_curves"]
-FIGURE_LABELS = {"recovered": "1 Recovered %", "val_loss_gain": "2 Validation loss vs gain",
-                 "bars": "3 Base, skyline, finetune, LoRA", "absolute": "4 All absolute values",
-                 "paper_comparison": "ours vs paper", "training_curves": "training curves"}
+FIGURE_LABELS = {
+    "recovered": "1 Recovered %",
+    "val_loss_gain": "2 Validation loss vs gain",
+    "bars": "3 Base, skyline, finetune, LoRA",
+    "absolute": "4 All absolute values",
+    "paper_comparison": "ours vs paper",
+    "training_curves": "training curves",
+}
 REPORT = "../report"
 
 
 def figure_output(name):
     category = "Comparison with the paper" if name == "paper_comparison" else "Figures"
-    return report(f"results/figures/{name}.png", caption=f"{REPORT}/{name}.rst", category=category,
-                  labels={"figure": FIGURE_LABELS[name]})
+    return report(
+        f"results/figures/{name}.png",
+        caption=f"{REPORT}/{name}.rst",
+        category=category,
+        labels={"figure": FIGURE_LABELS[name]},
+    )

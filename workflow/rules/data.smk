@@ -8,14 +8,19 @@ rule fetch_data:
     output:
         table="results/data/s1k.parquet",
         meta="results/data/s1k.json",
+    log:
+        "results/logs/fetch_data.log",
     params:
-        args=cli({"source": config["data"]["source"], "revision": config["data"]["revision"],
-                  "expected-rows": config["data"]["expected_rows"]}),
+        args=cli(
+            {
+                "source": config["data"]["source"],
+                "revision": config["data"]["revision"],
+                "expected-rows": config["data"]["expected_rows"],
+            }
+        ),
         # a local source of the user's (not built by the demo rules) reruns the data when its
         # bytes change (rerun-triggers has no mtime: a touch or a copy reruns nothing)
         source_sha256=external_sha256(config["data"]["source"]),
-    log:
-        "results/logs/fetch_data.log",
     shell:
         "python -m elicit.run prepare_data fetch {params.args} --out {output.table} > {log} 2>&1"
 
@@ -26,12 +31,17 @@ rule split_data:
         meta="results/data/s1k.json",
     output:
         manifest=DATA_MANIFEST,
-    params:
-        args=cli({"n-val": config["data"]["n_val"], "seed": config["data"]["split_seed"],
-                  "expected-rows": config["data"]["expected_rows"]}),
-        subsets=" ".join(map(str, SUBSETS)),
     log:
         "results/logs/split_data.log",
+    params:
+        args=cli(
+            {
+                "n-val": config["data"]["n_val"],
+                "seed": config["data"]["split_seed"],
+                "expected-rows": config["data"]["expected_rows"],
+            }
+        ),
+        subsets=" ".join(map(str, SUBSETS)),
     shell:
         "python -m elicit.run prepare_data split --table {input.table} {params.args} "
         "--subsets {params.subsets} --out {output.manifest} > {log} 2>&1"
@@ -51,14 +61,19 @@ rule data_lengths:
         model=lambda wc: model_input(wc.size, "base"),
     output:
         "results/data/lengths/{size}.json",
-    params:
-        args=lambda wc: cli({
-            "tokenizer": model_source(wc.size, "base"), "revision": MODELS[wc.size]["base_revision"],
-            "trust-remote-code": MODELS[wc.size]["trust_remote_code"],
-            "format": config["data"]["format"], "max-seq-len": config["data"]["max_seq_len"],
-            "on-too-long": config["data"]["on_too_long"]}),
     log:
         "results/logs/data_lengths/{size}.log",
+    params:
+        args=lambda wc: cli(
+            {
+                "tokenizer": model_source(wc.size, "base"),
+                "revision": MODELS[wc.size]["base_revision"],
+                "trust-remote-code": MODELS[wc.size]["trust_remote_code"],
+                "format": config["data"]["format"],
+                "max-seq-len": config["data"]["max_seq_len"],
+                "on-too-long": config["data"]["on_too_long"],
+            }
+        ),
     shell:
         "HF_HUB_OFFLINE=1 python -m elicit.run prepare_data lengths --table {input.table} "
         "--manifest {input.manifest} {params.args} --out {output} > {log} 2>&1"
@@ -67,11 +82,12 @@ rule data_lengths:
 rule fetch_model:
     output:
         "results/hub/models/{size}/{role}.json",
-    params:
-        args=lambda wc: cli({"repo": model_source(wc.size, wc.role),
-                             "revision": MODELS[wc.size][f"{wc.role}_revision"]}),
     log:
         "results/logs/fetch_model/{size}-{role}.log",
+    params:
+        args=lambda wc: cli(
+            {"repo": model_source(wc.size, wc.role), "revision": MODELS[wc.size][f"{wc.role}_revision"]}
+        ),
     shell:
         "python -m elicit.run fetch_hub model {params.args} --out {output} > {log} 2>&1"
 
@@ -82,13 +98,13 @@ rule fetch_model:
 rule demo_table:
     output:
         "results/demo/s1k.jsonl",
+    log:
+        "results/logs/demo/table.log",
     params:
         rows=config["data"]["expected_rows"],
         n_val=config["data"]["n_val"],
         subsets=" ".join(map(str, SUBSETS)),
         split_seed=config["data"]["split_seed"],
-    log:
-        "results/logs/demo/table.log",
     shell:
         "python -m elicit.run make_demo data --out {output} --rows {params.rows} --n-val {params.n_val} "
         "--subsets {params.subsets} --split-seed {params.split_seed} > {log} 2>&1"
@@ -99,10 +115,10 @@ rule demo_tokenizer:
         "results/demo/s1k.jsonl",
     output:
         directory("results/demo/tokenizer"),
-    params:
-        tasks=INCLUDE_PATH,
     log:
         "results/logs/demo/tokenizer.log",
+    params:
+        tasks=INCLUDE_PATH,
     shell:
         "python -m elicit.run make_demo tokenizer --corpus {input} {params.tasks} --out {output} > {log} 2>&1"
 
@@ -112,13 +128,13 @@ rule demo_base:
         "results/demo/tokenizer",
     output:
         directory("results/demo/models/{size}/base"),
+    log:
+        "results/logs/demo/{size}-base.log",
     params:
         hidden=lambda wc: MODELS[wc.size]["demo"]["hidden"],
         layers=lambda wc: MODELS[wc.size]["demo"]["layers"],
         heads=lambda wc: MODELS[wc.size]["demo"]["heads"],
         context=lambda wc: MODELS[wc.size]["context"],
-    log:
-        "results/logs/demo/{size}-base.log",
     shell:
         "python -m elicit.run make_demo model --tokenizer {input} --out {output} "
         "--hidden {params.hidden} --layers {params.layers} --heads {params.heads} "
@@ -130,10 +146,10 @@ rule demo_skyline:
         "results/demo/models/{size}/base",
     output:
         directory("results/demo/models/{size}/skyline"),
-    params:
-        tasks=INCLUDE_PATH,
     log:
         "results/logs/demo/{size}-skyline.log",
+    params:
+        tasks=INCLUDE_PATH,
     shell:
         "python -m elicit.run make_demo skyline --base {input} --tasks {params.tasks} --out {output} > {log} 2>&1"
 
@@ -141,12 +157,12 @@ rule demo_skyline:
 rule fetch_tasks:
     output:
         "results/hub/tasks.json",
+    log:
+        "results/logs/fetch_tasks.log",
     params:
         tasks=" ".join(TASKS),  # names checked against the schema's character set
         include=cli({"include-path": INCLUDE_PATH or None}),
         revisions=" ".join(f"{t}={r}" for t, r in (config["eval"]["task_revisions"] or {}).items()),
-    log:
-        "results/logs/fetch_tasks.log",
     shell:
         "python -m elicit.run fetch_hub tasks --tasks {params.tasks} {params.include} "
         "--revisions {params.revisions} --out {output} > {log} 2>&1"

@@ -10,10 +10,8 @@ rule evaluate:
         eval_inputs,
     output:
         grid.eval_output("{size}", "{config}", "{task}", "{seed}"),
-    params:
-        model=eval_model_args,
-        definition=lambda wc: model_definition(wc.size, "base" if wc.config != "skyline" else "skyline"),
-        cli=eval_cli,
+    log:
+        "results/logs/eval/{size}/{config}/{task}/seed{seed}.log",
     threads: job_threads("eval")
     resources:
         **gpu_resources("eval"),
@@ -21,8 +19,10 @@ rule evaluate:
         # the layout is recorded in every result (dp gives one process's answers).
         eval_layout=eval_layout,
         eval_launcher=eval_launcher,
-    log:
-        "results/logs/eval/{size}/{config}/{task}/seed{seed}.log",
+    params:
+        model=eval_model_args,
+        definition=lambda wc: model_definition(wc.size, "base" if wc.config != "skyline" else "skyline"),
+        cli=eval_cli,
     shell:
         "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
         "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 {resources.eval_launcher} -m elicit.run eval_cell "

@@ -8,12 +8,12 @@ rule select_checkpoint:
     output:
         selection=grid.selection("{size}", "{trained}"),
         model=directory(grid.model_dir("{size}", "{trained}")),
+    log:
+        "results/logs/select/{size}/{trained}.log",
     params:
         tolerance=config["train"]["tolerance"],
         train_dir=lambda wc: grid.train_dir(wc.size, wc.trained),
         out=lambda wc: str(Path(grid.model_dir(wc.size, wc.trained)).parent),
-    log:
-        "results/logs/select/{size}/{trained}.log",
     shell:
         "python -m elicit.run select_checkpoint --train-dir {params.train_dir} --out {params.out} "
         "--tolerance {params.tolerance} > {log} 2>&1"

@@ -25,13 +25,8 @@ rule train:
     output:
         metrics=grid.train_outputs("{size}", "{trained}")["metrics"],
         checkpoints=directory(grid.train_outputs("{size}", "{trained}")["checkpoints"]),
-    params:
-        cli=train_cli,
-        launcher=launcher,
-        model=lambda wc: model_source(wc.size, "base"),
-        data=data_settings(),
-        definition=lambda wc: model_definition(wc.size, "base"),
-        out=lambda wc: grid.train_dir(wc.size, wc.trained),
+    log:
+        "results/logs/train/{size}/{trained}.log",
     threads: job_threads("train")
     resources:
         **gpu_resources("train"),
@@ -39,8 +34,13 @@ rule train:
         stop_margin_min=config["train"]["stop_margin_min"],
         # observability (TensorBoard event files under the run's folder): reruns nothing either
         tracking=config["train"]["tracking"],
-    log:
-        "results/logs/train/{size}/{trained}.log",
+    params:
+        cli=train_cli,
+        launcher=launcher,
+        model=lambda wc: model_source(wc.size, "base"),
+        data=data_settings(),
+        definition=lambda wc: model_definition(wc.size, "base"),
+        out=lambda wc: grid.train_dir(wc.size, wc.trained),
     shell:
         "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
         "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 {params.launcher} -m elicit.run train "
