@@ -1,6 +1,8 @@
 # The two set-up commands of the README:
 #   make demo   the whole DAG on the embedded CPU demo (config/demo.yaml), offline
-#   make test   the pytest suite (CI runs exactly this through .ci/run)
+#   make test   the pytest suite (CI runs exactly this through .ci/run, after make lint)
+#   make test-fast  the suite without SLURM and slow (whole-DAG) tests: the contributor's loop
+#   make lint   snakemake --lint (demo and paper config), snakefmt --check, ruff
 VENV   ?= .venv
 # EXTRAS=gpu on GPU nodes: liger-kernel for the fused training loss (pyproject extra)
 EXTRAS ?=
@@ -10,7 +12,7 @@ export HF_HUB_OFFLINE := 1
 export HF_DATASETS_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test venv dryrun clean-demo
+.PHONY: demo test test-fast lint venv dryrun clean-demo
 
 venv: $(VENV)/.installed
 
@@ -36,6 +38,20 @@ demo: venv
 
 test: venv
 	python -m pytest -q
+
+test-fast: venv
+	SLURM_TESTS=off python -m pytest -q -m "not slow and not slurm"
+
+# the dev extra (pyproject.toml): snakefmt and ruff, pinned
+$(VENV)/.dev-installed: $(VENV)/.installed pyproject.toml
+	$(VENV)/bin/pip install -q -e .[dev]
+	touch $@
+
+lint: $(VENV)/.dev-installed
+	SLURM_TESTS=off snakemake --lint
+	SLURM_TESTS=off snakemake --lint --configfile config/config.yaml
+	snakefmt --check .
+	ruff check .
 
 dryrun: venv
 	snakemake -n --configfile config/config.yaml

@@ -7,6 +7,15 @@ from snakemake.utils import min_version
 min_version("9.0")
 
 
+# `snakemake --report report.zip`: this description, then every output marked report(...)
+report: "workflow/report/workflow.rst"
+
+
+# One software environment for every rule: pyproject.toml's pins (`make venv`); with
+# `--sdm apptainer` the same pins from the image built from envs/elicit.def (README).
+container: f"{workflow.basedir}/envs/elicit.sif"
+
+
 if not workflow.overwrite_configfiles:
 
     configfile: f"{workflow.basedir}/config/demo.yaml"

@@ -49,11 +49,12 @@ def demo_config() -> dict:
 
 def train_flags(**over) -> list[str]:
     """train.py's flags as the train rule builds them for the demo config (elicit/steps.py), with
-    `over` on top (snake_case keys); the clock is not watched (stop_margin_min 0)."""
+    `over` on top (snake_case keys); the clock is not watched (stop_margin_min 0), no tracking."""
     from elicit import steps
 
     cfg = demo_config()
-    return steps.flags({**steps.train_args(cfg, cfg["sizes"][0], "full-16"), "stop_margin_min": 0, **over})
+    return steps.flags({**steps.train_args(cfg, cfg["sizes"][0], "full-16"), "stop_margin_min": 0, "tracking": "none",
+                        **over})
 
 
 def lora_flags() -> list[str]:

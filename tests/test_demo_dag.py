@@ -139,6 +139,45 @@ def test_selection_and_metrics_layout(demo):
 
 
 @pytest.mark.slow
+def test_every_training_is_tracked(demo):
+    """train.tracking: tensorboard (config/demo.yaml): each run's event files hold its validation
+    losses, read back by TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    for run in sorted((demo / "results" / "train").glob("*/*/metrics.jsonl")):
+        rows = [json.loads(line) for line in run.read_text().splitlines()]
+        events = EventAccumulator(str(run.parent / "tracking" / "tensorboard"))
+        events.Reload()
+        assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s"} <= set(events.Tags()["scalars"])
+        if rows[0]["val_loss"] is not None:  # not the LoRA (no validation set)
+            val = {e.step: e.value for e in events.Scalars("val/loss")}
+            assert val == pytest.approx({r["step"]: r["val_loss"] for r in rows}, rel=1e-6), run
+
+
+@pytest.mark.slow
+def test_one_report_holds_the_whole_story(demo, tmp_path):
+    """snakemake --report: the workflow description, Table 1, every figure with its caption, and the
+    project's page with the plan and the provenance."""
+    import zipfile
+
+    snakemake(demo, "--report", str(tmp_path / "report.zip"))
+    with zipfile.ZipFile(tmp_path / "report.zip") as z:
+        names = z.namelist()
+        text = "".join(z.read(n).decode(errors="replace") for n in names if n.endswith((".js", ".html")))
+    files = [n for n in names if "/data/raw/" in n]  # report/data/raw/<id>/<file name>
+    for want in ("table1.csv", "table1.tex", "recovered.csv", "report.html",
+                 *(f"{f}.png" for f in ("recovered", "val_loss_gain", "bars", "absolute", "paper_comparison",
+                                        "training_curves"))):
+        assert any(n.endswith(f"/{want}") for n in files), (want, names)
+    assert "Steps (one rule each)" in text  # workflow/report/workflow.rst
+    assert "problem-weighted mean" in text  # Table 1's caption
+    page = next(n for n in files if n.endswith("/report.html"))
+    with zipfile.ZipFile(tmp_path / "report.zip") as z:
+        html = z.read(page).decode()
+    assert "<h2 id='plan'>" in html and "<h2 id='provenance'>" in html
+
+
+@pytest.mark.slow
 def test_nothing_left_to_do_then_one_deleted_cell(demo):
     out = snakemake(demo, "-n")
     assert "Nothing to be done" in out.stdout + out.stderr

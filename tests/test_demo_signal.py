@@ -172,6 +172,7 @@ def runs(tmp_path_factory):
     return d, scores
 
 
+@pytest.mark.slow  # trains three models and evaluates them (minutes on 2 cores): not in make test-fast
 def test_the_patches_break_what_they_claim(runs):
     from elicit import chat as chat_format
     from transformers import AutoTokenizer
@@ -198,11 +199,13 @@ def test_the_patches_break_what_they_claim(runs):
     assert all(p.startswith("<|im_start|>system") for p in with_template)
 
 
+@pytest.mark.slow  # trains three models and evaluates them (minutes on 2 cores): not in make test-fast
 def test_intact_chain_beats_base(runs):
     _, s = runs
     assert s["intact"]["score"] >= s["base"]["score"] + 25, {k: v["score"] for k, v in s.items()}
 
 
+@pytest.mark.slow  # trains three models and evaluates them (minutes on 2 cores): not in make test-fast
 @pytest.mark.parametrize("broken", ["broken_mask", "no_chat_template"])
 def test_one_broken_link_collapses_the_signal(runs, broken):
     _, s = runs

@@ -1,36 +1,49 @@
-"""Conda env files cannot be built here: check they pin exactly what pyproject.toml pins."""
+"""The workflow's one software environment: pyproject.toml's pins (`make venv`), built into an
+Apptainer image by envs/elicit.def for compute nodes. The image cannot be built here: check that
+it names exactly pyproject.toml's pins and Python, and that every rule runs in it."""
 import re
 import tomllib
 
-import yaml
-
 from tests.conftest import ROOT
+
+PIN = re.compile(r"([A-Za-z0-9_.\-]+)==([^\s;\\]+)")
 
 
 def pins(lines):
     out = {}
     for line in lines:
-        m = re.fullmatch(r"([A-Za-z0-9_.\-]+)==([^\s;]+)", line.strip())
+        m = PIN.fullmatch(line.strip())
         assert m, f"not an exact pin: {line!r}"
         out[m[1].lower().replace("_", "-")] = m[2]
     return out
 
 
-def test_envs_agree_with_pyproject():
+def project_pins(extras=("gpu",)) -> dict:
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    project = pins(meta["dependencies"] + [d for extra in meta["optional-dependencies"].values() for d in extra])
-    envs = sorted((ROOT / "envs").glob("*.yaml"))
-    assert {e.stem for e in envs} == {"train", "eval", "aggregate"}
-    for env in envs:
-        deps = yaml.safe_load(env.read_text())["dependencies"]
-        pip = next(d["pip"] for d in deps if isinstance(d, dict))
-        for name, version in pins(pip).items():
-            assert project.get(name) == version, f"{env.name}: {name}=={version}, pyproject has {project.get(name)}"
+    return pins(meta["dependencies"] + [d for e in extras for d in meta["optional-dependencies"][e]])
 
 
-def test_every_rule_has_log_and_conda():
+def test_container_pins_equal_pyproject():
+    text = (ROOT / "envs" / "elicit.def").read_text()
+    post = text.split("%post", 1)[1].split("\n%", 1)[0]
+    named = {m[1].lower().replace("_", "-"): m[2] for m in PIN.finditer(post)}
+    assert named == project_pins(), set(named.items()) ^ set(project_pins().items())
+    python = re.search(r"^From: python:(\d+\.\d+)", text, re.M)[1]
+    requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["requires-python"]
+    assert requires == f">={python},<3.{int(python.split('.')[1]) + 1}", (python, requires)
+    assert "--no-deps -e /opt/elicit" in post  # the project itself, resolving nothing else
+
+
+def test_dev_extra_is_pinned():
+    assert set(project_pins(("dev",))) >= {"ruff", "snakefmt"}
+
+
+def test_every_rule_has_a_log_and_runs_in_the_one_environment():
     text = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
     rules = re.findall(r"^rule (\w+):(.*?)(?=^rule |\Z)", text, re.S | re.M)
     assert len(rules) >= 10
     for name, body in rules:
-        assert "log:" in body and "conda:" in body, f"rule {name} lacks log: or conda:"
+        assert "log:" in body, f"rule {name} lacks log:"
+        assert "conda:" not in body and "container:" not in body, f"rule {name} has an environment of its own"
+    assert 'container: f"{workflow.basedir}/envs/elicit.sif"' in (ROOT / "Snakefile").read_text()
+    assert not list((ROOT / "envs").glob("*.yaml"))  # no per-rule conda envs left to drift

@@ -61,7 +61,9 @@ def test_demo_grid_on_slurm(slurm_cluster, tmp_path):
     (tmp_path / "hook").mkdir()
     (tmp_path / "hook" / "sitecustomize.py").write_text(FAIL_ONCE)
     victim = "results/eval/tiny-b/full-8/demo_gpqa/seed0.json"
-    env = {"PYTHONPATH": str(tmp_path / "hook"), "FAIL_ONCE_OUTPUT": victim,
+    # the hook first, then this checkout's package (the jobs' shell runs `python -m elicit.run`)
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path / "hook"), str(ROOT / "workflow" / "scripts")]),
+           "FAIL_ONCE_OUTPUT": victim,
            "FAIL_ONCE_MARKER": str(tmp_path / "failed-once")}
     run = subprocess.run(["snakemake", "-s", str(ROOT / "Snakefile"), "--profile", str(tmp_path / "profile"),
                           "-d", str(tmp_path / "work")],  # the profile's configfile list: grid + site

@@ -37,6 +37,10 @@ MUNGE_KEY = Path("/etc/munge/munge.key")
 MUNGE_SOCKET_DIR = Path("/run/munge")
 
 NODE = "localhost"
+# The node's features (sbatch -C) and the type of its fake GPUs (--gres=gpu:<type>:N; an untyped
+# --gpus=N or --gres=gpu:N still matches them), for the site options' tests.
+FEATURES = "fakecpu,fakenet"
+GPU_TYPE = "fakegpu"
 # partition -> MaxTime; the first one is the default partition
 PARTITION_MAX_TIME = {"gpu-small": "04:00:00", "gpu-large": "2-00:00:00",
                       "cpu": "1-00:00:00"}
@@ -116,7 +120,7 @@ class SlurmCluster:
             f"PartitionName={p} Nodes={NODE} MaxTime={t} State=UP"
             + (" Default=YES" if p == DEFAULT_PARTITION else "")
             for p, t in PARTITION_MAX_TIME.items())
-        gres = f" Gres=gpu:{self.gpus}" if self.gpus else ""
+        gres = f" Gres=gpu:{GPU_TYPE}:{self.gpus}" if self.gpus else ""
         return f"""{MARKER}
 ClusterName=testcluster
 SlurmctldHost={NODE}(127.0.0.1)
@@ -150,7 +154,7 @@ InactiveLimit=0
 # let a 2-core box advertise more CPUs / memory / GPUs than it has
 SlurmdParameters=config_overrides
 GresTypes=gpu
-NodeName={NODE} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.memory_mb}{gres} State=UNKNOWN
+NodeName={NODE} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.memory_mb}{gres} Features={FEATURES} State=UNKNOWN
 {parts}
 """
 
@@ -173,7 +177,7 @@ NodeName={NODE} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.memory_mb}{
                     os.mknod(dev / f"gpu{i}", 0o666 | stat.S_IFCHR, os.makedev(1, 3))
                 except OSError:
                     (dev / f"gpu{i}").touch()
-            gres += f"NodeName={NODE} Name=gpu File={dev}/gpu[0-{self.gpus - 1}]\n"
+            gres += f"NodeName={NODE} Name=gpu Type={GPU_TYPE} File={dev}/gpu[0-{self.gpus - 1}]\n"
         (CONF_DIR / "gres.conf").write_text(gres)
 
     # -- stale leftovers ----------------------------------------------------

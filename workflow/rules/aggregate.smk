@@ -1,7 +1,7 @@
 # Aggregation: tidy table, Table 1 (mean ± s.e.; CSV, Markdown, LaTeX) with 95 % intervals,
 # Recovered % and LoRA vs full, comparison with the paper's Table 1, figures (PNG + PDF), and one
 # HTML page of it all (results/report.html, rule report). Outputs marked report(...) also appear in
-#   snakemake --report report.html
+#   snakemake --report report.zip
 # with the captions in workflow/report/ (report.py uses the same captions). `snakemake status`
 # prints what a rerun would do.
 
@@ -19,20 +19,6 @@ localrules:
 import json  # noqa: E402
 import shlex  # noqa: E402
 
-FIGURES = ["recovered", "val_loss_gain", "bars", "absolute", "paper_comparison", "training_curves", "scaling_fit"]
-FIGURE_LABELS = {"recovered": "1 Recovered %", "val_loss_gain": "2 Validation loss vs gain",
-                 "bars": "3 Base, skyline, finetune, LoRA", "absolute": "4 All absolute values",
-                 "paper_comparison": "ours vs paper", "training_curves": "training curves",
-                 "scaling_fit": "scaling fit"}
-REPORT = "../report"
-PAPER_TABLE = f"{workflow.basedir}/resources/paper/table1.csv"  # shell only: no checkout path in params/inputs
-
-
-def figure_output(name):
-    category = "Comparison with the paper" if name == "paper_comparison" else "Figures"
-    return report(f"results/figures/{name}.png", caption=f"{REPORT}/{name}.rst", category=category,
-                  labels={"figure": FIGURE_LABELS[name]})
-
 
 rule aggregate:
     input:
@@ -40,33 +26,56 @@ rule aggregate:
         selections=expand(grid.selection("{size}", "{trained}"), size=SIZES, trained=TRAINED + VARIANT_TRAINED),
         manifest="results/data/manifest.json",
     output:
+        **{f"fig_{name}": figure_output(name) for name in FIGURES},
         tidy="results/tidy.parquet",
         samples="results/samples.parquet",
         summary="results/summary.csv",
         summary_tasks="results/summary_tasks.csv",
-        table=report("results/table1.csv", caption=f"{REPORT}/table1.rst", category="Table 1",
-                     labels={"table": "Table 1 (CSV)"}),
+        table=report(
+            "results/table1.csv", caption=f"{REPORT}/table1.rst", category="Table 1", labels={"table": "Table 1 (CSV)"}
+        ),
         markdown="results/table1.md",
-        latex=report("results/table1.tex", caption=f"{REPORT}/table1_tex.rst", category="Table 1",
-                     labels={"table": "Table 1 (LaTeX)"}),
-        recovered=report("results/recovered.csv", caption=f"{REPORT}/recovered_table.rst", category="Table 1",
-                         labels={"table": "Recovered % with 95 % intervals, LoRA vs full"}),
+        latex=report(
+            "results/table1.tex",
+            caption=f"{REPORT}/table1_tex.rst",
+            category="Table 1",
+            labels={"table": "Table 1 (LaTeX)"},
+        ),
+        recovered=report(
+            "results/recovered.csv",
+            caption=f"{REPORT}/recovered_table.rst",
+            category="Table 1",
+            labels={"table": "Recovered % with 95 % intervals, LoRA vs full"},
+        ),
         gains="results/gains.csv",
-        comparison=report("results/paper_comparison.csv", caption=f"{REPORT}/paper_comparison_table.rst",
-                          category="Comparison with the paper", labels={"table": "per cell"}),
+        comparison=report(
+            "results/paper_comparison.csv",
+            caption=f"{REPORT}/paper_comparison_table.rst",
+            category="Comparison with the paper",
+            labels={"table": "per cell"},
+        ),
         comparison_md="results/paper_comparison.md",
         gain="results/val_loss_gain.csv",
-        stops=report("results/stop_reasons.csv", caption=f"{REPORT}/stop_reasons.rst", category="What a score hides",
-                     labels={"table": "why the answers stopped"}),
+        stops=report(
+            "results/stop_reasons.csv",
+            caption=f"{REPORT}/stop_reasons.rst",
+            category="What a score hides",
+            labels={"table": "why the answers stopped"},
+        ),
         stops_md="results/stop_reasons.md",
-        robust=report("results/table1_robust.csv", caption=f"{REPORT}/table1_robust.rst",
-                      category="What a score hides", labels={"table": "Table 1, second scorer"}),
+        robust=report(
+            "results/table1_robust.csv",
+            caption=f"{REPORT}/table1_robust.rst",
+            category="What a score hides",
+            labels={"table": "Table 1, second scorer"},
+        ),
         robust_md="results/table1_robust.md",
         agreement="results/scorer_agreement.csv",
         scaling="results/scaling_fit.csv",
         variants="results/variants.csv",
-        **{f"fig_{name}": figure_output(name) for name in FIGURES},
         pdfs=expand("results/figures/{name}.pdf", name=FIGURES),
+    log:
+        "results/logs/aggregate.log",
     params:
         # every configured size, in the config's order: rerunning one size (--config 'sizes=[32B]')
         # keeps the other sizes' rows in Table 1 (aggregate.py reads whatever exists)
@@ -74,17 +83,14 @@ rule aggregate:
         configs=" ".join(CONFIGS),
         seeds=" ".join(str(s) for s in SEEDS),
         benchmarks=" ".join(f"{k}={','.join(v)}" for k, v in config["benchmarks"].items()),
-        paper_sha256=external_sha256(PAPER_TABLE),  # its content, not its (checkout's) path
+        paper=PAPER_TABLE,
+        paper_sha256=external_sha256(repo_path(PAPER_TABLE)),  # its content, not its (checkout's) path
         labels=canonical(config["labels"]),
         variants=" ".join(f"{v}={','.join(variants.evaluated(config, v))}" for v in config["variants"]),
         params=" ".join(f"{s}={memory_plan_params(s)}" for s in MODELS),
-    log:
-        "results/logs/aggregate.log",
-    conda:
-        "../../envs/aggregate.yaml"
     shell:
-        "python {SCRIPTS}/aggregate.py --results results --sizes {params.sizes} --configs {params.configs} "
-        "--seeds {params.seeds} --benchmarks {params.benchmarks} --paper {PAPER_TABLE} --out results "
+        "python -m elicit.run aggregate --results results --sizes {params.sizes} --configs {params.configs} "
+        "--seeds {params.seeds} --benchmarks {params.benchmarks} --paper {params.paper} --out results "
         "--labels-json {params.labels:q} --variants {params.variants} --params {params.params} > {log} 2>&1"
 
 
@@ -93,15 +99,18 @@ rule report:
     input:
         rules.aggregate.output,
     output:
-        "results/report.html",
-    params:
-        config=lambda wc: shlex.quote(canonical(config)),  # sorted keys: reordering a config file reruns nothing
+        report(
+            "results/report.html",
+            caption="../report/report_html.rst",
+            category="Report",
+            labels={"report": "Table 1, figures, plan and provenance"},
+        ),
     log:
         "results/logs/report.log",
-    conda:
-        "../../envs/aggregate.yaml"
+    params:
+        config=lambda wc: shlex.quote(canonical(config)),  # sorted keys: reordering a config file reruns nothing
     shell:
-        "python {SCRIPTS}/report.py --results results --config-json {params.config} --out {output} > {log} 2>&1"
+        "python -m elicit.run report --results results --config-json {params.config} --out {output} > {log} 2>&1"
 
 
 # `snakemake status` needs no --cores: it runs this one local rule and nothing else.
@@ -114,16 +123,15 @@ rule status:
     seed: what a dry-run would run (outdated, missing), and what is corrupt, running, failed or
     incomplete (workflow/scripts/status.py); runs nothing else and is not part of `all`:
         snakemake status        (add --config 'sizes=[32B]' or --configfile as for a run)"""
-    params:
-        config=lambda wc: shlex.quote(json.dumps(config, default=str)),
-        triggers=lambda wc: " ".join(sorted(t.name.lower().replace("_", "-")
-                                            for t in workflow.dag_settings.rerun_triggers)),
-        snakefile=workflow.main_snakefile,
-        sizes=" ".join(SIZES),
     log:
         "results/logs/status.log",
-    conda:
-        "../../envs/aggregate.yaml"
+    params:
+        config=lambda wc: shlex.quote(json.dumps(config, default=str)),
+        triggers=lambda wc: " ".join(
+            sorted(t.name.lower().replace("_", "-") for t in workflow.dag_settings.rerun_triggers)
+        ),
+        snakefile=workflow.main_snakefile,
+        sizes=" ".join(SIZES),
     shell:
-        "python {SCRIPTS}/status.py --config-json {params.config} --snakefile {params.snakefile} "
+        "python -m elicit.run status --config-json {params.config} --snakefile {params.snakefile} "
         "--rerun-triggers {params.triggers} --sizes {params.sizes} 2>&1 | tee {log}"

@@ -8,15 +8,15 @@ from pathlib import Path
 
 import yaml
 
-# Shell commands use SCRIPTS and STOP_MARGIN_MIN directly, not via params (snakemake --lint
-# objects): params are a rerun trigger, and an absolute checkout path or a job-control
-# margin must not make a moved checkout retrain the grid.
+# Shell commands start the step programs as `python -m elicit.run <step>` (elicit/run.py): no
+# checkout path in a shell command or in params (a rerun trigger: a moved checkout must not
+# retrain the grid). SCRIPTS only finds the package when it is not installed.
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 try:  # the library of the step programs, installed by `make venv` (pip install -e .)
     import elicit  # noqa: F401
 except ImportError:  # snakemake from an environment without this project installed
     sys.path.insert(0, str(SCRIPTS))
-from elicit import grid, slurm, steps  # noqa: E402
+from elicit import grid, repo_path, slurm, steps  # noqa: E402
 from elicit.config import ConfigError, check, load_site  # noqa: E402
 from elicit.slurm import cli  # noqa: E402
 
@@ -45,11 +45,10 @@ VARIANT_CONFIGS, VARIANT_TRAINED = variants.cells(config), variants.trained_runs
 TASKS = list(config["eval"]["tasks"])
 SEEDS = list(config["eval"]["seeds"])
 # lm-eval task YAMLs of the project (the demo tasks), resolved against the workflow.
-INCLUDE_PATH = (str(Path(workflow.basedir) / config["eval"]["include_path"])
-                if config["eval"]["include_path"] else "")
-# The absolute path reaches shell commands only, never params (a moved checkout reruns nothing);
-# params carry the config's own, relative eval.include_path.
-INCLUDE_ARG = cli({"include-path": INCLUDE_PATH or None})
+INCLUDE_PATH = str(Path(workflow.basedir) / config["eval"]["include_path"]) if config["eval"]["include_path"] else ""
+# Commands get the config's own, relative eval.include_path (the step programs resolve it against
+# the checkout: elicit.repo_path), never an absolute path (a moved checkout reruns nothing).
+INCLUDE_ARG = cli({"include-path": config["eval"]["include_path"] or None})
 # An unknown task is refused here, naming it, before fetch_tasks could delete results/hub/tasks.json;
 # lm-eval is asked only when tasks.json does not list every task yet (elicit/lm_tasks.py).
 if workflow.is_main_process and not set(TASKS) <= set(grid.fetched_tasks(Path("results"))):
@@ -58,8 +57,6 @@ if workflow.is_main_process and not set(TASKS) <= set(grid.fetched_tasks(Path("r
     _unknown = unknown_tasks(TASKS, INCLUDE_PATH or None)
     if _unknown:
         raise WorkflowError(_unknown)
-# Job control, not an experiment setting: passed outside params so changing it reruns nothing.
-STOP_MARGIN_MIN = config["train"]["stop_margin_min"]
 try:
     SITE = load_site(config)  # {} without site settings (the demo, a local dry-run)
 except ConfigError as e:
@@ -73,18 +70,23 @@ if workflow.is_main_process and not os.environ.get("WORKFLOW_SKIP_INTEGRITY"):  
 
     _damaged = integrity.problems(Path("results"))
     if _damaged:
-        raise WorkflowError(f"{len(_damaged)} damaged result file(s); nothing was run or deleted:\n"
-                            + "\n".join(f"  {d}" for d in _damaged))
+        raise WorkflowError(
+            f"{len(_damaged)} damaged result file(s); nothing was run or deleted:\n"
+            + "\n".join(f"  {d}" for d in _damaged)
+        )
 
 
 onstart:
     # Once the DAG is known, before the first job (elicit/slurm.py): no SLURM submission
     # without site settings, no race with the jobs of an earlier, killed snakemake.
     _executor = workflow.executor_plugin.name if workflow.executor_plugin is not None else None
-    for _msg in (slurm.missing_site(_executor, SITE),
-                 slurm.orphan_slurm_jobs(os.getcwd()) if _executor == "slurm" else ""):
+    for _msg in (
+        slurm.missing_site(_executor, SITE),
+        slurm.orphan_slurm_jobs(os.getcwd()) if _executor == "slurm" else "",
+    ):
         if _msg:
             raise WorkflowError(_msg)
+
 
 # Memory plan: every train/eval job's predicted per-GPU peak against the site's GPU memory
 # (elicit/memory_plan.py; DeepSpeed's estimators cached under .snakemake/).
@@ -96,11 +98,12 @@ if SITE.get("gpu_mem_gb"):
     except memory_plan.PlanError as e:
         raise WorkflowError(f"memory plan: {e}")
     if _memory_problems:
-        raise WorkflowError(f"memory plan: jobs that cannot fit {SITE['gpu_mem_gb']} GiB per GPU "
-                            "(site setting gpu_mem_gb):\n" + "\n".join(f"  {p}" for p in _memory_problems))
+        raise WorkflowError(
+            f"memory plan: jobs that cannot fit {SITE['gpu_mem_gb']} GiB per GPU "
+            "(site setting gpu_mem_gb):\n" + "\n".join(f"  {p}" for p in _memory_problems)
+        )
 elif workflow.is_main_process and any(MODELS[s][k]["gpus"] for s in SIZES for k in ("train", "eval")):
-    print("memory plan not checked: no gpu_mem_gb in the site settings (profiles/slurm/site.yaml)",
-          file=sys.stderr)
+    print("memory plan not checked: no gpu_mem_gb in the site settings (profiles/slurm/site.yaml)", file=sys.stderr)
 
 
 wildcard_constraints:
@@ -129,8 +132,13 @@ def eval_model_args(wc):
     if kind in ("base", "skyline"):
         return cli({"model": model_source(wc.size, kind), "revision": m[f"{kind}_revision"]})
     if kind == "lora":
-        return cli({"model": model_source(wc.size, "base"), "revision": m["base_revision"],
-                    "adapter": grid.model_dir(wc.size, run)})
+        return cli(
+            {
+                "model": model_source(wc.size, "base"),
+                "revision": m["base_revision"],
+                "adapter": grid.model_dir(wc.size, run),
+            }
+        )
     return cli({"model": grid.model_dir(wc.size, run)})
 
 
@@ -164,8 +172,14 @@ def demo_model_args(size):
 def model_definition(size, role):
     """What a base/skyline model is, as far as the config says: source, revision, demo spec."""
     m = MODELS[size]
-    return canonical({"source": m[role], "revision": m[f"{role}_revision"], "demo": m.get("demo"),
-                      "trust_remote_code": m["trust_remote_code"]})
+    return canonical(
+        {
+            "source": m[role],
+            "revision": m[f"{role}_revision"],
+            "demo": m.get("demo"),
+            "trust_remote_code": m["trust_remote_code"],
+        }
+    )
 
 
 def memory_plan_params(size):
@@ -186,8 +200,13 @@ def data_settings():
 
 
 def eval_outputs(sizes=None):
-    return expand(grid.eval_output("{size}", "{config}", "{task}", "{seed}"),
-                  size=sizes or SIZES, config=CONFIGS + VARIANT_CONFIGS, task=TASKS, seed=SEEDS)
+    return expand(
+        grid.eval_output("{size}", "{config}", "{task}", "{seed}"),
+        size=sizes or SIZES,
+        config=CONFIGS + VARIANT_CONFIGS,
+        task=TASKS,
+        seed=SEEDS,
+    )
 
 
 # ---------------------------------------------------------------- resources
@@ -202,6 +221,7 @@ def partition(size):
 
 def gpu_resources(stage):
     """Resources of a GPU rule: functions of the wildcards, runtime grows with attempt."""
+
     def gpus(wc):
         return job_spec(wc.size, stage)["gpus"]
 
@@ -212,7 +232,10 @@ def gpu_resources(stage):
         gpu=lambda wc: gpus(wc) * nodes(wc),  # the plugin submits --gpus=<job total>
         nodes=nodes,
         runtime=lambda wc, attempt: int(job_spec(wc.size, stage)["runtime_h"] * 60 * attempt),
-        mem_mb=lambda wc: int(job_spec(wc.size, stage)["mem_gb"] * 1024),
+        # grows by site.mem_increase_per_retry x mem_gb with each retry (an OOM-killed job)
+        mem_mb=lambda wc, attempt: int(
+            job_spec(wc.size, stage)["mem_gb"] * 1024 * (1 + (SITE.get("mem_increase_per_retry") or 0) * (attempt - 1))
+        ),
         cpus_per_task=lambda wc: ranks_cpus(job_spec(wc.size, stage)),
         # several nodes: one task per GPU started by the rule's own srun (elicit/slurm.py)
         mpi=lambda wc: "srun" if nodes(wc) > 1 else None,
@@ -220,11 +243,17 @@ def gpu_resources(stage):
     )
     if SITE.get("partitions"):
         res["slurm_partition"] = lambda wc: partition(wc.size)
-    if SITE.get("account"):
+    if SITE.get("account"):  # none with site.no_account: sbatch gets no -A from the workflow
         res["slurm_account"] = SITE["account"]
     if SITE.get("qos"):
         res["qos"] = SITE["qos"]
-    if SITE.get("gpu_model"):
+    if SITE.get("constraint"):
+        res["constraint"] = SITE["constraint"]  # sbatch -C
+    if SITE.get("gpu_request") == "gres":  # --gres=gpu:[model:]N, per node
+        model = f"{SITE['gpu_model']}:" if SITE.get("gpu_model") else ""
+        del res["gpu"]
+        res["gres"] = lambda wc: f"gpu:{model}{gpus(wc)}" if gpus(wc) else None
+    elif SITE.get("gpu_model"):
         res["gpu_model"] = lambda wc: SITE["gpu_model"] if gpus(wc) else None
     return res
 
@@ -282,17 +311,69 @@ def eval_cli(wc, tasks=None, seeds=None):
     a variant's cell (<configuration>@<variant>) takes the variant's evaluation settings."""
     e = variants.apply(config, variants.split(wc.config)[1])["eval"]
     cells = f"--task {' '.join(shlex.quote(t) for t in tasks or [wc.task])} --seed {' '.join(map(str, seeds or [wc.seed]))} "
-    return cells + cli({
-        "max-gen-toks": e["max_gen_toks"], "temperature": e["temperature"],
-        "top-p": e["top_p"], "top-k": e["top_k"], "min-p": e["min_p"],
-        "repetition-penalty": e["repetition_penalty"], "batch-size": e["batch_size"], "backend": e["backend"],
-        # lm-eval's max_length = the context we planned with (elicit.config checks
-        # max_gen_toks < context at plan time; eval_cell checks the real prompts).
-        "max-length": MODELS[wc.size]["context"], "limit": e["limit"],
-        "trust-remote-code": MODELS[wc.size]["trust_remote_code"]}) + task_revisions(tasks or [wc.task])
+    return (
+        cells
+        + cli(
+            {
+                "max-gen-toks": e["max_gen_toks"],
+                "temperature": e["temperature"],
+                "top-p": e["top_p"],
+                "top-k": e["top_k"],
+                "min-p": e["min_p"],
+                "repetition-penalty": e["repetition_penalty"],
+                "batch-size": e["batch_size"],
+                "backend": e["backend"],
+                # lm-eval's max_length = the context we planned with (elicit.config checks
+                # max_gen_toks < context at plan time; eval_cell checks the real prompts).
+                "max-length": MODELS[wc.size]["context"],
+                "limit": e["limit"],
+                "trust-remote-code": MODELS[wc.size]["trust_remote_code"],
+            }
+        )
+        + task_revisions(tasks or [wc.task])
+    )
 
 
 def task_revisions(tasks):
     """--task-revision, one per task ('' = unpinned), or nothing when no task is pinned."""
     revs = [(config["eval"]["task_revisions"] or {}).get(t) for t in tasks]
     return " --task-revision " + " ".join(shlex.quote(r or "") for r in revs) if any(revs) else ""
+
+
+# Evaluation jobs: one cell each (rule evaluate) or several cells together (elicit/eval_jobs.py).
+from elicit import eval_jobs  # noqa: E402
+
+EVAL_SINGLE_SIZES, EVAL_GROUP_RULES = eval_jobs.plan(config, SITE.get("gpu_mem_gb"))
+
+
+def size_pattern(sizes):
+    return "|".join(re.escape(s) for s in sizes) or "(?!)"  # (?!): no size
+
+
+def group_cli(job):
+    return lambda wildcards: eval_cli(wildcards, job["tasks"], job["seeds"])
+
+
+# ---------------------------------------------------------------- aggregate rules
+FIGURES = ["recovered", "val_loss_gain", "bars", "absolute", "paper_comparison", "training_curves", "scaling_fit"]
+FIGURE_LABELS = {
+    "recovered": "1 Recovered %",
+    "val_loss_gain": "2 Validation loss vs gain",
+    "bars": "3 Base, skyline, finetune, LoRA",
+    "absolute": "4 All absolute values",
+    "paper_comparison": "ours vs paper",
+    "training_curves": "training curves",
+    "scaling_fit": "scaling fit",
+}
+REPORT = "../report"
+PAPER_TABLE = "resources/paper/table1.csv"  # relative to the checkout (aggregate.py: elicit.repo_path)
+
+
+def figure_output(name):
+    category = "Comparison with the paper" if name == "paper_comparison" else "Figures"
+    return report(
+        f"results/figures/{name}.png",
+        caption=f"{REPORT}/{name}.rst",
+        category=category,
+        labels={"figure": FIGURE_LABELS[name]},
+    )

@@ -8,18 +8,21 @@ rule fetch_data:
     output:
         table="results/data/s1k.parquet",
         meta="results/data/s1k.json",
+    log:
+        "results/logs/fetch_data.log",
     params:
-        args=cli({"source": config["data"]["source"], "revision": config["data"]["revision"],
-                  "expected-rows": config["data"]["expected_rows"]}),
+        args=cli(
+            {
+                "source": config["data"]["source"],
+                "revision": config["data"]["revision"],
+                "expected-rows": config["data"]["expected_rows"],
+            }
+        ),
         # a local source of the user's (not built by the demo rules) reruns the data when its
         # bytes change (rerun-triggers has no mtime: a touch or a copy reruns nothing)
         source_sha256=external_sha256(config["data"]["source"]),
-    log:
-        "results/logs/fetch_data.log",
-    conda:
-        "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/prepare_data.py fetch {params.args} --out {output.table} > {log} 2>&1"
+        "python -m elicit.run prepare_data fetch {params.args} --out {output.table} > {log} 2>&1"
 
 
 rule split_data:
@@ -28,16 +31,19 @@ rule split_data:
         meta="results/data/s1k.json",
     output:
         manifest=DATA_MANIFEST,
-    params:
-        args=cli({"n-val": config["data"]["n_val"], "seed": config["data"]["split_seed"],
-                  "expected-rows": config["data"]["expected_rows"]}),
-        subsets=" ".join(map(str, SUBSETS)),
     log:
         "results/logs/split_data.log",
-    conda:
-        "../../envs/train.yaml"
+    params:
+        args=cli(
+            {
+                "n-val": config["data"]["n_val"],
+                "seed": config["data"]["split_seed"],
+                "expected-rows": config["data"]["expected_rows"],
+            }
+        ),
+        subsets=" ".join(map(str, SUBSETS)),
     shell:
-        "python {SCRIPTS}/prepare_data.py split --table {input.table} {params.args} "
+        "python -m elicit.run prepare_data split --table {input.table} {params.args} "
         "--subsets {params.subsets} --out {output.manifest} > {log} 2>&1"
 
 
@@ -55,33 +61,35 @@ rule data_lengths:
         model=lambda wc: model_input(wc.size, "base"),
     output:
         "results/data/lengths/{size}.json",
-    params:
-        args=lambda wc: cli({
-            "tokenizer": model_source(wc.size, "base"), "revision": MODELS[wc.size]["base_revision"],
-            "trust-remote-code": MODELS[wc.size]["trust_remote_code"],
-            "format": config["data"]["format"], "max-seq-len": config["data"]["max_seq_len"],
-            "on-too-long": config["data"]["on_too_long"]}),
     log:
         "results/logs/data_lengths/{size}.log",
-    conda:
-        "../../envs/train.yaml"
+    params:
+        args=lambda wc: cli(
+            {
+                "tokenizer": model_source(wc.size, "base"),
+                "revision": MODELS[wc.size]["base_revision"],
+                "trust-remote-code": MODELS[wc.size]["trust_remote_code"],
+                "format": config["data"]["format"],
+                "max-seq-len": config["data"]["max_seq_len"],
+                "on-too-long": config["data"]["on_too_long"],
+            }
+        ),
     shell:
-        "HF_HUB_OFFLINE=1 python {SCRIPTS}/prepare_data.py lengths --table {input.table} "
+        "HF_HUB_OFFLINE=1 python -m elicit.run prepare_data lengths --table {input.table} "
         "--manifest {input.manifest} {params.args} --out {output} > {log} 2>&1"
 
 
 rule fetch_model:
     output:
         "results/hub/models/{size}/{role}.json",
-    params:
-        args=lambda wc: cli({"repo": model_source(wc.size, wc.role),
-                             "revision": MODELS[wc.size][f"{wc.role}_revision"]}),
     log:
         "results/logs/fetch_model/{size}-{role}.log",
-    conda:
-        "../../envs/eval.yaml"
+    params:
+        args=lambda wc: cli(
+            {"repo": model_source(wc.size, wc.role), "revision": MODELS[wc.size][f"{wc.role}_revision"]}
+        ),
     shell:
-        "python {SCRIPTS}/fetch_hub.py model {params.args} --out {output} > {log} 2>&1"
+        "python -m elicit.run fetch_hub model {params.args} --out {output} > {log} 2>&1"
 
 
 # The demo table's keywords are laid out along the split that split_data will draw (the
@@ -90,18 +98,16 @@ rule fetch_model:
 rule demo_table:
     output:
         "results/demo/s1k.jsonl",
+    log:
+        "results/logs/demo/table.log",
     params:
         rows=config["data"]["expected_rows"],
         n_val=config["data"]["n_val"],
         subsets=" ".join(map(str, SUBSETS)),
         split_seed=config["data"]["split_seed"],
         trace_words=config["data"]["demo_trace_words"],
-    log:
-        "results/logs/demo/table.log",
-    conda:
-        "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/make_demo.py data --out {output} --rows {params.rows} --n-val {params.n_val} "
+        "python -m elicit.run make_demo data --out {output} --rows {params.rows} --n-val {params.n_val} "
         "--subsets {params.subsets} --split-seed {params.split_seed} --trace-words {params.trace_words} > {log} 2>&1"
 
 
@@ -110,14 +116,12 @@ rule demo_tokenizer:
         "results/demo/s1k.jsonl",
     output:
         directory("results/demo/tokenizer"),
-    params:
-        tasks=config["eval"]["include_path"] or "",  # relative; the shell gets INCLUDE_PATH
     log:
         "results/logs/demo/tokenizer.log",
-    conda:
-        "../../envs/train.yaml"
+    params:
+        tasks=config["eval"]["include_path"] or "",  # relative to the checkout (elicit.repo_path)
     shell:
-        "python {SCRIPTS}/make_demo.py tokenizer --corpus {input} {INCLUDE_PATH} --out {output} > {log} 2>&1"
+        "python -m elicit.run make_demo tokenizer --corpus {input} {params.tasks} --out {output} > {log} 2>&1"
 
 
 rule demo_base:
@@ -125,16 +129,14 @@ rule demo_base:
         "results/demo/tokenizer",
     output:
         directory("results/demo/models/{size}/base"),
+    log:
+        "results/logs/demo/{size}-base.log",
     params:
         # a shipped architecture file (relative to the repo: no checkout path) or tiny dimensions
         spec=lambda wc: demo_model_args(wc.size),
         context=lambda wc: MODELS[wc.size]["context"],
-    log:
-        "results/logs/demo/{size}-base.log",
-    conda:
-        "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/make_demo.py model --tokenizer {input} --out {output} "
+        "python -m elicit.run make_demo model --tokenizer {input} --out {output} "
         "{params.spec} --context {params.context} > {log} 2>&1"
 
 
@@ -143,28 +145,24 @@ rule demo_skyline:
         "results/demo/models/{size}/base",
     output:
         directory("results/demo/models/{size}/skyline"),
-    params:
-        tasks=config["eval"]["include_path"] or "",  # relative; the shell gets INCLUDE_PATH
-        steps=lambda wc: MODELS[wc.size]["demo"]["skyline_steps"],
     log:
         "results/logs/demo/{size}-skyline.log",
-    conda:
-        "../../envs/train.yaml"
+    params:
+        tasks=config["eval"]["include_path"] or "",  # relative to the checkout (elicit.repo_path)
+        steps=lambda wc: MODELS[wc.size]["demo"]["skyline_steps"],
     shell:
-        "python {SCRIPTS}/make_demo.py skyline --base {input} --tasks {INCLUDE_PATH} --steps {params.steps} --out {output} > {log} 2>&1"
+        "python -m elicit.run make_demo skyline --base {input} --tasks {params.tasks} --steps {params.steps} --out {output} > {log} 2>&1"
 
 
 rule fetch_tasks:
     output:
         "results/hub/tasks.json",
-    params:
-        tasks=" ".join(TASKS),  # names checked against the schema's character set
-        include=config["eval"]["include_path"] or "",  # relative; the shell gets INCLUDE_ARG
-        revisions=" ".join(f"{t}={r}" for t, r in (config["eval"]["task_revisions"] or {}).items()),
     log:
         "results/logs/fetch_tasks.log",
-    conda:
-        "../../envs/eval.yaml"
+    params:
+        tasks=" ".join(TASKS),  # names checked against the schema's character set
+        include=INCLUDE_ARG,  # relative to the checkout (elicit.repo_path)
+        revisions=" ".join(f"{t}={r}" for t, r in (config["eval"]["task_revisions"] or {}).items()),
     shell:
-        "python {SCRIPTS}/fetch_hub.py tasks --tasks {params.tasks} {INCLUDE_ARG} "
+        "python -m elicit.run fetch_hub tasks --tasks {params.tasks} {params.include} "
         "--revisions {params.revisions} --out {output} > {log} 2>&1"

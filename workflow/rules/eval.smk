@@ -7,13 +7,6 @@
 # results/eval/.../seedN.json.partial.jsonl (deliberately NOT an output, so Snakemake does
 # not delete it before the rerun) and generates only the missing ones; a rerun job restores
 # its cells already finished from results/eval/.../.done (a seed added later regenerates nothing).
-from elicit import eval_jobs
-
-EVAL_SINGLE_SIZES, EVAL_GROUP_RULES = eval_jobs.plan(config, SITE.get("gpu_mem_gb"))
-
-
-def size_pattern(sizes):
-    return "|".join(re.escape(s) for s in sizes) or "(?!)"  # (?!): no size
 
 
 rule evaluate:
@@ -21,13 +14,10 @@ rule evaluate:
         eval_inputs,
     output:
         grid.eval_output("{size}", "{config}", "{task}", "{seed}"),
+    log:
+        "results/logs/eval/{size}/{config}/{task}/seed{seed}.log",
     wildcard_constraints:
         size=size_pattern(EVAL_SINGLE_SIZES),
-    params:
-        model=eval_model_args,
-        definition=lambda wc: model_definition(wc.size, "skyline" if variants.split(wc.config)[0] == "skyline" else "base"),
-        cli=eval_cli,
-        include_path=config["eval"]["include_path"] or "",  # relative; the shell gets INCLUDE_ARG
     threads: job_threads("eval")
     resources:
         **gpu_resources("eval"),
@@ -35,19 +25,18 @@ rule evaluate:
         # the layout is recorded in every result (dp gives one process's answers).
         eval_layout=eval_layout,
         eval_launcher=eval_launcher,
-    log:
-        "results/logs/eval/{size}/{config}/{task}/seed{seed}.log",
-    conda:
-        "../../envs/eval.yaml"
+    params:
+        model=eval_model_args,
+        definition=lambda wc: model_definition(
+            wc.size, "skyline" if variants.split(wc.config)[0] == "skyline" else "base"
+        ),
+        cli=eval_cli,
+        include=INCLUDE_ARG,  # relative to the checkout (elicit.repo_path)
     shell:
         "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
-        "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 {resources.eval_launcher} "
-        "{SCRIPTS}/eval_cell.py {params.model} {params.cli} {INCLUDE_ARG} --layout {resources.eval_layout} "
+        "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 {resources.eval_launcher} -m elicit.run eval_cell "
+        "{params.model} {params.cli} {params.include} --layout {resources.eval_layout} "
         "--out {output} >> {log} 2>&1"
-
-
-def group_cli(job):
-    return lambda wildcards: eval_cli(wildcards, job["tasks"], job["seeds"])
 
 
 for _name, _job in EVAL_GROUP_RULES.items():
@@ -59,26 +48,28 @@ for _name, _job in EVAL_GROUP_RULES.items():
             eval_inputs,
         output:
             [grid.eval_output("{size}", "{config}", t, s) for t in _job["tasks"] for s in _job["seeds"]],
+        log:
+            # one log per cell (status.py reads them): the job's log, copied to each at the end
+            [grid.eval_log("{size}", "{config}", t, s) for t in _job["tasks"] for s in _job["seeds"]],
         wildcard_constraints:
             size=size_pattern(_job["sizes"]),
-        params:
-            model=eval_model_args,
-            definition=lambda wc: model_definition(wc.size, "skyline" if variants.split(wc.config)[0] == "skyline" else "base"),
-            cli=group_cli(_job),
-            include_path=config["eval"]["include_path"] or "",  # relative; the shell gets INCLUDE_ARG
+        conda:
+            "../../envs/eval.yaml"
         threads: job_threads("eval")
         resources:
             **gpu_resources("eval"),
             eval_layout=eval_layout,
             eval_launcher=eval_launcher,
-        log:
-            # one log per cell (status.py reads them): the job's log, copied to each at the end
-            [grid.eval_log("{size}", "{config}", t, s) for t in _job["tasks"] for s in _job["seeds"]],
-        conda:
-            "../../envs/eval.yaml"
+        params:
+            model=eval_model_args,
+            definition=lambda wc: model_definition(
+                wc.size, "skyline" if variants.split(wc.config)[0] == "skyline" else "base"
+            ),
+            cli=group_cli(_job),
+            include=INCLUDE_ARG,  # relative to the checkout (elicit.repo_path)
         shell:
             "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log[0]}; "
-            "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 {resources.eval_launcher} "
-            "{SCRIPTS}/eval_cell.py {params.model} {params.cli} {INCLUDE_ARG} --layout {resources.eval_layout} "
+            "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 {resources.eval_launcher} -m elicit.run eval_cell "
+            "{params.model} {params.cli} {params.include} --layout {resources.eval_layout} "
             "--out {output} >> {log[0]} 2>&1; rc=$?; "
             "for l in {log}; do [ $l = {log[0]} ] || cp {log[0]} $l; done; exit $rc"

@@ -8,14 +8,12 @@ rule select_checkpoint:
     output:
         selection=grid.selection("{size}", "{trained}"),
         model=directory(grid.model_dir("{size}", "{trained}")),
+    log:
+        "results/logs/select/{size}/{trained}.log",
     params:
         tolerance=lambda wc: variants.apply(config, variants.split(wc.trained)[1])["train"]["tolerance"],
         train_dir=lambda wc: grid.train_dir(wc.size, wc.trained),
         out=lambda wc: str(Path(grid.model_dir(wc.size, wc.trained)).parent),
-    log:
-        "results/logs/select/{size}/{trained}.log",
-    conda:
-        "../../envs/train.yaml"
     shell:
-        "python {SCRIPTS}/select_checkpoint.py --train-dir {params.train_dir} --out {params.out} "
+        "python -m elicit.run select_checkpoint --train-dir {params.train_dir} --out {params.out} "
         "--tolerance {params.tolerance} > {log} 2>&1"

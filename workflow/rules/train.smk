@@ -25,6 +25,15 @@ rule train:
     output:
         metrics=grid.train_outputs("{size}", "{trained}")["metrics"],
         checkpoints=directory(grid.train_outputs("{size}", "{trained}")["checkpoints"]),
+    log:
+        "results/logs/train/{size}/{trained}.log",
+    threads: job_threads("train")
+    resources:
+        **gpu_resources("train"),
+        # job control, not an experiment setting: a resource, so changing it reruns nothing
+        stop_margin_min=config["train"]["stop_margin_min"],
+        # observability (TensorBoard event files under the run's folder): reruns nothing either
+        tracking=config["train"]["tracking"],
     params:
         cli=train_cli,
         launcher=launcher,
@@ -32,14 +41,8 @@ rule train:
         data=data_settings(),
         definition=lambda wc: model_definition(wc.size, "base"),
         out=lambda wc: grid.train_dir(wc.size, wc.trained),
-    threads: job_threads("train")
-    resources:
-        **gpu_resources("train"),
-    log:
-        "results/logs/train/{size}/{trained}.log",
-    conda:
-        "../../envs/train.yaml"
     shell:
         "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
-        "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 {params.launcher} {SCRIPTS}/train.py --model {params.model} "
-        "--table {DATA_TABLE} --manifest {DATA_MANIFEST} --out {params.out} {params.cli} --stop-margin-min {STOP_MARGIN_MIN} >> {log} 2>&1"
+        "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 {params.launcher} -m elicit.run train "
+        "--model {params.model} --table {input.table} --manifest {input.manifest} --out {params.out} {params.cli} "
+        "--stop-margin-min {resources.stop_margin_min} --tracking {resources.tracking} >> {log} 2>&1"

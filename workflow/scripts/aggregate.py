@@ -57,7 +57,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from elicit import answers, bootstrap_ci, grid, scaling, stats, tables
+from elicit import answers, bootstrap_ci, grid, repo_path, scaling, stats, tables
 from elicit.atomic import atomic_path, read_json, read_jsonl, write_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -267,7 +267,7 @@ def main(argv=None) -> None:
     benchmarks = dict((b.split("=", 1)[0], b.split("=", 1)[1].split(",")) for b in args.benchmarks)
     dest = Path(args.out) if args.out else Path(args.results) / "adhoc"
     out = run(Path(args.results), args.sizes, benchmarks, args.configs, args.seeds,
-              Path(args.paper) if args.paper else None, figures=not args.no_figures, out=dest,
+              Path(repo_path(args.paper)) if args.paper else None, figures=not args.no_figures, out=dest,
               n_boot=args.bootstrap, labels=json.loads(args.labels_json),
               params={p.split("=", 1)[0]: float(p.split("=", 1)[1]) for p in args.params},
               variants={v.split("=", 1)[0]: v.split("=", 1)[1].split(",") for v in args.variants})

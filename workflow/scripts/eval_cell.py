@@ -398,7 +398,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.max_gen_toks <= 0:
         raise SystemExit("--max-gen-toks must be positive")
-    from elicit import eval_pool
+    from elicit import eval_pool, repo_path
+
+    args.include_path = [repo_path(p) for p in args.include_path] if args.include_path else None
 
     todo = cells(args)
     return main_cell(todo[0]) if len(todo) == 1 else eval_pool.run_cells(todo, sys.modules[__name__])

@@ -98,8 +98,11 @@ def main(argv=None) -> None:
     if args.cmd == "model":
         write_json(args.out, fetch_model(args.repo, args.revision), checksum=True)
     else:
+        from elicit import repo_path
+
         pins = dict(r.split("=", 1) for r in args.revisions)
-        write_json(args.out, fetch_tasks(args.tasks, args.include_path, pins), checksum=True)
+        include = repo_path(args.include_path) if args.include_path else None
+        write_json(args.out, fetch_tasks(args.tasks, include, pins), checksum=True)
 
 
 if __name__ == "__main__":

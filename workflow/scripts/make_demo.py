@@ -35,7 +35,7 @@ import random
 from pathlib import Path
 
 from elicit.atomic import atomic_dir, write_jsonl
-from elicit import demo
+from elicit import demo, repo_path
 from elicit.chat import IGNORE_INDEX
 
 # ----------------------------------------------------------------------------- the demo task
@@ -239,7 +239,7 @@ def _corpus(paths: list[str]) -> list[str]:
 
 
 def cmd_tokenizer(args) -> None:
-    fast = demo.train_tokenizer(_corpus(args.corpus), args.vocab_size)
+    fast = demo.train_tokenizer(_corpus([repo_path(c) for c in args.corpus]), args.vocab_size)
     with atomic_dir(args.out) as tmp:
         fast.save_pretrained(tmp)
 
@@ -303,7 +303,7 @@ def cmd_skyline(args) -> None:
     tok = AutoTokenizer.from_pretrained(args.base)
     model = AutoModelForCausalLM.from_pretrained(args.base)
     batch = []
-    for prompt, target in task_answers(args.tasks):
+    for prompt, target in task_answers(repo_path(args.tasks)):
         head = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
                                        add_generation_prompt=True)
         p_ids = tok(head, add_special_tokens=False)["input_ids"]

@@ -16,7 +16,6 @@ import argparse
 import base64
 import html
 import json
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -37,18 +36,20 @@ code{background:#f4f4f4;padding:0 .2em}pre{background:#f8f8f8;padding:.6em;overf
 
 
 def caption(name: str) -> str:
-    """workflow/report/<name>.rst as HTML (bold, code, subscripts; no Jinja in these files)."""
-    text = html.escape((CAPTIONS / f"{name}.rst").read_text().strip())
-    text = re.sub(r"\\ :sub:`([^`]*)`", r"<sub>\1</sub>", text)
-    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
-    return re.sub(r"``(.+?)``", r"<code>\1</code>", text)
+    """workflow/report/<name>.rst as HTML, rendered by docutils (the reStructuredText that
+    `snakemake --report` renders from the same files; no Jinja in them)."""
+    from docutils.core import publish_parts
+
+    text = (CAPTIONS / f"{name}.rst").read_text()
+    return publish_parts(text, writer="html5", settings_overrides={
+        "report_level": 5, "halt_level": 2, "input_encoding": "unicode", "embed_stylesheet": False})["fragment"]
 
 
 def table(path: Path, title: str, cap: str | None = None) -> str:
     if not path.exists():
         return f"<h3>{title}</h3><p>not produced yet: {html.escape(str(path))}</p>"
     df = pd.read_csv(path)
-    return (f"<h3 id='{path.stem}'>{title}</h3>" + (f"<p>{caption(cap)}</p>" if cap else "")
+    return (f"<h3 id='{path.stem}'>{title}</h3>" + (caption(cap) if cap else "")
             + df.to_html(index=False, na_rep="—", float_format=lambda v: f"{v:.2f}", border=0))
 
 
@@ -97,7 +98,7 @@ def plan(cfg: dict) -> str:
     except SystemExit as e:  # a config without planning numbers (the CPU demo)
         hours = f"<p>GPU-hours not estimated: {html.escape(str(e))}</p>"
     mem = estimate_cost.memory_table(cfg, gpu_mem_gb=load_site(cfg).get("gpu_mem_gb"))
-    return (f"<h2 id='plan'>Plan: GPU-hours and memory</h2><p>{caption('plan')}</p>{hours}"
+    return (f"<h2 id='plan'>Plan: GPU-hours and memory</h2>{caption('plan')}{hours}"
             f"<pre>{html.escape(mem)}</pre><p>CPU-only jobs (the demo's) have no GPU memory to plan ('-').</p>")
 
 
@@ -134,7 +135,7 @@ def hidden(results: Path) -> str:
     parts = ["<h2 id='hidden'>What a score hides</h2>"]
     for name, cap in (("stop_reasons.md", "stop_reasons"), ("table1_robust.md", "table1_robust")):
         f = results / name
-        parts.append(f"<p>{caption(cap)}</p>" + (markdown_table(f.read_text()) if f.exists() else
+        parts.append(caption(cap) + (markdown_table(f.read_text()) if f.exists() else
                                                  f"<p>not produced yet: {html.escape(str(f))}</p>"))
     parts.append(table(results / "scaling_fit.csv", "Scaling fit", "scaling_fit"))
     return "\n".join(parts)
@@ -149,9 +150,9 @@ def build(results: Path, cfg: dict) -> str:
              "<a href='#comparison'>comparison with the paper</a> · <a href='#figures'>figures</a> · "
              "<a href='#hidden'>what a score hides</a> · "
              "<a href='#plan'>plan</a> · <a href='#provenance'>provenance</a></p>", banner(cfg),
-             f"<h2 id='table1'>Table 1</h2><p>{caption('table1')}</p>{markdown_table(md)}",
+             f"<h2 id='table1'>Table 1</h2>{caption('table1')}{markdown_table(md)}",
              table(results / "recovered.csv", "Recovered % (with LoRA vs full)", "recovered_table"),
-             f"<h2 id='comparison'>Comparison with the paper</h2><p>{caption('paper_comparison_table')}</p>"
+             f"<h2 id='comparison'>Comparison with the paper</h2>{caption('paper_comparison_table')}"
              f"{markdown_table(cmp)}",
              hidden(results),
              "<h2 id='figures'>Figures</h2>", *(figure(results / "figures", n, t) for n, t in FIGURES),

@@ -52,6 +52,7 @@ from elicit.flags import dataclass_parser, help_
 from elicit.loss import TokenLoss, validation_loss
 from elicit.provenance import model_fingerprint, sha256_file, sha256_json, versions
 from elicit.slurm import StopWatch
+from elicit.tracking import open_tracker
 
 # The code a finished run depends on (its done-cache key): an edit retrains, a rerun does not.
 TRAIN_CODE = [Path(__file__).resolve(),
@@ -87,6 +88,7 @@ class TrainConfig:
     loss_chunk: int = field(metadata=help_("supervised tokens per LM-head chunk (elicit/loss.py)"))
     stop_margin_min: float = field(metadata=help_("in a SLURM job: save the resume state and exit 143 this "
                                                   "long before the time limit (0: off); > one step + one save"))
+    tracking: str = field(metadata=help_("none | tensorboard: rank 0 logs to <out>/tracking/ (elicit/tracking.py)"))
     revision: str = field(metadata=help_("hub revision of --model ('' = main)"))
     trust_remote_code: bool
     deepspeed: str = field(metadata=help_("'' (plain torch/DDP) | zero2 | zero3 | zero3_offload | path/to/config.json"))
@@ -126,7 +128,7 @@ def fingerprint_parts(cfg: TrainConfig) -> dict:
     """What the result depends on, by content: every setting (not job control: out, progress, stop
     margin), the bytes of the table and of the manifest (split settings), the base model's fingerprint."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items()
-                if k not in ("out", "progress", "stop_margin_min", "table", "manifest", "model")}
+                if k not in ("out", "progress", "stop_margin_min", "tracking", "table", "manifest", "model")}
     return {"settings": sha256_json(settings), "table": sha256_file(cfg.table),
             "manifest": sha256_file(cfg.manifest),
             "base_model": model_fingerprint(cfg.model, cfg.revision or None)["fingerprint"]}
@@ -175,6 +177,7 @@ class Run:
     loss_fn: TokenLoss | None = None
     tokens: int = 0
     t0: float = 0.0
+    tracker: object = None
 
     fp = property(lambda self: sha256_json(self.parts)[:16])
     out = property(lambda self: Path(self.cfg.out))
@@ -299,6 +302,7 @@ def evaluate_and_keep(run: Run, step: int, extra: dict) -> None:
     on_disk = save_checkpoint(run, step) if run.keeper.observe(step, loss) else None
     log(run, {"step": step, "val_loss": loss, "best_val_loss": run.keeper.best, "checkpoints_on_disk": on_disk,
               **extra})
+    run.tracker.evaluation(step, loss, run.keeper.best, run.keeper.candidate, run.keeper.bad)
     stop_if_diverged(run, step, {"val_loss": loss})
 
 
@@ -370,6 +374,7 @@ def close(run: Run) -> None:
     """Drop the engine (its process groups, pending gloo work) while the interpreter is alive, then
     destroy the groups: at interpreter shutdown their destructors can abort a finished rank."""
     run.engine = run.loss_fn = None
+    run.tracker is not None and run.tracker.close()
     gc.collect()
     run.ranks.close()
 
@@ -391,6 +396,7 @@ def train(cfg: TrainConfig) -> int:
     load_data(run)
     build_engine(run)
     restore_state(run)
+    run.tracker = open_tracker(cfg.tracking, run.out, run.ranks.master, run.step)
     stop = StopWatch(cfg.stop_margin_min if run.ranks.master else 0.0)  # rank 0 watches the clock
     announce(run, stop)
     bar = progress_bar(run)
@@ -403,6 +409,7 @@ def train(cfg: TrainConfig) -> int:
             bar is not None and bar.close()
             return save_and_stop(run)
         extra = train_step(run)
+        run.tracker.train(run.step, extra)
         stop_if_diverged(run, run.step, {k: extra[k] for k in ("train_loss", "grad_norm")})
         if bar is not None:
             bar.update(1)

@@ -20,3 +20,11 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
 REPO = PACKAGE.parents[2]  # the checkout: workflow/, resources/, config/
+
+
+def repo_path(path):
+    """A path from the config (relative to the checkout, e.g. eval.include_path) as this process can
+    open it: as given when it exists from here, else under the checkout. The rules pass the config's
+    relative value (no checkout path in params: a moved checkout reruns nothing)."""
+    p = Path(path)
+    return str(p if p.is_absolute() or p.exists() else REPO / p)

@@ -116,12 +116,15 @@ def load_site(config: dict) -> dict:
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(site), key=lambda e: list(map(str, e.absolute_path)))
     problems = [f"site.{_key(e.absolute_path)}: {e.message}".replace("site.<top level>", "site") for e in errors]
     parts = site.get("partitions") or {}
+    if not errors and site.get("no_account") and site.get("account"):
+        problems.append(f"site.no_account: true with site.account {site['account']!r}: set one of them")
     if not errors and "default" not in parts:
         problems += [f"site.partitions.{s}: size {s} has no partition and there is no `default`"
                      for s in config.get("sizes", []) if s not in parts]
     if problems:
         raise ConfigError(f"invalid site settings ({where}):\n" + "\n".join(f"  {p}" for p in problems))
-    return site
+    defaults = {k: v["default"] for k, v in schema["properties"].items() if "default" in v}
+    return {**defaults, **site}
 
 
 def main(argv=None) -> None:

@@ -1,0 +1,42 @@
+"""train.tracking: tensorboard writes event files under the run's folder that TensorBoard reads back,
+and tracking changes neither the training's result nor its done-cache key."""
+import json
+import subprocess
+
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from tests.test_train import _cmd, _env, _rows, demo  # noqa: F401  (demo: the module's fixture)
+
+SHORT = ["--max-steps", "4", "--eval-every", "2"]
+
+
+def _train(demo_dir, out, tracking):
+    subprocess.run(_cmd(demo_dir, out, [*SHORT, "--tracking", tracking, "--progress", "false"]), check=True,
+                   env=_env(), capture_output=True, timeout=600)
+    return _rows(out / "metrics.jsonl")
+
+
+def test_tensorboard_scalars_read_back(demo, tmp_path):  # noqa: F811
+    plain = _train(demo, tmp_path / "plain", "none")
+    tracked = _train(demo, tmp_path / "tracked", "tensorboard")
+    assert not (tmp_path / "plain" / "tracking").exists()
+    timeless = [[{k: v for k, v in r.items() if k != "tokens_per_s"} for r in rows] for rows in (plain, tracked)]
+    assert json.dumps(timeless[0], sort_keys=True) == json.dumps(timeless[1], sort_keys=True)  # the same training
+    assert sorted(p.name for p in (tmp_path / "plain" / ".done").iterdir()) == \
+        sorted(p.name for p in (tmp_path / "tracked" / ".done").iterdir())  # the same finished-work key
+
+    events = EventAccumulator(str(tmp_path / "tracked" / "tracking" / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "val/loss", "val/best_loss",
+            "selection/kept_step", "selection/bad"} <= tags
+    loss = {e.step: e.value for e in events.Scalars("train/loss")}
+    assert sorted(loss) == [1, 2, 3, 4]
+    val = {e.step: e.value for e in events.Scalars("val/loss")}
+    want = {r["step"]: r["val_loss"] for r in tracked if r.get("val_loss") is not None}
+    assert sorted(val) == sorted(want) == [0, 2, 4]
+    for step, value in want.items():  # float32 in the event file
+        assert abs(val[step] - value) <= 1e-6 * max(1.0, abs(value))
+    for r in tracked:
+        if r.get("train_loss") is not None:
+            assert abs(loss[r["step"]] - r["train_loss"]) <= 1e-6 * max(1.0, abs(r["train_loss"]))

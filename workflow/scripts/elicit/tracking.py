@@ -1,0 +1,62 @@
+"""Experiment tracking of a training run as it trains (train.tracking: none | tensorboard).
+
+Rank 0 only, offline: TensorBoard event files under the run's folder, `<out>/tracking/tensorboard/`
+(`tensorboard --logdir results/train` shows every run of the grid; copy the folder to watch it
+elsewhere). Tracking is job observability, like the progress bar: it is not in the rule's params
+nor in the run's fingerprint or done-cache key, so switching it on or off reruns nothing and
+changes no result (tests/test_tracking.py). Scalars, per step:
+
+  train/loss, train/lr, train/grad_norm, train/tokens_per_s        every optimizer step
+  val/loss, val/best_loss, selection/kept_step, selection/bad      every evaluation
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+KINDS = ("none", "tensorboard")
+TRAIN_KEYS = {"train_loss": "train/loss", "lr": "train/lr", "grad_norm": "train/grad_norm",
+              "tokens_per_s": "train/tokens_per_s"}
+
+
+class Tracker:
+    """Logs nothing (train.tracking: none, or a rank other than 0)."""
+
+    def train(self, step: int, row: dict) -> None:
+        pass
+
+    def evaluation(self, step: int, val_loss: float | None, best: float, kept_step: int | None, bad: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class TensorBoard(Tracker):
+    def __init__(self, log_dir: Path, first_step: int):
+        from torch.utils.tensorboard import SummaryWriter
+
+        # purge_step: a resumed run drops what a killed attempt logged after its resume state
+        self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=first_step or None)
+
+    def train(self, step, row):
+        for key, tag in TRAIN_KEYS.items():
+            if row.get(key) is not None:
+                self.writer.add_scalar(tag, row[key], step)
+
+    def evaluation(self, step, val_loss, best, kept_step, bad):
+        for tag, value in (("val/loss", val_loss), ("val/best_loss", best), ("selection/kept_step", kept_step),
+                           ("selection/bad", bad)):
+            if value is not None and value != float("inf"):
+                self.writer.add_scalar(tag, value, step)
+        self.writer.flush()  # an evaluation is seen at once by a TensorBoard watching the folder
+
+    def close(self):
+        self.writer.close()
+
+
+def open_tracker(kind: str, out: Path, master: bool, first_step: int) -> Tracker:
+    if kind not in KINDS:
+        raise SystemExit(f"--tracking must be one of {', '.join(KINDS)}, got {kind!r}")
+    if kind == "none" or not master:
+        return Tracker()
+    return TensorBoard(Path(out) / "tracking" / "tensorboard", first_step)
