@@ -56,7 +56,7 @@ def test_throughputs_come_from_the_benchmark_table(tmp_path):
 
     table = yaml.safe_load(estimate_cost.THROUGHPUT.read_text())
     table["gpus"]["H200-141GB"]["eval"]["hf-cb"]["7B"] = {"tokens_per_s": 5000, "measured": True,
-                                                          "command": "bench/eval_throughput.py --x", "on": "H200"}
+                                                          "command": "bench/eval_throughput.py --x", "measured_on": "H200"}
     f = tmp_path / "t.yaml"
     f.write_text(yaml.safe_dump(table))
     gpu, entry, rates = estimate_cost.throughputs(PAPER, "H200-141GB", f)
@@ -75,3 +75,17 @@ def test_sequences_in_flight_per_size(tmp_path):
     # 80 GiB: 1.5B ~80 sequences of 29.5k tokens, 7B ~30 (issue 20), 1.5B's 2 AIME tasks x 2 seeds per job
     assert 70 <= int(flight["1.5B"]) <= 90 and 25 <= int(flight["7B"]) <= 40
     assert "1.5B: 79 sequences in flight" in out and "aime24+aime25 x seeds 0/1, aime24+aime25 x seeds 2/3" in out
+
+
+def test_every_measured_throughput_names_its_command_and_machine():
+    """A measured entry of resources/throughput.yaml says how and where: `on:` would be read by YAML
+    as the key True (the printed source said 'on None')."""
+    import yaml
+
+    table = yaml.safe_load((ROOT / "resources" / "throughput.yaml").read_text())
+    measured = [e for gpu in table["gpus"].values() for stage in ("train", "eval")
+                for e in (gpu[stage].values() if stage == "train" else
+                          [x for per in gpu[stage].values() for x in per.values()]) if e.get("measured")]
+    assert measured  # the H200 1.5B training number
+    for e in measured:
+        assert isinstance(e.get("command"), str) and isinstance(e.get("measured_on"), str), e

@@ -53,8 +53,6 @@ for _name, _job in EVAL_GROUP_RULES.items():
             [grid.eval_log("{size}", "{config}", t, s) for t in _job["tasks"] for s in _job["seeds"]],
         wildcard_constraints:
             size=size_pattern(_job["sizes"]),
-        conda:
-            "../../envs/eval.yaml"
         threads: job_threads("eval")
         resources:
             **gpu_resources("eval"),

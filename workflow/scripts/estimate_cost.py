@@ -77,7 +77,7 @@ def estimate(cfg: dict, sizes: list[str] | None = None, rates: dict | None = Non
 
 
 def source(entry: dict) -> str:
-    return (f"measured: {entry.get('command')} on {entry.get('on')}" if entry.get("measured")
+    return (f"measured: {entry.get('command')} on {entry.get('measured_on')}" if entry.get("measured")
             else f"estimate ({entry.get('why', 'no measurement yet')})")
 
 
