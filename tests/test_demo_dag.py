@@ -11,6 +11,14 @@ from tests.conftest import ROOT
 DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 
 
+def variant_runs() -> int:
+    """Trainings per size that the demo's variants add (lora@lora-alpha1: a LoRA with alpha 1)."""
+    from elicit.config import check
+    from elicit.variants import trained_runs
+
+    return len(trained_runs(check(yaml.safe_load((ROOT / "config" / "demo.yaml").read_text()))))
+
+
 from tests.conftest import snakemake  # noqa: E402
 
 
@@ -212,8 +220,9 @@ def test_changing_lora_lr_reruns_only_lora(demo, tmp_path):
     n_sizes, n_tasks, n_seeds = len(DEMO["sizes"]), len(DEMO["eval"]["tasks"]), len(DEMO["eval"]["seeds"])
     (tmp_path / "lr.yaml").write_text(yaml.safe_dump({"lora": {**DEMO["lora"], "lr": DEMO["lora"]["lr"] * 2}}))
     jobs = planned_jobs(demo, "--configfile", str(ROOT / "config" / "demo.yaml"), str(tmp_path / "lr.yaml"))
-    assert jobs["train"] == n_sizes and jobs["select_checkpoint"] == n_sizes
-    assert jobs["evaluate"] == n_sizes * n_tasks and n_seeds == 2  # the LoRA cells only, both seeds per job
+    loras = 1 + variant_runs()  # the LoRA and the variant's LoRA (alpha 1, the same lr)
+    assert jobs["train"] == n_sizes * loras and jobs["select_checkpoint"] == n_sizes * loras
+    assert jobs["evaluate"] == n_sizes * loras * n_tasks and n_seeds == 2  # the LoRA cells only, both seeds per job
     assert "split_data" not in jobs and "demo_base" not in jobs
 
 
@@ -224,7 +233,7 @@ def test_force_one_size_plans_only_that_size(demo):
     text = out.stdout + out.stderr
     assert f"wildcards: size={a}" in text and f"size={b}" not in text
     jobs = planned_jobs(demo, "--config", f"sizes=[{a}]", "--forcerun", "train")
-    assert jobs["train"] == 1 + len(DEMO["data"]["subsets"])
+    assert jobs["train"] == 1 + len(DEMO["data"]["subsets"]) + variant_runs()
     assert "split_data" not in jobs and "fetch_data" not in jobs
 
 
@@ -237,7 +246,7 @@ def test_changing_one_sizes_training_setting_reruns_only_that_size(demo, tmp_pat
     (tmp_path / "ds.yaml").write_text(yaml.safe_dump({"models": {b: {"train": train_b}}}))
     args = ("--configfile", str(ROOT / "config" / "demo.yaml"),
             str(tmp_path / "ds.yaml"))
-    n_trained = 1 + len(DEMO["data"]["subsets"])
+    n_trained = 1 + len(DEMO["data"]["subsets"]) + variant_runs()
     jobs = planned_jobs(demo, *args)
     assert jobs["train"] == jobs["select_checkpoint"] == n_trained
     assert jobs["evaluate"] == n_trained * len(DEMO["eval"]["tasks"])  # both seeds in one job

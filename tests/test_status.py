@@ -38,7 +38,7 @@ def test_readme_command_works_as_printed():
     """`snakemake status` in the checkout, no --cores, no profile: the grid of the demo config."""
     out = subprocess.run(["snakemake", "status"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "Grid: 2 sizes × 5 configurations × 2 tasks × 2 seeds" in out.stdout
+    assert "Grid: 2 sizes × 6 configurations × 2 tasks × 2 seeds" in out.stdout  # 5 + the variant's lora@lora-alpha1
 
 
 def test_finished_run_is_done(run):
