@@ -52,6 +52,7 @@ def _site(**change):
     (_site(account="acct; rm -rf /"), "site.account"),
     ({"account": "a", "partitions": {"default": "gpu"}}, "without its top-level key `site:`"),
 ])
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_bad_site_settings_name_the_key_and_the_file(tmp_path, site, needle):
     rc, text = dry_run(tmp_path, PAPER, site)
     assert rc != 0 and needle in text, text[-2000:]
@@ -68,6 +69,7 @@ def test_bad_site_settings_name_the_key_and_the_file(tmp_path, site, needle):
     (("train", "warmup_ratio"), 0.05, "train.warmup_ratio (0.05) and train.warmup_steps"),
     (("eval", "task_revisions"), {"aime23": "a" * 40}, "eval.task_revisions.aime23"),
 ])
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_bad_config_values_name_the_key_and_run_nothing(tmp_path, path, value, key):
     marker = tmp_path / "injected"
     cfg = json.loads(json.dumps(PAPER))

@@ -82,6 +82,7 @@ def test_eval_refuses_a_damaged_model_before_loading_it(tmp_path):
 from tests.test_train import _cmd, _env, demo, reference  # noqa: E402,F401  (module fixtures)
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_a_damaged_finished_run_is_retrained_not_restored(demo, reference, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     shutil.copytree(reference["out"], out)

@@ -46,6 +46,7 @@ def test_select_checkpoint_refuses_a_diverged_run(tmp_path):
     assert not (tmp_path / "m" / "model").exists()
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_training_with_a_huge_lr_stops_naming_step_value_and_setting(demo, tmp_path):  # noqa: F811
     out = tmp_path / "run"
     proc = subprocess.run(_cmd(demo, out, ["--lr", "1000", "--max-grad-norm", "1e9"]), env=_env(),

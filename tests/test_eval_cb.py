@@ -61,6 +61,7 @@ def test_sampled_answers_do_not_depend_on_concurrency(chaos, tmp_path):  # noqa:
     assert _answers(tmp_path / "other.json") != runs[1]  # the seed matters
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_job_of_several_cells_equals_one_job_per_cell(chaos, tmp_path):  # noqa: F811
     single = {}
     for task in ("demo_aime", "demo_gpqa"):
@@ -76,6 +77,7 @@ def test_job_of_several_cells_equals_one_job_per_cell(chaos, tmp_path):  # noqa:
     assert all(r["resume"]["pooled_cells"] == 4 and r["resume"]["generated"] == 6 for r in recs)
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_killed_job_resumes_per_answer(chaos, tmp_path):  # noqa: F811
     ref = [tmp_path / "ref" / f"seed{s}.json" for s in (0, 1)]
     eval_cell.main(_argv(chaos, ref, seeds=(0, 1)))
@@ -109,6 +111,7 @@ def test_several_cells_need_one_out_each():
         eval_cell.main(_argv("m", ["a.json", "b.json"], seeds=(0, 1, 2)))
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_data_parallel_job_equals_one_process(chaos, tmp_path):  # noqa: F811
     """dp (2 gloo ranks, torchrun): every rank generates every other missing answer of both cells."""
     from tests.test_eval_layouts import TORCHRUN

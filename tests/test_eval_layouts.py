@@ -51,6 +51,7 @@ def single(demo_model, tmp_path_factory):
 
 
 @pytest.mark.parametrize("mode", ["greedy", "sampled"])
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_data_parallel_equals_one_process(demo_model, single, tmp_path, mode):
     out = tmp_path / "seed3.json"
     proc = _eval(demo_model, out, "dp", temperature=0.0 if mode == "greedy" else 0.6)
@@ -63,6 +64,7 @@ def test_data_parallel_equals_one_process(demo_model, single, tmp_path, mode):
     assert not list(tmp_path.glob("*.partial.jsonl*"))  # every rank's sidecar removed when done
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_tensor_parallel_equals_one_process_greedy(demo_model, single, tmp_path):
     out = tmp_path / "seed3.json"
     proc = _eval(demo_model, out, "tp", temperature=0.0)
@@ -72,6 +74,7 @@ def test_tensor_parallel_equals_one_process_greedy(demo_model, single, tmp_path)
     assert answers == single["greedy"][1]
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_sidecar_resumes_across_layouts(demo_model, single, tmp_path):
     """dp killed after 4 answers -> resumed in one process; one process killed after 4 -> dp."""
     for first, second in (("dp", "single"), ("single", "dp")):

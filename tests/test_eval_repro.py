@@ -66,6 +66,7 @@ def _fetch_then_eval(model, task_dir, cache, out, seeds):
     return got
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_gpqa_prompts_identical_from_two_empty_caches(demo_model, gpqa_task, tmp_path):
     a = _fetch_then_eval(demo_model, gpqa_task, tmp_path / "cache_a", tmp_path / "a" / "x.json", [0, 1])
     b = _fetch_then_eval(demo_model, gpqa_task, tmp_path / "cache_b", tmp_path / "b" / "x.json", [0])
@@ -83,6 +84,7 @@ def test_gpqa_prompts_identical_from_two_empty_caches(demo_model, gpqa_task, tmp
     assert len(set(letters)) > 1
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_retrained_model_at_the_same_path_reuses_no_answer(demo_model, tmp_path):
     """A cell killed after 4 of 8 answers; the model under its path is then replaced (as a
     retraining with another train.lr would); the rerun generates all 8 and equals a clean run."""
@@ -118,6 +120,7 @@ def test_retrained_model_at_the_same_path_reuses_no_answer(demo_model, tmp_path)
     assert rec["provenance"]["model"]["fingerprint"].startswith("dir:")
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_a_finished_cell_is_restored_not_recomputed(demo_model, tmp_path):
     """A rerun of a finished cell (Snakemake deleted its outputs) restores it from .done/ before
     loading any model; another model under the same path misses the key and evaluates."""
@@ -141,6 +144,7 @@ def test_a_finished_cell_is_restored_not_recomputed(demo_model, tmp_path):
     assert proc.returncode == 0 and "restored" not in proc.stdout
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_identical_weights_sample_identically_whatever_their_metadata(demo_model, tmp_path):
     """Sampling seeds come from the seed, the settings and the prompts, never from the model's
     fingerprint: the same weights under another training-run record (a renamed setting, another

@@ -147,6 +147,7 @@ def test_aime24_variant_end_to_end_on_local_rows(tmp_path):
     (["aime24", "gpqa_diamond_cot_zeroshot"], None),
     (["gpqa_diamond_cot_zeroshot_reasoning"], "workflow/tasks/paper"),
 ])
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_fetch_tasks_names_the_gated_task_without_a_token(tasks, include, monkeypatch):
     """fetch_tasks (submit host) fails before any download when GPQA's token is missing,
     for upstream GPQA and for our reasoning variant alike; no token, no network needed."""

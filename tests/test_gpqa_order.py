@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+
+import pytest
 from pathlib import Path
 
 from tests.conftest import ROOT, child_env
@@ -60,6 +62,7 @@ def _run(code: str, cache: Path, *args) -> list[str]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_gpqa_order_is_plain_lm_eval_on_a_fresh_cache(tmp_path):
     tasks = _task_dir(tmp_path)
     upstream = _run(UPSTREAM, tmp_path / "cache-upstream", tasks, 0)  # lm-eval's default seed

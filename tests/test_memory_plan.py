@@ -163,6 +163,7 @@ def _dry_run(tmp_path, *config):
                           capture_output=True, text=True)
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_dry_run_refuses_a_grid_that_cannot_fit(tmp_path):
     out = _dry_run(tmp_path, "--config", _site(tmp_path, 24))
     text = out.stdout + out.stderr
@@ -221,6 +222,7 @@ def test_chunked_loss_is_what_makes_long_sequences_fit():
 
 
 @pytest.mark.parametrize("point", ["train-mat-512", "train-chunk-1024", "act-gc-2048", "eval-p32-g256"])
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_planner_against_measurement(point):
     """bench/memory_check.py: peak RSS of one step on this CPU within the stated tolerance."""
     import importlib.util

@@ -3,6 +3,8 @@ and tracking changes neither the training's result nor its done-cache key."""
 import json
 import subprocess
 
+import pytest
+
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.test_train import _cmd, _env, _rows, demo  # noqa: F401  (demo: the module's fixture)
@@ -16,6 +18,7 @@ def _train(demo_dir, out, tracking):
     return _rows(out / "metrics.jsonl")
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_tensorboard_scalars_read_back(demo, tmp_path):  # noqa: F811
     plain = _train(demo, tmp_path / "plain", "none")
     tracked = _train(demo, tmp_path / "tracked", "tensorboard")

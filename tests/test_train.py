@@ -118,6 +118,7 @@ def reference(demo, tmp_path_factory):
     return {"out": out, "metrics": _rows(out / "metrics.jsonl"), "peak": peak, "proc": proc}
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_reference_run_logs_and_prunes(reference):
     from elicit.checkpoints import select
 
@@ -140,6 +141,7 @@ def test_reference_run_logs_and_prunes(reference):
     assert "trainable parameters: " in reference["proc"].stdout
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_kill_and_resume_is_exact(demo, reference, tmp_path):
     """SIGTERM at two random steps; each kill exits 143 with a resume state; the final
     metrics and selected checkpoint equal the uninterrupted run's."""
@@ -189,6 +191,7 @@ def test_kill_and_resume_is_exact(demo, reference, tmp_path):
         assert (a[key] - b[key]).abs().max().item() <= 1e-5, key
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_resume_state_from_other_settings_starts_over(demo, tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(_cmd(demo, out), env=_env(), stdout=subprocess.PIPE,
@@ -204,6 +207,7 @@ def test_resume_state_from_other_settings_starts_over(demo, tmp_path):
     assert [r["step"] for r in _rows(out / "metrics.jsonl")] == [0, 2, 4]
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_resume_state_from_another_split_starts_over(demo, tmp_path):
     """A killed run, then the split is redone under the same path (data.split_seed changed): the
     resume state is keyed by the manifest's bytes, so the rerun starts over (naming what changed)
@@ -235,6 +239,7 @@ def test_resume_state_from_another_split_starts_over(demo, tmp_path):
     _assert_same_metrics(_rows(out / "metrics.jsonl"), _rows(clean / "metrics.jsonl"), tol=1e-6)
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_a_finished_run_is_restored_not_retrained(demo, reference, tmp_path):
     """Snakemake deletes a job's outputs before rerunning it (an upstream file rebuilt identically):
     train.py finds the finished run under <out>/.done/<key> (same inputs, settings and code) and
@@ -260,6 +265,7 @@ def test_a_finished_run_is_restored_not_retrained(demo, reference, tmp_path):
     assert len(list((out / ".done").iterdir())) == 1  # one finished result kept per run directory
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_two_processes_match_one(demo, reference, tmp_path):
     """torchrun --nproc_per_node 2 (gloo): same global batch and data order, same losses."""
     out = tmp_path / "run"

@@ -24,6 +24,7 @@ pytest.importorskip("deepspeed")
 TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_zero3_two_processes_kill_resume_and_gathered_checkpoint(demo, tmp_path):  # noqa: F811
     from safetensors.torch import load_file
     from elicit.checkpoints import select
@@ -71,6 +72,7 @@ def test_zero3_two_processes_kill_resume_and_gathered_checkpoint(demo, tmp_path)
             assert (a[k] - b[k]).abs().max().item() < 1e-3, k
 
 
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_zero2_in_one_process_without_a_launcher(demo, tmp_path):  # noqa: F811
     """One GPU: the train rule starts `python train.py --deepspeed zero2` with no launcher variables
     (slurm.launcher). DeepSpeed then tried MPI discovery: ImportError without mpi4py (and an MPI

@@ -79,6 +79,7 @@ def runs(demo, uneven, tmp_path_factory):  # noqa: F811
 
 @pytest.mark.parametrize("mode,ds", [("full", "zero3_p0.json"), ("full", "zero2.json"),
                                      ("lora", "zero3_p0.json")])
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_uneven_validation_on_two_ranks(runs, uneven, mode, ds):
     want, _ = runs(mode)
     got, log = runs(mode, ds)
@@ -91,6 +92,7 @@ def test_uneven_validation_on_two_ranks(runs, uneven, mode, ds):
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
+@pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_chunked_equals_materialised_under_zero3(runs, mode):
     """The same ZeRO-3 run (partitioned LM head, 2 ranks) with the old and the new loss:
     training and validation losses and gradient norms agree to 1e-5."""
