@@ -70,12 +70,19 @@ def memory_row(what: str, measured_gib: float | None, parts: dict, gpu: bool) ->
 
 
 def recorded_on_gpu(config: dict, size: str, workdir: str) -> bool:
-    """Whether the run's evaluation cells ran on CUDA (as they recorded): the table can be rebuilt
-    from a GPU run's files on another machine (--skip-runs)."""
+    """Whether the run's trainings or evaluation cells ran on CUDA (as they recorded: a training row
+    has the allocator's peak only on CUDA): the table can be rebuilt from a GPU run's files on another
+    machine (--skip-runs), also when its evaluation never finished."""
     from elicit import grid
 
     f = Path(workdir) / grid.eval_output(size, "base", config["eval"]["tasks"][0], config["eval"]["seeds"][0])
-    return f.is_file() and str(json.loads(f.read_text()).get("device", "")).startswith("cuda")
+    if f.is_file() and str(json.loads(f.read_text()).get("device", "")).startswith("cuda"):
+        return True
+    for trained in grid.trained(sorted(config["data"]["subsets"], reverse=True)):
+        metrics = Path(workdir) / grid.train_outputs(size, trained)["metrics"]
+        if metrics.is_file() and any(r.get("peak_gpu_mem_gib") for r in jsonl(metrics)):
+            return True
+    return False
 
 
 def check_rules(args) -> None:
@@ -159,8 +166,12 @@ def run_speed_cells(config: dict, size: str, args) -> None:
     for name, backend in (("default", e["backend"]), ("hf", "hf")):
         cmd = [sys.executable, str(ROOT / "workflow" / "scripts" / "eval_cell.py"), *common, "--backend", backend,
                "--out", str(out / f"{name}.json")]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=args.workdir)
-        (out / f"{name}.log").write_text(proc.stdout + proc.stderr)
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=args.workdir, timeout=args.speed_timeout)
+            (out / f"{name}.log").write_text(proc.stdout + proc.stderr)
+        except subprocess.TimeoutExpired as err:
+            text = "".join(x.decode() if isinstance(x, bytes) else x for x in (err.stdout or "", err.stderr or ""))
+            (out / f"{name}.log").write_text(f"stopped after {args.speed_timeout} s\n{text}")
 
 
 def check_eval_speed(config: dict, gpu: bool, args) -> None:
@@ -186,6 +197,7 @@ def main() -> int:
     ap.add_argument("--snakemake-s", type=float, required=True)
     ap.add_argument("--throughput", required=True, help="folder for the speed cells (default.json, hf.json)")
     ap.add_argument("--speed-tokens", type=int, default=1024, help="max_gen_toks of the two speed cells")
+    ap.add_argument("--speed-timeout", type=float, default=None, help="seconds per speed cell (None: no limit)")
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak (H100/H200 SXM: 989)")
     ap.add_argument("--min-mfu", type=float, default=0.10)
     ap.add_argument("--skip-runs", action="store_true", help="run nothing: the table of recorded files only")

@@ -10,7 +10,9 @@
 # Two phases, so that the speed figures are not shared: the trainings one at a time on the GPU
 # (--resources gpu=1, up to selection), then everything else, two evaluation jobs at a time (a job
 # sizes its continuous-batching cache to its answers, so two share the GPU).
-# Environment: PYTHON (default python), WORK (default a new folder under /tmp), CORES (default nproc).
+# Environment: PYTHON (default python), WORK (default a new folder under /tmp), CORES (default nproc),
+# BUDGET_S (default 0: none): stop phase 2 where the speed cells (75 s each at most) would no longer fit, so the
+# table always prints; SPEED_TOKENS (default 1024): the speed cells' answer length.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 FILES=(config/gpu_smoke.yaml)
@@ -30,15 +32,19 @@ t0=$(date +%s)
 rc=$?
 t1=$(date +%s)
 echo "phase 1 (data, models, trainings one at a time, selection): exit $rc, $((t1 - t0)) s"
+BUDGET=${BUDGET_S:-0}
+LIMIT=()
+if (( BUDGET > 0 )); then LIMIT=(timeout -s TERM -k 20 "$(( BUDGET - (t1 - t0) - 160 ))"); fi
 if [[ $rc == 0 ]]; then
-  "${SMK[@]}" --resources gpu=2 > "$WORK/phase2.log" 2>&1
+  "${LIMIT[@]}" "${SMK[@]}" --resources gpu=2 > "$WORK/phase2.log" 2>&1
   rc=$?
 fi
 t2=$(date +%s)
 echo "phase 2 (evaluation cells side by side, aggregation, report): exit $rc, $((t2 - t1)) s"
 [[ $rc == 0 ]] || tail -n 40 "$WORK"/phase*.log
 "$PY" bench/gpu_acceptance.py --workdir "$WORK" --configfile "${FILES[@]}" --snakemake-rc "$rc" \
-  --snakemake-s "$((t2 - t0))" --throughput "$WORK/speed" "${REHEARSE[@]}"
+  --snakemake-s "$((t2 - t0))" --throughput "$WORK/speed" "${REHEARSE[@]}" \
+  ${BUDGET_S:+--speed-timeout 75} ${SPEED_TOKENS:+--speed-tokens $SPEED_TOKENS}
 status=$?
 echo "gpu_acceptance total: $(( $(date +%s) - t0 )) s"
 exit $status
