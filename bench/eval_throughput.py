@@ -24,6 +24,7 @@ calls), then the ratio.
   python bench/eval_throughput.py                                # tiny demo architecture, CPU (~1-2 min)
   python bench/eval_throughput.py --arch resources/models/Qwen--Qwen2.5-1.5B-Instruct.json \\
       --device cuda --dtype bfloat16 --max-new 4096 --aime 8 --gpqa 16 --seeds 2 --lockstep-batches 2
+  python bench/eval_throughput.py --profile ...   # where a step's time goes (cb side, first job only)
 --lockstep-batches N times N batches of today's plan, drawn at random (seeded), and rates the
 whole plan by them (tokens/s is per batch stationary); 0 = every batch (the default).
 """
@@ -155,7 +156,52 @@ def cb_jobs(reqs, args):
     return out
 
 
-def run_cb(model, jobs, args):
+class ForwardClock:
+    """Host time inside the model's forward (launches included, the device not waited for) vs the wall."""
+
+    def __init__(self, model):
+        self.inside, self.t = 0.0, None
+        self.handles = [model.register_forward_pre_hook(self._pre), model.register_forward_hook(self._post)]
+
+    def _pre(self, *_):
+        self.t = time.perf_counter()
+
+    def _post(self, *_):
+        self.inside += time.perf_counter() - self.t
+
+    def close(self):
+        for h in self.handles:
+            h.remove()
+
+
+def profile_cb(model, job, args):
+    """One cb job profiled: ms per step, the share of it inside the model's forward (host side), the
+    Python functions of the batching thread by own time (cProfile) and, on a GPU, the kernels by device
+    time (torch.profiler). A step far above the forward's device time is host overhead."""
+    import cProfile
+    import pstats
+
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = str(args.device).startswith("cuda")
+    clock, prof = ForwardClock(model), cProfile.Profile()
+
+    def wrap(manager):  # cProfile the generation thread (it is where every step runs)
+        loop = manager._run_generation_loop
+        manager._run_generation_loop = lambda **kw: prof.runcall(loop, **kw)
+
+    with profile(activities=[ProfilerActivity.CUDA] if cuda else [ProfilerActivity.CPU]) as tp:
+        r = run_cb(model, [job], args, wrap=wrap)
+    clock.close()
+    steps = max(1, r["forward_calls"])
+    print(f"profile: {steps} steps, {r['wall_s'] / steps * 1e3:.1f} ms per step, of which {clock.inside / steps * 1e3:.1f} "
+          f"ms host time inside the model's forward; mean sequences in flight {r['sequence_steps'] / steps:.1f}")
+    pstats.Stats(prof).sort_stats("tottime").print_stats(25)
+    if cuda:
+        print(tp.key_averages().table(sort_by="self_cuda_time_total", row_limit=20))
+
+
+def run_cb(model, jobs, args, wrap=None):
     import torch
     from transformers import GenerationConfig
 
@@ -172,6 +218,8 @@ def run_cb(model, jobs, args):
         cfg = cb_config(inputs, max(lengths), args.device, allow_block_sharing=False, slots=args.slots or None)
         manager = model.init_continuous_batching(generation_config=gc, continuous_batching_config=cfg)
         manager.logit_processor = sampler_processor_list(0.6, 0, 1.0, None)
+        if wrap:
+            wrap(manager)
         manager.start()
         got = {}
         try:
@@ -211,6 +259,7 @@ def main(argv=None):
     ap.add_argument("--lockstep-batches", type=int, default=0, help="time only N random batches of today's plan")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the numbers here")
+    ap.add_argument("--profile", action="store_true", help="only profile the cb side's first job (torch.profiler)")
     args = ap.parse_args(argv)
 
     import random
@@ -238,6 +287,8 @@ def main(argv=None):
               f"mean sequences in flight {r['mean_in_flight']:.1f}", flush=True)
         rows[name] = r
 
+    if args.profile:
+        return profile_cb(model, cb_jobs(reqs, args)[0], args)
     with torch.no_grad():
         report("lockstep", run_lockstep(model, timed, args, eos))
     report("cb", run_cb(model, cb_jobs(reqs, args), args))

@@ -196,7 +196,7 @@ def main() -> int:
     ap.add_argument("--snakemake-rc", type=int, required=True)
     ap.add_argument("--snakemake-s", type=float, required=True)
     ap.add_argument("--throughput", required=True, help="folder for the speed cells (default.json, hf.json)")
-    ap.add_argument("--speed-tokens", type=int, default=1024, help="max_gen_toks of the two speed cells")
+    ap.add_argument("--speed-tokens", type=int, default=256, help="max_gen_toks of the two speed cells")
     ap.add_argument("--speed-timeout", type=float, default=None, help="seconds per speed cell (None: no limit)")
     ap.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak (H100/H200 SXM: 989)")
     ap.add_argument("--min-mfu", type=float, default=0.10)
