@@ -96,3 +96,23 @@ def test_tests_evaluate_with_the_rules_settings():
     assert {k: v for k, v in ours.items() if k not in overridden} == \
            {k: v for k, v in rule.items() if k not in overridden}
     assert (ours["batch_size"], ours["backend"], ours["max_length"]) == ("1", "hf-resumable", 512)
+
+
+def test_docstring_example_is_the_demo_rules_cell():
+    """eval_cell.py's first usage example parses, and is the demo's LoRA cell as the rule runs it:
+    the demo's model paths and every setting eval_args gives that cell."""
+    import shlex
+
+    import eval_cell
+
+    from elicit import grid, steps
+
+    example = eval_cell.__doc__.split("  python workflow/scripts/eval_cell.py", 2)[1]
+    argv = shlex.split(example.split("\n\n", 1)[0].replace("\\\n", " "))
+    ours = vars(eval_cell.build_parser().parse_args(argv))
+    cfg = demo_config()
+    size, task, seed = ours["model"].split("/")[-2], ours["task"][0], ours["seed"][0]
+    rule = [*steps.eval_flags(steps.eval_args(cfg, size, [task], [seed], layout="single")),
+            *steps.eval_flags(steps.include_args(cfg)), "--model", cfg["models"][size]["base"],
+            "--adapter", grid.model_dir(size, "lora"), "--out", ours["out"][0]]
+    assert ours == vars(eval_cell.build_parser().parse_args(rule))

@@ -9,19 +9,22 @@ writes a small result JSON plus a per-document samples file next to it:
   OUT.samples.jsonl  one line per document: id, target, response, score, n_new_tokens,
                      stop_reason (eos | stop:<string> | max_gen_toks), ...
 
-Examples (the offline demo, where the paths are whatever earlier steps built; add
---limit 2 --max-gen-toks 16 for a smoke test; then a real cell on a GPU):
+Examples: one cell of the offline demo, after `snakemake --profile profiles/local` built its
+models, with the demo config's settings (`snakemake -n -p` prints every cell's command as the
+workflow runs it; the settings come from elicit/steps.py); then a real cell on a GPU:
 
   python workflow/scripts/eval_cell.py \\
-      --model results/demo/base --adapter results/demo/adapters/lora \\
-      --task demo_aime --include-path workflow/tasks/demo \\
-      --seed 1 --max-gen-toks 4096 --temperature 0.6 --top-p 0.95 \\
-      --out results/demo/eval/lora/demo_aime/seed1.json
+      --model results/demo/models/tiny-a/base --adapter results/models/tiny-a/lora/model \\
+      --task demo_aime --include-path workflow/tasks/demo --seed 1 --max-gen-toks 40 \\
+      --temperature 0.6 --top-p 1.0 --top-k 0 --min-p 0 --repetition-penalty 1.0 \\
+      --batch-size auto --backend hf-cb --max-length 2048 --layout single \\
+      --out /tmp/demo_lora_aime_seed1.json
 
   python workflow/scripts/eval_cell.py --model Qwen/Qwen2.5-7B-Instruct \\
-      --task gpqa_diamond_cot_zeroshot --seed 2 --max-gen-toks 32768 \\
-      --max-length 40960 --device cuda --dtype bfloat16 --batch-size auto \\
-      --out results/eval/qwen7b/gpqa/seed2.json
+      --task gpqa_diamond_cot_zeroshot --seed 2 --max-gen-toks 29000 \\
+      --temperature 0.6 --top-p 1.0 --top-k 0 --min-p 0 --repetition-penalty 1.0 \\
+      --max-length 32768 --device cuda --dtype bfloat16 --batch-size auto --backend hf-cb \\
+      --layout single --out results/eval/7B/base/gpqa_diamond_cot_zeroshot/seed2.json
 
 Pitfalls this program defuses (see tests/test_evaluate.py):
   * Upstream task YAMLs say `do_sample: false`; lm-eval merges our gen_kwargs into the
