@@ -157,13 +157,13 @@ def run_speed_cells(config: dict, size: str, args) -> None:
 
     e, out = config["eval"], Path(args.throughput)
     out.mkdir(parents=True, exist_ok=True)
-    base = Path(args.workdir) / config["models"][size]["base"]
-    cell = steps.eval_args(config, size, e["tasks"][:1], [0], layout="single")  # the eval rule's flags
-    include = steps.include_args(config)
-    if include["include_path"]:
-        include["include_path"] = str(ROOT / include["include_path"])  # the run's workdir is not the checkout
-    common = ["--model", str(base), *steps.eval_flags({**cell, **include, "max_gen_toks": args.speed_tokens,
-                                                         "limit": e["limit"] or 8, "backend": None})]
+    # the eval rule's flags for the base model's cell; paths of the run's workdir, not the checkout's
+    cell = {**steps.eval_model_args(config, size, "base", "base"),
+            **steps.eval_args(config, size, e["tasks"][:1], [0], layout="single"), **steps.include_args(config)}
+    cell["model"] = str(Path(args.workdir) / cell["model"])
+    if cell["include_path"]:
+        cell["include_path"] = str(ROOT / cell["include_path"])
+    common = steps.eval_flags({**cell, "max_gen_toks": args.speed_tokens, "limit": e["limit"] or 8, "backend": None})
     for name, backend in (("default", e["backend"]), ("hf", "hf")):
         cmd = [sys.executable, str(ROOT / "workflow" / "scripts" / "eval_cell.py"), *common, "--backend", backend,
                "--out", str(out / f"{name}.json")]

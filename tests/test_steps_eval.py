@@ -105,7 +105,7 @@ def test_docstring_example_is_the_demo_rules_cell():
 
     import eval_cell
 
-    from elicit import grid, steps
+    from elicit import steps
 
     example = eval_cell.__doc__.split("  python workflow/scripts/eval_cell.py", 2)[1]
     argv = shlex.split(example.split("\n\n", 1)[0].replace("\\\n", " "))
@@ -113,6 +113,6 @@ def test_docstring_example_is_the_demo_rules_cell():
     cfg = demo_config()
     size, task, seed = ours["model"].split("/")[-2], ours["task"][0], ours["seed"][0]
     rule = [*steps.eval_flags(steps.eval_args(cfg, size, [task], [seed], layout="single")),
-            *steps.eval_flags(steps.include_args(cfg)), "--model", cfg["models"][size]["base"],
-            "--adapter", grid.model_dir(size, "lora"), "--out", ours["out"][0]]
+            *steps.eval_flags({**steps.include_args(cfg), **steps.eval_model_args(cfg, size, "lora", "lora")}),
+            "--out", ours["out"][0]]
     assert ours == vars(eval_cell.build_parser().parse_args(rule))

@@ -125,20 +125,10 @@ def model_input(size, role):
 
 
 def eval_model_args(wc):
-    """--model/--adapter/--revision arguments of eval_cell.py for one cell (a variant's cell: the
-    variant's trained model where it retrained it, the default's otherwise)."""
-    m, kind, run = MODELS[wc.size], variants.split(wc.config)[0], variants.model_run(config, wc.config)
-    if kind in ("base", "skyline"):
-        return cli({"model": model_source(wc.size, kind), "revision": m[f"{kind}_revision"]})
-    if kind == "lora":
-        return cli(
-            {
-                "model": model_source(wc.size, "base"),
-                "revision": m["base_revision"],
-                "adapter": grid.model_dir(wc.size, run),
-            }
-        )
-    return cli({"model": grid.model_dir(wc.size, run)})
+    """--model/--adapter/--revision arguments of eval_cell.py for one cell (elicit/steps.py; a
+    variant's cell: the variant's trained model where it retrained it, the default's otherwise)."""
+    kind, run = variants.split(wc.config)[0], variants.model_run(config, wc.config)
+    return steps.eval_shell(steps.eval_model_args(config, wc.size, kind, run))
 
 
 def eval_inputs(wc):

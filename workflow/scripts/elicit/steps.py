@@ -50,6 +50,17 @@ def eval_args(config: dict, size: str, tasks=None, seeds=None, layout=None) -> d
     return args
 
 
+def eval_model_args(config: dict, size: str, kind: str, run: str) -> dict:
+    """eval_cell.py's --model/--revision/--adapter for a cell of configuration kind `kind` whose
+    trained model is the run `run` (a variant's cell: elicit.variants.model_run)."""
+    m = config["models"][size]
+    if kind in ("base", "skyline"):
+        return {"model": m[kind], "revision": m[f"{kind}_revision"]}
+    if kind == "lora":
+        return {"model": m["base"], "revision": m["base_revision"], "adapter": grid.model_dir(size, run)}
+    return {"model": grid.model_dir(size, run)}
+
+
 def include_args(config: dict) -> dict:
     """eval_cell.py's --include-path: the config's own, relative eval.include_path (eval_cell resolves
     it against the checkout: elicit.repo_path), never an absolute path (a moved checkout reruns nothing)."""
