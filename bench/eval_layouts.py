@@ -66,11 +66,13 @@ def run(layout: str, args, tasks: Path, out: Path) -> float:
     if layout in ("dp", "tp"):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(args.gpus),
                *cmd[1:]]
-    cmd += ["--model", args.model, "--task", "bench_prompts", "--include-path", str(tasks), "--seed", "0",
-            "--temperature", "0", "--max-gen-toks", str(args.max_gen_toks), "--batch-size", str(args.batch_size),
-            "--device", args.device, "--dtype", args.dtype, "--max-length", str(args.max_length),
-            "--layout", layout, "--backend", "hf-resumable", "--top-p", "1.0", "--top-k", "0", "--min-p", "0",
-            "--repetition-penalty", "1.0", "--out", str(out)]
+    from elicit import steps
+
+    greedy = {"task": ["bench_prompts"], "seed": [0], "temperature": 0, "max_gen_toks": args.max_gen_toks,
+              "batch_size": args.batch_size, "max_length": args.max_length, "layout": layout,
+              "backend": "hf-resumable", "top_p": 1.0, "top_k": 0, "min_p": 0, "repetition_penalty": 1.0}
+    cmd += ["--model", args.model, "--include-path", str(tasks), "--device", args.device, "--dtype", args.dtype,
+            *steps.eval_flags(greedy), "--out", str(out)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     if layout in ("single",) and args.device == "cuda":
         env["CUDA_VISIBLE_DEVICES"] = env.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]

@@ -153,16 +153,17 @@ def answers_in_flight(config: dict, size: str) -> int:
 def run_speed_cells(config: dict, size: str, args) -> None:
     """The same cell (base model, first task, seed 0) under the default backend and plain `hf`, one after
     the other on an otherwise idle GPU."""
+    from elicit import steps
+
     e, out = config["eval"], Path(args.throughput)
     out.mkdir(parents=True, exist_ok=True)
-    base = Path(args.workdir) / config["models"][size]["base"]
-    common = ["--model", str(base), "--task", e["tasks"][0], "--seed", "0", "--max-gen-toks", str(args.speed_tokens),
-              "--temperature", str(e["temperature"]), "--top-p", str(e["top_p"]), "--top-k", str(e["top_k"]),
-              "--min-p", str(e["min_p"]), "--repetition-penalty", str(e["repetition_penalty"]),
-              "--batch-size", str(e["batch_size"]), "--layout", "single",
-              "--max-length", str(config["models"][size]["context"]), "--limit", str(e["limit"] or 8)]
-    if e["include_path"]:
-        common += ["--include-path", str(ROOT / e["include_path"])]
+    # the eval rule's flags for the base model's cell; paths of the run's workdir, not the checkout's
+    cell = {**steps.eval_model_args(config, size, "base", "base"),
+            **steps.eval_args(config, size, e["tasks"][:1], [0], layout="single"), **steps.include_args(config)}
+    cell["model"] = str(Path(args.workdir) / cell["model"])
+    if cell["include_path"]:
+        cell["include_path"] = str(ROOT / cell["include_path"])
+    common = steps.eval_flags({**cell, "max_gen_toks": args.speed_tokens, "limit": e["limit"] or 8, "backend": None})
     for name, backend in (("default", e["backend"]), ("hf", "hf")):
         cmd = [sys.executable, str(ROOT / "workflow" / "scripts" / "eval_cell.py"), *common, "--backend", backend,
                "--out", str(out / f"{name}.json")]

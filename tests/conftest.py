@@ -67,15 +67,17 @@ def lora_flags() -> list[str]:
 
 
 def eval_settings(layout: str = "single", backend: str = "hf-resumable") -> list[str]:
-    """eval_cell.py's config-backed flags: config/demo.yaml's generation settings (the schema
-    filling its defaults), batch size 1 and max length 512 for the tests' small runs, and the
-    backend hf-resumable (fixed batches; hf-cb, the default, is tested in test_eval_cb.py). For
-    tests that call it directly; a flag given again later overrides (argparse)."""
-    e = demo_config()["eval"]
-    flags = {"temperature": e["temperature"], "top-p": e["top_p"], "top-k": e["top_k"], "min-p": e["min_p"],
-             "repetition-penalty": e["repetition_penalty"], "batch-size": 1,
-             "backend": backend, "max-length": 512, "layout": layout}
-    return [x for k, v in flags.items() for x in (f"--{k}", str(v))]
+    """eval_cell.py's config-backed flags as the eval rule builds them for the demo config
+    (elicit/steps.py), without the cells (--task/--seed), --max-gen-toks and --limit (each test
+    passes its own), with batch size 1 and max length 512 for the tests' small runs and the backend
+    hf-resumable (fixed batches; hf-cb, the default, is tested in test_eval_cb.py). For tests that
+    call it directly; a flag given again later overrides (argparse)."""
+    from elicit import steps
+
+    cfg = demo_config()
+    args = steps.eval_args(cfg, cfg["sizes"][0], layout=layout)
+    del args["max_gen_toks"], args["limit"]
+    return steps.eval_flags({**args, "batch_size": 1, "backend": backend, "max_length": 512})
 
 
 def build_demo_model(d: Path) -> Path:

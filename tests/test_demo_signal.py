@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import ROOT, eval_settings, train_flags
+from tests.conftest import ROOT, demo_config, train_flags
 
 DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 TASKS = ROOT / "workflow" / "tasks" / "demo"
@@ -122,15 +122,16 @@ def _train(d: Path, base: Path, out: Path) -> Path:
 
 
 def _evaluate(model: Path, out: Path) -> dict:
+    """The demo's first seed of TASK as the eval rule runs it (elicit/steps.py), on the fixed
+    batches of hf-resumable."""
     import eval_cell
 
-    e = DEMO["eval"]
-    return eval_cell.main([*eval_settings(),
-        "--model", str(model), "--task", TASK, "--include-path", str(TASKS), "--seed", str(e["seeds"][0]),
-        "--max-gen-toks", str(e["max_gen_toks"]), "--temperature", str(e["temperature"]),
-        "--top-p", str(e["top_p"]), "--top-k", str(e["top_k"]), "--batch-size", str(e["batch_size"]),
-        "--max-length", str(DEMO["models"][SIZE]["context"]), "--device", "cpu", "--dtype", "float32",
-        "--out", str(out)])
+    from elicit import steps
+
+    cfg = demo_config()
+    args = steps.eval_args(cfg, SIZE, [TASK], cfg["eval"]["seeds"][:1], layout="single")
+    return eval_cell.main([*steps.eval_flags({**args, "backend": "hf-resumable"}), "--model", str(model),
+                           "--include-path", str(TASKS), "--device", "cpu", "--dtype", "float32", "--out", str(out)])
 
 
 def prompt_only_labels(real):

@@ -2,7 +2,6 @@
 import json
 import os
 import re
-import shlex
 import sys
 from pathlib import Path
 
@@ -48,7 +47,7 @@ SEEDS = list(config["eval"]["seeds"])
 INCLUDE_PATH = str(Path(workflow.basedir) / config["eval"]["include_path"]) if config["eval"]["include_path"] else ""
 # Commands get the config's own, relative eval.include_path (the step programs resolve it against
 # the checkout: elicit.repo_path), never an absolute path (a moved checkout reruns nothing).
-INCLUDE_ARG = cli({"include-path": config["eval"]["include_path"] or None})
+INCLUDE_ARG = steps.eval_shell(steps.include_args(config))
 # An unknown task is refused here, naming it, before fetch_tasks could delete results/hub/tasks.json;
 # lm-eval is asked only when tasks.json does not list every task yet (elicit/lm_tasks.py).
 if workflow.is_main_process and not set(TASKS) <= set(grid.fetched_tasks(Path("results"))):
@@ -126,20 +125,10 @@ def model_input(size, role):
 
 
 def eval_model_args(wc):
-    """--model/--adapter/--revision arguments of eval_cell.py for one cell (a variant's cell: the
-    variant's trained model where it retrained it, the default's otherwise)."""
-    m, kind, run = MODELS[wc.size], variants.split(wc.config)[0], variants.model_run(config, wc.config)
-    if kind in ("base", "skyline"):
-        return cli({"model": model_source(wc.size, kind), "revision": m[f"{kind}_revision"]})
-    if kind == "lora":
-        return cli(
-            {
-                "model": model_source(wc.size, "base"),
-                "revision": m["base_revision"],
-                "adapter": grid.model_dir(wc.size, run),
-            }
-        )
-    return cli({"model": grid.model_dir(wc.size, run)})
+    """--model/--adapter/--revision arguments of eval_cell.py for one cell (elicit/steps.py; a
+    variant's cell: the variant's trained model where it retrained it, the default's otherwise)."""
+    kind, run = variants.split(wc.config)[0], variants.model_run(config, wc.config)
+    return steps.eval_shell(steps.eval_model_args(config, wc.size, kind, run))
 
 
 def eval_inputs(wc):
@@ -307,37 +296,17 @@ def train_cli(wc):
 
 # ---------------------------------------------------------------- eval rules
 def eval_cli(wc, tasks=None, seeds=None):
-    """eval_cell.py's flags for one cell (wildcards task, seed) or a job of several (tasks x seeds);
-    a variant's cell (<configuration>@<variant>) takes the variant's evaluation settings."""
-    e = variants.apply(config, variants.split(wc.config)[1])["eval"]
-    cells = f"--task {' '.join(shlex.quote(t) for t in tasks or [wc.task])} --seed {' '.join(map(str, seeds or [wc.seed]))} "
-    return (
-        cells
-        + cli(
-            {
-                "max-gen-toks": e["max_gen_toks"],
-                "temperature": e["temperature"],
-                "top-p": e["top_p"],
-                "top-k": e["top_k"],
-                "min-p": e["min_p"],
-                "repetition-penalty": e["repetition_penalty"],
-                "batch-size": e["batch_size"],
-                "backend": e["backend"],
-                # lm-eval's max_length = the context we planned with (elicit.config checks
-                # max_gen_toks < context at plan time; eval_cell checks the real prompts).
-                "max-length": MODELS[wc.size]["context"],
-                "limit": e["limit"],
-                "trust-remote-code": MODELS[wc.size]["trust_remote_code"],
-            }
-        )
-        + task_revisions(tasks or [wc.task])
-    )
+    """eval_cell.py's flags for one cell (wildcards task, seed) or a job of several (tasks x seeds),
+    from the config in one place (elicit/steps.py); a variant's cell (<configuration>@<variant>)
+    takes the variant's evaluation settings."""
+    cfg = variants.apply(config, variants.split(wc.config)[1])
+    return steps.eval_shell(steps.eval_args(cfg, wc.size, tasks or [wc.task], seeds or [wc.seed]))
 
 
-def task_revisions(tasks):
-    """--task-revision, one per task ('' = unpinned), or nothing when no task is pinned."""
-    revs = [(config["eval"]["task_revisions"] or {}).get(t) for t in tasks]
-    return " --task-revision " + " ".join(shlex.quote(r or "") for r in revs) if any(revs) else ""
+def select_setting(key):
+    """One select_checkpoint.py setting of a run (elicit/steps.py), a params value of its own: the
+    number itself, what Snakemake compares (a changed tolerance reselects, nothing else does)."""
+    return lambda wc: steps.select_args(variants.apply(config, variants.split(wc.trained)[1]))[key]
 
 
 # Evaluation jobs: one cell each (rule evaluate) or several cells together (elicit/eval_jobs.py).

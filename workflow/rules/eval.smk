@@ -15,7 +15,7 @@ rule evaluate:
     output:
         grid.eval_output("{size}", "{config}", "{task}", "{seed}"),
     log:
-        "results/logs/eval/{size}/{config}/{task}/seed{seed}.log",
+        grid.eval_log("{size}", "{config}", "{task}", "{seed}"),
     wildcard_constraints:
         size=size_pattern(EVAL_SINGLE_SIZES),
     threads: job_threads("eval")

@@ -11,9 +11,11 @@ rule select_checkpoint:
     log:
         "results/logs/select/{size}/{trained}.log",
     params:
-        tolerance=lambda wc: variants.apply(config, variants.split(wc.trained)[1])["train"]["tolerance"],
+        # select_checkpoint.py's settings (elicit/steps.py), one params value each (rerun triggers)
+        **{k: select_setting(k) for k in steps.select_args(config)},
         train_dir=lambda wc: grid.train_dir(wc.size, wc.trained),
         out=lambda wc: str(Path(grid.model_dir(wc.size, wc.trained)).parent),
     shell:
         "python -m elicit.run select_checkpoint --train-dir {params.train_dir} --out {params.out} "
-        "--tolerance {params.tolerance} > {log} 2>&1"
+        + steps.placeholders(steps.select_args(config))
+        + " > {log} 2>&1"

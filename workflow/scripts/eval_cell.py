@@ -9,19 +9,22 @@ writes a small result JSON plus a per-document samples file next to it:
   OUT.samples.jsonl  one line per document: id, target, response, score, n_new_tokens,
                      stop_reason (eos | stop:<string> | max_gen_toks), ...
 
-Examples (the offline demo, where the paths are whatever earlier steps built; add
---limit 2 --max-gen-toks 16 for a smoke test; then a real cell on a GPU):
+Examples: one cell of the offline demo, after `snakemake --profile profiles/local` built its
+models, with the demo config's settings (`snakemake -n -p` prints every cell's command as the
+workflow runs it; the settings come from elicit/steps.py); then a real cell on a GPU:
 
   python workflow/scripts/eval_cell.py \\
-      --model results/demo/base --adapter results/demo/adapters/lora \\
-      --task demo_aime --include-path workflow/tasks/demo \\
-      --seed 1 --max-gen-toks 4096 --temperature 0.6 --top-p 0.95 \\
-      --out results/demo/eval/lora/demo_aime/seed1.json
+      --model results/demo/models/tiny-a/base --adapter results/models/tiny-a/lora/model \\
+      --task demo_aime --include-path workflow/tasks/demo --seed 1 --max-gen-toks 40 \\
+      --temperature 0.6 --top-p 1.0 --top-k 0 --min-p 0 --repetition-penalty 1.0 \\
+      --batch-size auto --backend hf-cb --max-length 2048 --layout single \\
+      --out /tmp/demo_lora_aime_seed1.json
 
   python workflow/scripts/eval_cell.py --model Qwen/Qwen2.5-7B-Instruct \\
-      --task gpqa_diamond_cot_zeroshot --seed 2 --max-gen-toks 32768 \\
-      --max-length 40960 --device cuda --dtype bfloat16 --batch-size auto \\
-      --out results/eval/qwen7b/gpqa/seed2.json
+      --task gpqa_diamond_cot_zeroshot --seed 2 --max-gen-toks 29000 \\
+      --temperature 0.6 --top-p 1.0 --top-k 0 --min-p 0 --repetition-penalty 1.0 \\
+      --max-length 32768 --device cuda --dtype bfloat16 --batch-size auto --backend hf-cb \\
+      --layout single --out results/eval/7B/base/gpqa_diamond_cot_zeroshot/seed2.json
 
 Pitfalls this program defuses (see tests/test_evaluate.py):
   * Upstream task YAMLs say `do_sample: false`; lm-eval merges our gen_kwargs into the
@@ -77,17 +80,16 @@ from pathlib import Path
 from elicit import PACKAGE, done_cache
 from elicit.atomic import write_json, write_jsonl
 from elicit.checkpoints import published_model_problems
+from elicit.eval_record import PRIMARY_METRICS, describe, generation_kwargs, per_sample, pick_primary, scrub
 from elicit.grid import samples_path
-from elicit.lm_tasks import FEWSHOT_SEED, NUMPY_SEED, PYTHON_SEED, build_task, prompts_sha256
+from elicit.lm_tasks import FEWSHOT_SEED, NUMPY_SEED, PYTHON_SEED, build_task
 from elicit.provenance import sha256_file, versions
 
-# Preferred primary metrics, in order ("metric,filter" as lm-eval reports them).
 BACKENDS = ("hf-resumable", "hf-cb", "hf")
 HERE = Path(__file__).resolve().parent
 EVAL_CODE = [HERE / "eval_cell.py", *(PACKAGE / f for f in ("lm_backend.py", "lm_backend_cb.py", "lm_tasks.py",
                                                            "scoring.py", "stops.py"))]
 LAYOUTS = ("single", "dp", "tp", "split")
-PRIMARY_METRICS = ("exact_match,none", "exact_match,flexible-extract", "exact_match,strict-match")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -138,20 +140,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="result JSON path per cell, task-major (task1 seed1, task1 seed2, ...); samples go to "
                          "<stem>.samples.jsonl")
     return ap
-
-
-def generation_kwargs(args) -> dict:
-    """The gen_kwargs we hand to lm-eval; they update the task YAML's generation_kwargs."""
-    sample = args.temperature > 0
-    return {
-        "do_sample": sample,
-        "temperature": float(args.temperature) if sample else 0.0,
-        "top_p": float(args.top_p),
-        "top_k": int(args.top_k),
-        "min_p": float(args.min_p) if args.min_p > 0 else None,
-        "repetition_penalty": float(args.repetition_penalty),
-        "max_gen_toks": int(args.max_gen_toks),
-    }
 
 
 def _batch_size(value: str):
@@ -216,21 +204,6 @@ def set_offline(allow_hub: bool) -> None:
         dc.HF_HUB_OFFLINE = True
 
 
-def pick_primary(task_results: dict, wanted: str | None) -> str:
-    numeric = [k for k, v in task_results.items()
-               if "," in k and "_stderr" not in k and isinstance(v, (int, float))]
-    if wanted:
-        if wanted not in numeric:
-            raise SystemExit(f"metric {wanted!r} not in results: {numeric}")
-        return wanted
-    for k in PRIMARY_METRICS:
-        if k in numeric:
-            return k
-    if not numeric:
-        raise SystemExit(f"no numeric metric in results: {sorted(task_results)}")
-    return numeric[0]
-
-
 def model_identity(args) -> dict:
     """Content fingerprints of the model (and adapter): what the resumable answers are keyed by."""
     from elicit.provenance import model_fingerprint
@@ -239,23 +212,6 @@ def model_identity(args) -> dict:
     adapter = model_fingerprint(args.adapter) if args.adapter else None
     fp = model["fingerprint"] + (f"+adapter:{adapter['fingerprint']}" if adapter else "")
     return {"model": model, "adapter": adapter, "fingerprint": fp}
-
-
-def _scrub(obj):
-    """Belt and braces: never let an HF token reach an output file."""
-    tokens = [os.environ.get(v) for v in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN")]
-    tokens = [t for t in tokens if t and len(t) >= 8]
-    if not tokens:
-        return obj
-    if isinstance(obj, str):
-        for t in tokens:
-            obj = obj.replace(t, "***")
-        return obj
-    if isinstance(obj, dict):
-        return {k: _scrub(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_scrub(v) for v in obj]
-    return obj
 
 
 def peak_gpu_memory() -> dict:
@@ -290,9 +246,9 @@ def run(args, lm=None) -> dict:
               "max_length": int(lm.max_length), "resume": dict(getattr(lm, "stats", {})),
               "provenance": {**model_identity(args), "dataset": dataset, "versions": versions()},
               "elapsed_s": round(time.perf_counter() - t0, 3), **peak_gpu_memory()}
-    write_jsonl(samples_path(args.out), _scrub(samples))
+    write_jsonl(samples_path(args.out), scrub(samples))
     record["samples_sha256"] = sha256_file(samples_path(args.out))
-    write_json(args.out, _scrub(record), checksum=True)
+    write_json(args.out, scrub(record), checksum=True)
     for side in getattr(lm, "sidecar_files", lambda: [partial_path(args.out)])():
         side.unlink(missing_ok=True)  # OUT is complete: the sidecar is spent
     return record
@@ -309,57 +265,6 @@ def evaluate(args, lm, limit):
         gen_kwargs=generation_kwargs(args), log_samples=True, random_seed=PYTHON_SEED,
         numpy_random_seed=NUMPY_SEED, torch_random_seed=int(args.seed), fewshot_random_seed=FEWSHOT_SEED)
     return results, dataset
-
-
-def per_sample(logged: list[dict], primary: str, meta: dict | None = None, task: str | None = None) -> list[dict]:
-    """One row per document of the primary metric's filter: target, response, score, prompt, and
-    (our backends; None with plain `hf`) n_new_tokens and stop_reason (elicit/stops.py)."""
-    meta = meta or {}
-    metric_name, filter_key = primary.split(",", 1)
-    samples = []
-    for ex in sorted(logged, key=lambda e: e["doc_id"]):
-        if ex.get("filter") != filter_key:
-            continue
-        doc = ex.get("doc") or {}
-        resps = ex["resps"][0] if ex.get("resps") else []
-        samples.append({
-            "doc_id": ex["doc_id"],
-            "id": doc.get("id", ex["doc_id"]) if isinstance(doc, dict) else ex["doc_id"],
-            "target": ex["target"],
-            "response": resps[0] if resps else None,
-            "filtered": ex["filtered_resps"][0] if ex.get("filtered_resps") else None,
-            "score": ex.get(metric_name),
-            "prompt": ex["arguments"][0][0] if ex.get("arguments") else None,
-            "prompt_hash": ex.get("prompt_hash"),
-            **{k: (meta.get((task, ex["doc_id"])) or {}).get(k) for k in ("n_new_tokens", "stop_reason")},
-        })
-    return samples
-
-
-def describe(args, results: dict, primary: str, samples: list[dict], limit) -> dict:
-    """The result record: score and metrics, the settings asked for and those lm-eval used."""
-    task_res = results["results"][args.task]
-    metrics = {}
-    for k, v in task_res.items():
-        if "," in k and isinstance(v, (int, float)):
-            name, flt = k.split(",", 1)
-            metrics[name if flt == "none" else k] = v
-    return {
-        "task": args.task, "seed": int(args.seed), "model": args.model, "adapter": args.adapter,
-        "revision": args.revision, "primary_metric": primary, "metrics": metrics,
-        "score": 100.0 * float(task_res[primary]),
-        "n_samples": int(results.get("n-samples", {}).get(args.task, {}).get("effective", len(samples))),
-        "limit": limit,
-        "generation": dict(results["configs"][args.task].get("generation_kwargs") or {}),
-        "requested_generation": generation_kwargs(args),
-        "seeds": {"python": PYTHON_SEED, "numpy": NUMPY_SEED, "torch": int(args.seed), "fewshot": FEWSHOT_SEED},
-        "chat_template": True,
-        "task_version": results.get("versions", {}).get(args.task),
-        "dtype": args.dtype, "batch_size": args.batch_size, "backend": args.backend, "layout": args.layout,
-        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
-        "prompts_sha256": prompts_sha256(samples),
-        "versions": versions(),
-    }
 
 
 def cache_key(args) -> str:

@@ -193,8 +193,8 @@ def collect(cfg: dict, g: dict, workdir: Path, plan_rows: dict) -> dict:
             for task in g["tasks"]:
                 seeds = {}
                 for seed in g["seeds"]:
-                    rel = f"{size}/{cell}/{task}/seed{seed}"
-                    seeds[seed] = state_of(f"results/eval/{rel}.json", res / "logs" / "eval" / f"{rel}.log", ctx,
+                    seeds[seed] = state_of(grid.eval_output(size, cell, task, seed),
+                                           Path(grid.eval_log(size, cell, task, seed, res)), ctx,
                                            eval_jobs.slurm_comment(cfg, gpu_mem, size, cell, task, seed))
                 worst = min((s for s, _ in seeds.values()), key=ORDER.index)
                 cells.append({"size": size, "configuration": cell, "task": task,

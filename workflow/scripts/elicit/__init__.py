@@ -13,6 +13,7 @@
   atomic        atomic and checksummed files; done_cache: finished results kept by content
   integrity     the plan-time check of every result file
   lm_tasks, lm_backend, lm_backend_cb, scoring     evaluation on lm-evaluation-harness
+  eval_record   a cell's result record: generation kwargs, primary metric, per-document rows
   memory_plan, zero_estimates                       per-GPU memory of every job
   stats, bootstrap_ci, tables, figures              Table 1, intervals, figures
 """

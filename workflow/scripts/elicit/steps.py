@@ -1,11 +1,13 @@
-"""The command line of train.py, built from the config in one place: the train rule
-(workflow/rules/common.smk) and the tests both call it, so a test runs the program exactly as the
-workflow does, with the settings it overrides on top.
+"""The command lines of train.py, eval_cell.py and select_checkpoint.py, built from the config in one
+place: the rules (workflow/rules/common.smk) and the tests both call it, so a test runs a program
+exactly as the workflow does, with the settings it overrides on top.
 
 Every value comes from the config after `elicit.config.check` filled in the schema's defaults:
-train.py has no default of its own that could disagree with them.
+the programs have no default of their own that could disagree with them.
 """
 from __future__ import annotations
+
+import shlex
 
 from elicit import grid
 from elicit.slurm import cli
@@ -27,6 +29,72 @@ def train_args(config: dict, size: str, trained: str) -> dict:
     else:
         args.update(mode="full", subset=str(n))
     return args
+
+
+def eval_args(config: dict, size: str, tasks=None, seeds=None, layout=None) -> dict:
+    """eval_cell.py's settings for a job of `size` evaluating the cells tasks x seeds, in the rule's
+    flag order: eval.* (a variant's already applied), the model's context as lm-eval's max_length,
+    its trust_remote_code, one task revision per task (eval.task_revisions: none when no task is
+    pinned). None = left out: no tasks/seeds/layout given, eval.limit unset. Not here: the model
+    (--model/--adapter/--revision), include_args, the layout of a rule (a resource, not a params
+    value) and --out."""
+    e, m = config["eval"], config["models"][size]
+    args = {"task": list(tasks) if tasks else None, "seed": list(seeds) if seeds else None}
+    args.update({k: e[k] for k in ("max_gen_toks", "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
+                                   "batch_size", "backend")})
+    # lm-eval's max_length = the context we planned with (elicit.config checks max_gen_toks < context
+    # at plan time; eval_cell checks the real prompts).
+    args.update(max_length=m["context"], limit=e["limit"], trust_remote_code=m["trust_remote_code"])
+    revisions = [(e["task_revisions"] or {}).get(t) or "" for t in tasks or []]
+    args.update(task_revision=revisions if any(revisions) else None, layout=layout)
+    return args
+
+
+def eval_model_args(config: dict, size: str, kind: str, run: str) -> dict:
+    """eval_cell.py's --model/--revision/--adapter for a cell of configuration kind `kind` whose
+    trained model is the run `run` (a variant's cell: elicit.variants.model_run)."""
+    m = config["models"][size]
+    if kind in ("base", "skyline"):
+        return {"model": m[kind], "revision": m[f"{kind}_revision"]}
+    if kind == "lora":
+        return {"model": m["base"], "revision": m["base_revision"], "adapter": grid.model_dir(size, run)}
+    return {"model": grid.model_dir(size, run)}
+
+
+def include_args(config: dict) -> dict:
+    """eval_cell.py's --include-path: the config's own, relative eval.include_path (eval_cell resolves
+    it against the checkout: elicit.repo_path), never an absolute path (a moved checkout reruns nothing)."""
+    return {"include_path": config["eval"]["include_path"] or None}
+
+
+def select_args(config: dict) -> dict:
+    """Every setting of select_checkpoint.py but the paths (config: a variant's already applied)."""
+    return {"tolerance": config["train"]["tolerance"]}
+
+
+def eval_flags(args: dict) -> list[str]:
+    """eval_args as eval_cell.py's argv, in order: True = a bare flag (store_true), None/False = left
+    out, a list = one flag with several values."""
+    out = []
+    for k, v in args.items():
+        if v is None or v is False:
+            continue
+        out.append(f"--{k.replace('_', '-')}")
+        if v is not True:
+            out.extend(map(str, v) if isinstance(v, list) else [str(v)])
+    return out
+
+
+def eval_shell(args: dict) -> str:
+    """The same flags for a shell command, every value quoted (the rule's params: the text must not
+    change, or Snakemake reruns the cells)."""
+    return shlex.join(eval_flags(args))
+
+
+def placeholders(args: dict, where: str = "params") -> str:
+    """Snakemake shell placeholders of `args`' flags ('--tolerance {params.tolerance}'): for a rule
+    whose params stay one value per setting (what Snakemake compares to decide on a rerun)."""
+    return " ".join(f"--{k.replace('_', '-')} {{{where}.{k}}}" for k in args)
 
 
 def _text(value) -> str:
