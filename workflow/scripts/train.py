@@ -41,7 +41,7 @@ from pathlib import Path
 
 import torch
 
-from elicit import PACKAGE, done_cache
+from elicit import done_cache
 from elicit import engine as engines
 from elicit.atomic import write_json, write_jsonl
 from elicit.chat import supervised_tokens
@@ -55,8 +55,7 @@ from elicit.slurm import StopWatch
 from elicit.tracking import open_tracker
 
 # The code a finished run depends on (its done-cache key): an edit retrains, a rerun does not.
-TRAIN_CODE = [Path(__file__).resolve(),
-              *(PACKAGE / f for f in ("loss.py", "chat.py", "data.py", "engine.py", "checkpoints.py", "flags.py"))]
+TRAIN_CODE = done_cache.code_files(Path(__file__))
 
 
 @dataclass
