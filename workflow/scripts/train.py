@@ -242,7 +242,7 @@ def build_engine(run: Run) -> None:
                                run.ranks, optim, ds)
     # bf16 autocast over fp32 weights on the plain GPU path; DeepSpeed runs a bf16 module itself
     run.loss_fn = TokenLoss(run.engine.model, cfg.loss_impl, cfg.loss_chunk, zero3=run.engine.zero3,
-                            autocast=cfg.dtype == "auto" and device.type == "cuda" and not cfg.deepspeed)
+                            autocast=cfg.dtype == "auto" and device.type == "cuda" and not cfg.deepspeed, device=device)
 
 
 def restore_state(run: Run) -> None:
