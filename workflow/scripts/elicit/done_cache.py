@@ -78,8 +78,8 @@ def code_files(step_file: Path, *also: Path) -> list[Path]:
             for g in [f, *parents]:
                 if g is not None and g not in found:
                     found.add(g)
-                    own = ".".join(g.relative_to(PACKAGE.parent).with_suffix("").parts)
-                    todo.append((g, own.removesuffix(".__init__") if g.name == "__init__.py" else own.rsplit(".", 1)[0]))
+                    own = g.relative_to(PACKAGE.parent).with_suffix("").parts  # ("elicit", "loss")
+                    todo.append((g, ".".join(own[:-1])))  # its package: elicit.x -> elicit, elicit/y/__init__ -> elicit.y
     return [*roots, *sorted(found - set(roots))]
 
 
