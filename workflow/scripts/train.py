@@ -200,7 +200,7 @@ def restore_state(run: Run) -> None:
         restore(run.work, run.engine, saved, lora=run.cfg.mode == "lora")
         run.step, run.metrics, run.keeper = saved["step"], saved["metrics"], Keeper.saved(saved["keeper"])
         if master:
-            print(f"resumed at step {run.step} from {run.work / 'resume'}", flush=True)
+            print(f"resumed at step {run.step} from {run.work / grid.RESUME}", flush=True)
     elif saved is not None and master:
         old = saved.get("fingerprint_parts") or {}
         changed = sorted(k for k in run.parts if old.get(k) != run.parts[k]) or ["settings"]

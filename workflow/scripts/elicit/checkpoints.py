@@ -217,7 +217,7 @@ def save_resume(work: Path, engine, blob: dict) -> None:
     hence not atomic_dir: every rank must know its name)."""
     import torch
 
-    ranks, tmp = engine.ranks, work / ".tmp-resume"
+    ranks, tmp = engine.ranks, work / f".tmp-{grid.RESUME}"
     if ranks.master:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -226,7 +226,7 @@ def save_resume(work: Path, engine, blob: dict) -> None:
     ranks.barrier()
     if ranks.master:
         torch.save(blob, tmp / "state.pt")
-        replace_dir(tmp, work / "resume")
+        replace_dir(tmp, work / grid.RESUME)
     ranks.barrier()
 
 
@@ -234,11 +234,11 @@ def load_resume(work: Path) -> dict | None:
     """The saved blob, or None when there is no resume state."""
     import torch
 
-    path = work / "resume" / "state.pt"
+    path = work / grid.RESUME / "state.pt"
     return torch.load(path, weights_only=True) if path.exists() else None
 
 
 def restore(work: Path, engine, saved: dict, lora: bool) -> None:
     """Model, optimizer and RNG back to the saved step."""
-    engine.load_state(work / "resume", saved, lora)
+    engine.load_state(work / grid.RESUME, saved, lora)
     set_rng_state(saved["rng"])

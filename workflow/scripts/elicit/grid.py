@@ -78,6 +78,7 @@ def train_dir(size, config, results="results") -> str:
 #   work/                                  while training: the same two outputs, before they are
 #                                          published, and resume/ (elicit/checkpoints.py)
 METRICS, CHECKPOINTS, DATA_REPORT, DONE, WORK = "metrics.jsonl", "checkpoints", "data.json", ".done", "work"
+RESUME = "resume"  # under work/
 
 
 def train_outputs(size, config, results="results") -> dict[str, str]:
