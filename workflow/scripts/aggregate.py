@@ -123,12 +123,12 @@ def curves(results: Path, sizes: list[str], configs: list[str] | None = None) ->
     """Validation loss against step of every full finetune (results/train/{size}/full-{n}/metrics.jsonl)."""
     rows = []
     for size in sizes:
-        for f in sorted((results / "train" / size).glob("full-*/metrics.jsonl")):
-            if configs is not None and f.parent.name not in configs or "@" in f.parent.name:
+        for run in grid.train_runs(results, size, "full-*"):
+            if configs is not None and run.name not in configs or "@" in run.name:
                 continue
-            n = grid.parse(f.parent.name)[1]
+            n = grid.parse(run.name)[1]
             rows += [{"size": size, "train_examples": n, "step": r["step"], "val_loss": r["val_loss"]}
-                     for r in read_jsonl(f) if r.get("val_loss") is not None]
+                     for r in read_jsonl(grid.run_outputs(run)[grid.METRICS]) if r.get("val_loss") is not None]
     return pd.DataFrame(rows, columns=["size", "train_examples", "step", "val_loss"])
 
 

@@ -87,8 +87,8 @@ from elicit.provenance import sha256_file, versions
 
 BACKENDS = ("hf-resumable", "hf-cb", "hf")
 HERE = Path(__file__).resolve().parent
-EVAL_CODE = [HERE / "eval_cell.py", *(PACKAGE / f for f in ("lm_backend.py", "lm_backend_cb.py", "lm_tasks.py",
-                                                           "scoring.py", "stops.py"))]
+# this program, every elicit module it imports, and those the tasks' scoring files (lm-eval loads them) import
+EVAL_CODE = done_cache.code_files(HERE / "eval_cell.py", *sorted((PACKAGE.parents[1] / "tasks").glob("*/utils.py")))
 LAYOUTS = ("single", "dp", "tp", "split")
 
 

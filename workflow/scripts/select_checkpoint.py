@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from elicit import grid
 from elicit.atomic import atomic_dir, read_json, read_jsonl, write_json
 from elicit.checkpoints import Diverged, copy_tree, file_manifest, manifest_problems, select
 
@@ -28,13 +29,14 @@ def main(argv=None) -> None:
     ap.add_argument("--tolerance", type=float, required=True, help="nats (train.tolerance)")
     args = ap.parse_args(argv)
     train_dir, out = Path(args.train_dir), Path(args.out)
+    metrics, ckpts = grid.run_outputs(train_dir).values()
     try:
-        sel = select(read_jsonl(train_dir / "metrics.jsonl"), args.tolerance)
+        sel = select(read_jsonl(metrics), args.tolerance)
     except Diverged as e:
-        raise SystemExit(f"select_checkpoint: {train_dir / 'metrics.jsonl'}: {e}")
-    ckpt = train_dir / "checkpoints" / f"step-{sel['selected_step']}"
+        raise SystemExit(f"select_checkpoint: {metrics}: {e}")
+    ckpt = grid.step_dir(ckpts, sel["selected_step"])
     if not ckpt.is_dir():
-        kept = sorted(p.name for p in (train_dir / "checkpoints").glob("step-*"))
+        kept = [p.name for p in grid.step_dirs(ckpts)]
         raise SystemExit(f"select_checkpoint: selected {ckpt.name} but the run kept only {kept}")
     prov = read_json(ckpt / "provenance.json") if (ckpt / "provenance.json").exists() else {}
     damaged = manifest_problems(ckpt, prov.get("files") or {}, full=True)

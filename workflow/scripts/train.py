@@ -31,7 +31,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import json
-import math
 import random
 import shutil
 import sys
@@ -41,22 +40,22 @@ from pathlib import Path
 
 import torch
 
-from elicit import PACKAGE, done_cache
+from elicit import done_cache, grid
 from elicit import engine as engines
 from elicit.atomic import write_json, write_jsonl
 from elicit.chat import supervised_tokens
-from elicit.checkpoints import (Keeper, checkpoint_count, checkpoint_problems, divergence, keep_only, load_resume, publish, published,
-                                restore, save_resume)
+from elicit.checkpoints import (Keeper, checkpoint_count, divergence, keep_only, load_resume, publish, restore,
+                                restore_finished, save_resume, store_finished)
 from elicit.data import training_examples
 from elicit.flags import dataclass_parser, help_
 from elicit.loss import TokenLoss, validation_loss
 from elicit.provenance import model_fingerprint, sha256_file, sha256_json, versions
+from elicit.schedule import batch_indices, grad_accum, lr_at, warmup
 from elicit.slurm import StopWatch
 from elicit.tracking import open_tracker
 
 # The code a finished run depends on (its done-cache key): an edit retrains, a rerun does not.
-TRAIN_CODE = [Path(__file__).resolve(),
-              *(PACKAGE / f for f in ("loss.py", "chat.py", "data.py", "engine.py", "checkpoints.py", "flags.py"))]
+TRAIN_CODE = done_cache.code_files(Path(__file__))
 
 
 @dataclass
@@ -113,17 +112,6 @@ class TrainConfig:
             raise SystemExit(f"--mode lora needs {', '.join(missing)}")
 
 
-def grad_accum(global_batch: int, micro_batch: int, world: int) -> int:
-    """Micro-batches per rank per step; fails naming the numbers unless they divide."""
-    accum, rem = divmod(global_batch, micro_batch * world) if micro_batch * world else (0, 1)
-    if rem or accum == 0 or micro_batch != 1:
-        raise SystemExit(
-            f"global_batch={global_batch} must equal micro_batch ({micro_batch}, must be 1) x "
-            f"grad_accum x world_size ({world}): {global_batch} is not a positive multiple of "
-            f"{micro_batch * world}; choose a global_batch divisible by gpus x nodes = {world}")
-    return accum
-
-
 def fingerprint_parts(cfg: TrainConfig) -> dict:
     """What the result depends on, by content: every setting (not job control: out, progress, stop
     margin), the bytes of the table and of the manifest (split settings), the base model's fingerprint."""
@@ -132,31 +120,6 @@ def fingerprint_parts(cfg: TrainConfig) -> dict:
     return {"settings": sha256_json(settings), "table": sha256_file(cfg.table),
             "manifest": sha256_file(cfg.manifest),
             "base_model": model_fingerprint(cfg.model, cfg.revision or None)["fingerprint"]}
-
-
-def warmup_steps(cfg: TrainConfig) -> int:
-    return cfg.warmup_steps or round(cfg.warmup_ratio * cfg.max_steps)
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup over warmup_steps(cfg) steps, then cosine decay to zero."""
-    warm = warmup_steps(cfg)
-    if step < warm:
-        return cfg.lr * (step + 1) / warm
-    progress = (step - warm) / max(1, cfg.max_steps - warm)
-    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
-
-
-def batch_indices(step: int, n: int, cfg: TrainConfig) -> list[int]:
-    """Example indices of the global batch at `step`: epochs of seeded shuffles, concatenated."""
-    start = step * cfg.global_batch
-    out = []
-    while len(out) < cfg.global_batch:
-        epoch, offset = divmod(start + len(out), n)
-        perm = list(range(n))
-        random.Random(cfg.seed * 100003 + epoch).shuffle(perm)
-        out.extend(perm[offset: offset + cfg.global_batch - len(out)])
-    return out
 
 
 # ----------------------------------------------------------------------------- the recipe
@@ -181,8 +144,8 @@ class Run:
 
     fp = property(lambda self: sha256_json(self.parts)[:16])
     out = property(lambda self: Path(self.cfg.out))
-    work = property(lambda self: Path(self.cfg.out) / "work")
-    ckpts = property(lambda self: Path(self.cfg.out) / "work" / "checkpoints")
+    work = property(lambda self: Path(self.cfg.out) / grid.WORK)
+    ckpts = property(lambda self: grid.run_outputs(self.work)[grid.CHECKPOINTS])
 
 
 def setup(cfg: TrainConfig) -> Run:
@@ -195,22 +158,6 @@ def done_key(run: Run) -> str:
     return done_cache.key({"run": run.fp, "code": done_cache.code_sha(*TRAIN_CODE)})
 
 
-def restore_finished(run: Run) -> bool:
-    """A finished run with the same inputs, settings and code: its outputs linked back, no training."""
-    key = done_key(run)
-    if not (run.out / ".done" / key / done_cache.COMPLETE).exists():
-        return False
-    damaged = checkpoint_problems(run.out / ".done" / key / "checkpoints", full=True)
-    if damaged:  # hard links of a damaged published checkpoint: train again
-        print("finished run found but damaged, training again:\n  " + "\n  ".join(damaged), flush=True)
-        return False
-    if run.ranks.master:
-        done_cache.restore(run.out / ".done", key, published(run.out))
-        print(f"finished run with the same inputs, settings and code found ({run.out / '.done' / key}): "
-              "restored, nothing retrained", flush=True)
-    return True
-
-
 def load_data(run: Run) -> None:
     from transformers import AutoTokenizer
 
@@ -221,11 +168,11 @@ def load_data(run: Run) -> None:
                                                            cfg.format, cfg.max_seq_len, cfg.on_too_long)
     if not run.ranks.master:
         return
-    write_json(run.out / "data.json", report)
+    write_json(run.out / grid.DATA_REPORT, report)
     for part, rep in report.items():
         if rep.get("too_long"):
-            print(f"{part}: {rep['too_long']} sequences over max_seq_len={cfg.max_seq_len}: "
-                  f"{rep['truncated']} truncated, {rep['dropped']} dropped (see {run.out / 'data.json'})", flush=True)
+            print(f"{part}: {rep['too_long']} sequences over max_seq_len={cfg.max_seq_len}: {rep['truncated']} "
+                  f"truncated, {rep['dropped']} dropped (see {run.out / grid.DATA_REPORT})", flush=True)
 
 
 def build_engine(run: Run) -> None:
@@ -242,7 +189,7 @@ def build_engine(run: Run) -> None:
                                                           cfg.gradient_checkpointing, lora, device),
                                run.ranks, optim, ds)
     # bf16 autocast over fp32 weights on the plain GPU path; DeepSpeed runs a bf16 module itself
-    run.loss_fn = TokenLoss(run.engine.model, cfg.loss_impl, cfg.loss_chunk, zero3=run.engine.zero3,
+    run.loss_fn = TokenLoss(run.engine.model, cfg.loss_impl, cfg.loss_chunk, zero3=run.engine.zero3, device=device,
                             autocast=cfg.dtype == "auto" and device.type == "cuda" and not cfg.deepspeed)
 
 
@@ -251,9 +198,9 @@ def restore_state(run: Run) -> None:
     saved, master = load_resume(run.work), run.ranks.master
     if saved is not None and saved["fingerprint"] == run.fp:
         restore(run.work, run.engine, saved, lora=run.cfg.mode == "lora")
-        run.step, run.metrics, run.keeper = saved["step"], saved["metrics"], Keeper(**saved["keeper"])
+        run.step, run.metrics, run.keeper = saved["step"], saved["metrics"], Keeper.saved(saved["keeper"])
         if master:
-            print(f"resumed at step {run.step} from {run.work / 'resume'}", flush=True)
+            print(f"resumed at step {run.step} from {run.work / grid.RESUME}", flush=True)
     elif saved is not None and master:
         old = saved.get("fingerprint_parts") or {}
         changed = sorted(k for k in run.parts if old.get(k) != run.parts[k]) or ["settings"]
@@ -278,14 +225,14 @@ def log(run: Run, row: dict) -> None:
     row["loss_impl"] = run.loss_fn.impl
     run.metrics.append(row)
     if run.ranks.master:
-        write_jsonl(run.work / "metrics.jsonl", run.metrics)
+        write_jsonl(grid.run_outputs(run.work)[grid.METRICS], run.metrics)
         print(json.dumps(row), flush=True)
 
 
 def save_checkpoint(run: Run, step: int) -> int | None:
     """Write step-<step> (every rank takes part), then drop every other; rank 0: how many were on disk."""
     provenance = {"train_fingerprint": run.fp, "step": step, "fingerprint_parts": run.parts, "versions": versions()}
-    run.engine.save_weights(run.ckpts / f"step-{step}", run.tokenizer, provenance)
+    run.engine.save_weights(grid.step_dir(run.ckpts, step), run.tokenizer, provenance)
     if not run.ranks.master:
         return None
     on_disk = checkpoint_count(run.ckpts)  # the peak: the new one written, the old not yet pruned
@@ -317,9 +264,9 @@ def train_step(run: Run) -> dict:
     """One optimizer step over the global batch; this rank takes every world-th example."""
     cfg, r, device = run.cfg, run.ranks, run.ranks.device
     t_step, tokens_before = time.perf_counter(), run.tokens
-    idx = batch_indices(run.step, len(run.train_set), cfg)
+    idx = batch_indices(run.step, len(run.train_set), cfg.global_batch, cfg.seed)
     n_tok = sum(supervised_tokens(run.train_set[i][1]) for i in idx)
-    lr = lr_at(run.step, cfg)
+    lr = lr_at(run.step, cfg.lr, warmup(cfg.warmup_steps, cfg.warmup_ratio, cfg.max_steps), cfg.max_steps)
     run.engine.set_lr(lr)
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     mine = idx[r.rank::r.world]
@@ -337,16 +284,7 @@ def train_step(run: Run) -> dict:
     run.step += 1
     return {"train_loss": loss_sum.item(), "lr": lr, "grad_norm": gnorm,
             "tokens_per_s": run.tokens * r.world / max(1e-9, time.time() - run.t0),
-            **step_speed_and_memory(device, (run.tokens - tokens_before) * r.world, time.perf_counter() - t_step)}
-
-
-def step_speed_and_memory(device, tokens: int, seconds: float) -> dict:
-    """This step's tokens/s (no validation or saving: the MFU figure of bench/gpu_acceptance.sh) and,
-    on a GPU, the allocator's peak so far (the memory plan's check)."""
-    row = {"step_tokens": tokens, "step_tokens_per_s": tokens / max(1e-9, seconds)}
-    if device.type == "cuda":
-        row["peak_gpu_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
-    return row
+            **engines.speed_and_memory(device, (run.tokens - tokens_before) * r.world, time.perf_counter() - t_step)}
 
 
 def save_and_stop(run: Run) -> int:
@@ -366,7 +304,7 @@ def finish(run: Run) -> None:
     run.ranks.barrier()
     if run.ranks.master:
         publish(run.out, run.work)
-        done_cache.store(run.out / ".done", done_key(run), published(run.out))
+        store_finished(run.out, done_key(run))
     close(run)
 
 
@@ -388,7 +326,7 @@ def progress_bar(run: Run):
 
 def train(cfg: TrainConfig) -> int:
     run = setup(cfg)
-    if restore_finished(run):
+    if restore_finished(run.out, done_key(run), run.ranks.master):  # same inputs, settings, code: no training
         return 0
     run.ranks.init(deepspeed=bool(cfg.deepspeed))
     torch.manual_seed(cfg.seed)

@@ -1,11 +1,13 @@
 """What the workflow's step programs share (workflow/scripts/*.py import it; it imports none of them).
 
-  grid          the configurations (base, skyline, lora, full-N), their labels and order, result paths
+  grid          the configurations (base, skyline, lora, full-N), their labels and order, result paths,
+                a training run's folder layout
   config        config and site checks against workflow/schemas/, with the schemas' defaults
   data          the s1K-1.1 columns, row validation, the nested split and its checks
   demo          the tiny demo models' architecture (make_demo.py builds it, the memory plan reads it)
   chat          chat format, Qwen2.5's template (resources/), label masks, length policy
   loss          the training loss without the whole sequence's logits
+  schedule      the recipe's arithmetic: grad accumulation, learning rate, data order
   engine        one training backend: plain torch / DDP or DeepSpeed
   checkpoints   the selection rule, checkpoint save / prune / publish, the resume state
   slurm         launching ranks, SLURM's clock, shell arguments, the onstart guards

@@ -16,9 +16,10 @@ import math
 import os
 import random
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
+from elicit import done_cache, grid
 from elicit.atomic import atomic_dir, read_json, read_jsonl, replace_dir, write_json, write_jsonl
 from elicit.provenance import PROVENANCE, sha256_file
 
@@ -72,9 +73,13 @@ class Keeper:
     tolerance: float
     best: float = math.inf
     best_step: int | None = None
-    candidate: int | None = None
-    candidate_loss: float | None = None
+    candidate: int | None = None  # the kept step
     bad: int = 0
+
+    @classmethod
+    def saved(cls, state: dict) -> Keeper:
+        """The Keeper of a resume state (one saved before a field was dropped, too)."""
+        return cls(**{f.name: state[f.name] for f in fields(cls) if f.name in state})
 
     def observe(self, step: int, loss: float) -> bool:
         """Record an evaluation; True when its checkpoint is to be kept (and the earlier one dropped).
@@ -85,7 +90,7 @@ class Keeper:
         if loss < self.best:  # a tie keeps the earlier best, as `select` does
             self.best, self.best_step = loss, step
         if within(loss, self.best, self.tolerance):
-            self.bad, self.candidate, self.candidate_loss = 0, step, loss
+            self.bad, self.candidate = 0, step
             return True
         self.bad += 1
         return False
@@ -94,31 +99,49 @@ class Keeper:
 # ----------------------------------------------------------------------------- on disk
 def checkpoint_count(ckpt_dir: Path) -> int:
     """Checkpoint directories on disk, half-written (.tmp-step-*) ones included."""
-    return sum(1 for p in ckpt_dir.glob("*step-*") if p.is_dir()) if ckpt_dir.exists() else 0
+    return len(grid.step_dirs(ckpt_dir, partial=True))
 
 
 def keep_only(ckpt_dir: Path, step: int) -> None:
     """Remove every checkpoint but step-<step>."""
-    for p in ckpt_dir.glob("step-*"):
-        if p.name != f"step-{step}":
+    for p in grid.step_dirs(ckpt_dir):
+        if p != grid.step_dir(ckpt_dir, step):
             shutil.rmtree(p, ignore_errors=True)
-
-
-def published(out: Path) -> dict[str, Path]:
-    """The declared outputs of a training run (what its done cache keeps)."""
-    return {"metrics.jsonl": out / "metrics.jsonl", "checkpoints": out / "checkpoints"}
 
 
 def publish(out: Path, work: Path) -> None:
     """Move the surviving checkpoint and the metrics from <out>/work into the declared outputs."""
-    with atomic_dir(out / "checkpoints") as tmp:
-        for p in (work / "checkpoints").glob("step-*"):
+    src, dst = grid.run_outputs(work), grid.run_outputs(out)
+    with atomic_dir(dst[grid.CHECKPOINTS]) as tmp:
+        for p in grid.step_dirs(src[grid.CHECKPOINTS]):
             os.replace(p, tmp / p.name)
-    write_jsonl(out / "metrics.jsonl", read_jsonl(work / "metrics.jsonl"))
-    for prov in (out / "checkpoints").glob(f"step-*/{PROVENANCE}"):  # the metrics it belongs to, its files
-        write_json(prov, {**read_json(prov), "metrics_sha256": sha256_file(out / "metrics.jsonl"),
-                          "files": file_manifest(prov.parent)})
+    write_jsonl(dst[grid.METRICS], read_jsonl(src[grid.METRICS]))
+    for prov in (c / PROVENANCE for c in grid.step_dirs(dst[grid.CHECKPOINTS])):  # its metrics, its files
+        write_json(prov, {**read_json(prov), "metrics_sha256": sha256_file(dst[grid.METRICS]),
+                          "files": file_manifest(prov.parent)}) if prov.exists() else None
     shutil.rmtree(work, ignore_errors=True)
+
+
+def restore_finished(out: Path, key: str, master: bool) -> bool:
+    """A finished run kept under <out>/.done/<key> (elicit/done_cache.py): its outputs linked back by
+    rank 0; False when there is none, or when its checkpoint is damaged (then: train again)."""
+    done = Path(out) / grid.DONE
+    if not (done / key / done_cache.COMPLETE).exists():
+        return False
+    damaged = checkpoint_problems(done / key / grid.CHECKPOINTS, full=True)
+    if damaged:  # hard links of a damaged published checkpoint
+        print("finished run found but damaged, training again:\n  " + "\n  ".join(damaged), flush=True)
+        return False
+    if master:
+        done_cache.restore(done, key, grid.run_outputs(out))
+        print(f"finished run with the same inputs, settings and code found ({done / key}): "
+              "restored, nothing retrained", flush=True)
+    return True
+
+
+def store_finished(out: Path, key: str) -> None:
+    """Keep the published outputs under <out>/.done/<key>, for restore_finished."""
+    done_cache.store(Path(out) / grid.DONE, key, grid.run_outputs(out))
 
 
 def copy_tree(src: Path, dst: Path) -> None:
@@ -157,8 +180,8 @@ def manifest_problems(d: Path, files: dict, full: bool) -> list[str]:
 
 def checkpoint_problems(ckpt_root: Path, full: bool) -> list[str]:
     """Every kept step-N under ckpt_root against the manifest in its provenance.json."""
-    return [m for prov in sorted(Path(ckpt_root).glob(f"step-*/{PROVENANCE}"))
-            for m in manifest_problems(prov.parent, read_json(prov).get("files") or {}, full)]
+    return [m for ckpt in grid.step_dirs(ckpt_root) if (ckpt / PROVENANCE).exists()
+            for m in manifest_problems(ckpt, read_json(ckpt / PROVENANCE).get("files") or {}, full)]
 
 
 def published_model_problems(model: Path, full: bool = True) -> list[str]:
@@ -194,7 +217,7 @@ def save_resume(work: Path, engine, blob: dict) -> None:
     hence not atomic_dir: every rank must know its name)."""
     import torch
 
-    ranks, tmp = engine.ranks, work / ".tmp-resume"
+    ranks, tmp = engine.ranks, work / f".tmp-{grid.RESUME}"
     if ranks.master:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
@@ -203,7 +226,7 @@ def save_resume(work: Path, engine, blob: dict) -> None:
     ranks.barrier()
     if ranks.master:
         torch.save(blob, tmp / "state.pt")
-        replace_dir(tmp, work / "resume")
+        replace_dir(tmp, work / grid.RESUME)
     ranks.barrier()
 
 
@@ -211,11 +234,11 @@ def load_resume(work: Path) -> dict | None:
     """The saved blob, or None when there is no resume state."""
     import torch
 
-    path = work / "resume" / "state.pt"
+    path = work / grid.RESUME / "state.pt"
     return torch.load(path, weights_only=True) if path.exists() else None
 
 
 def restore(work: Path, engine, saved: dict, lora: bool) -> None:
     """Model, optimizer and RNG back to the saved step."""
-    engine.load_state(work / "resume", saved, lora)
+    engine.load_state(work / grid.RESUME, saved, lora)
     set_rng_state(saved["rng"])

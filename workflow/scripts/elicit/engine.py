@@ -165,6 +165,15 @@ def build(load, ranks: Ranks, optim: Optim, ds: dict | None = None) -> "Engine":
     return engine
 
 
+def speed_and_memory(device, tokens: int, seconds: float) -> dict:
+    """This step's tokens/s (no validation or saving: the MFU figure of bench/gpu_acceptance.sh) and,
+    on a GPU, the allocator's peak so far (the memory plan's check)."""
+    row = {"step_tokens": tokens, "step_tokens_per_s": tokens / max(1e-9, seconds)}
+    if device.type == "cuda":
+        row["peak_gpu_mem_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+    return row
+
+
 class Engine:
     model: torch.nn.Module
     opt: torch.optim.Optimizer

@@ -71,10 +71,41 @@ def train_dir(size, config, results="results") -> str:
     return f"{results}/train/{size}/{config}"
 
 
+# A training run's folder (train_dir), the one statement of its layout:
+#   metrics.jsonl, checkpoints/step-<N>/   the declared outputs (the kept checkpoint alone)
+#   data.json                              the length policy's report
+#   .done/<key>/                           the finished outputs kept by content (elicit/done_cache.py)
+#   work/                                  while training: the same two outputs, before they are
+#                                          published, and resume/ (elicit/checkpoints.py)
+METRICS, CHECKPOINTS, DATA_REPORT, DONE, WORK = "metrics.jsonl", "checkpoints", "data.json", ".done", "work"
+RESUME = "resume"  # under work/
+
+
 def train_outputs(size, config, results="results") -> dict[str, str]:
     """The declared outputs of a training run: its metrics and its kept checkpoint."""
     d = train_dir(size, config, results)
-    return {"metrics": f"{d}/metrics.jsonl", "checkpoints": f"{d}/checkpoints"}
+    return {"metrics": f"{d}/{METRICS}", "checkpoints": f"{d}/{CHECKPOINTS}"}
+
+
+def run_outputs(run) -> dict[str, Path]:
+    """The outputs in a run's folder (or its work/ folder) by name: what its done cache keeps."""
+    return {METRICS: Path(run) / METRICS, CHECKPOINTS: Path(run) / CHECKPOINTS}
+
+
+def step_dir(ckpts, step) -> Path:
+    """The checkpoint of `step` under a run's checkpoints/ folder."""
+    return Path(ckpts) / f"step-{step}"
+
+
+def step_dirs(ckpts, partial: bool = False) -> list[Path]:
+    """The checkpoints under `ckpts`, half-written ones too when `partial` (atomic_dir's .tmp-step-*)."""
+    ckpts = Path(ckpts)
+    return sorted(p for p in ckpts.glob("*step-*" if partial else "step-*") if p.is_dir()) if ckpts.is_dir() else []
+
+
+def train_runs(results, size: str = "*", config: str = "*") -> list[Path]:
+    """The folders of the training runs under results/train that published metrics (glob patterns)."""
+    return [m.parent for m in sorted(Path(results).glob(f"train/{size}/{config}/{METRICS}"))]
 
 
 def selection(size, config, results="results") -> str:

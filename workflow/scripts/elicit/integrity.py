@@ -19,7 +19,7 @@ from pathlib import Path
 from elicit import grid
 from elicit.atomic import CorruptFile, read_json, read_jsonl
 from elicit.checkpoints import checkpoint_problems, manifest_problems
-from elicit.provenance import sha256_file
+from elicit.provenance import PROVENANCE, sha256_file
 
 FIX_EVAL = "delete it and its .samples.jsonl: the next run recomputes this cell alone"
 FIX_DATA = ("delete it: the next run rebuilds it; finished trainings and evaluations whose inputs come out "
@@ -57,16 +57,16 @@ def data_problems(results: Path) -> list[str]:
 
 def training_problems(results: Path) -> list[str]:
     problems = []
-    for metrics in sorted((results / "train").glob("*/*/metrics.jsonl")):
-        run = metrics.parent
+    for run in grid.train_runs(results):
+        metrics, ckpts = grid.run_outputs(run).values()
         fix = f"delete {run}: the next run retrains it (and redoes what depends on it)"
         try:
             read_jsonl(metrics)
         except CorruptFile as e:
             problems.append(f"{e}\n    fix: {fix}")
             continue
-        problems += [f"{m}\n    fix: {fix}" for m in checkpoint_problems(run / "checkpoints", full=False)]
-        for prov_p in sorted(run.glob("checkpoints/step-*/provenance.json")):
+        problems += [f"{m}\n    fix: {fix}" for m in checkpoint_problems(ckpts, full=False)]
+        for prov_p in (c / PROVENANCE for c in grid.step_dirs(ckpts) if (c / PROVENANCE).exists()):
             prov, p = _read(prov_p, fix)
             problems += p
             if prov is None:

@@ -4,7 +4,10 @@ A causal LM's loss on one sequence of T tokens needs logits [T, vocab]. At the p
 (27k-token traces, Qwen2.5's 151,936/152,064-token vocabulary) one fp32 copy is ~16 GB, and the
 plain path holds three (the logits, their fp32 upcast, cross-entropy's gradient). Here the model's
 forward runs as usual up to its last hidden states; its LM head module then computes the summed
-cross-entropy itself, chunk by chunk, and returns that scalar in place of the logits:
+cross-entropy itself, chunk by chunk, and returns that scalar in place of the logits. The head is
+patched only for that one forward (`head_loss`, a context manager: outside it the model returns
+logits), and `TokenLoss` checks at set-up, on a short sequence, that the head's loss equals the plain
+one: a model that changes the logits after its head (soft-capping, a logit scale) is refused, named.
 
   chunked       pure torch: `loss_chunk` supervised positions at a time, each chunk under
                 torch.utils.checkpoint (its logits are recomputed in backward, never stored), so
@@ -25,8 +28,9 @@ skipped), so the loss equals cross_entropy(logits[:-1], labels[1:], ignore_index
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import importlib.util
-import types
 
 import torch
 import torch.nn.functional as F
@@ -59,13 +63,13 @@ def liger_available() -> bool:
 
 
 def choose(impl: str, model, zero3: bool) -> tuple[str, str]:
-    """(implementation, why) for `--loss_impl impl`."""
+    """(implementation, why) for `--loss-impl impl`."""
     if impl not in IMPLS:
-        raise SystemExit(f"--loss_impl must be one of {IMPLS}, got {impl!r}")
+        raise SystemExit(f"--loss-impl must be one of {IMPLS}, got {impl!r}")
     head = unwrap(model).get_output_embeddings()
     plain = type(head) is torch.nn.Linear and head.bias is None
     if impl == "liger" and not (liger_available() and plain and not zero3):
-        raise SystemExit("--loss_impl liger needs CUDA, the liger-kernel package, a plain nn.Linear "
+        raise SystemExit("--loss-impl liger needs CUDA, the liger-kernel package, a plain nn.Linear "
                          "LM head and a whole (not ZeRO-3 partitioned) head weight")
     if impl != "auto":
         return impl, "requested"
@@ -82,59 +86,105 @@ def _chunk_ce(forward, h, y):
     return F.cross_entropy(forward(h).float(), y, ignore_index=IGNORE_INDEX, reduction="sum")
 
 
-def _head_forward(self, hidden):
-    """Replaces the head's forward: logits as usual, or the summed loss while labels are set."""
-    labels = self._loss_labels
-    if labels is None:
-        return self._orig_forward(hidden)
+def _head_loss(head, forward, labels, impl: str, chunk: int, hidden):
+    """The head's forward while `head_loss` is active: the summed loss of `labels`, not the logits."""
     h, y = hidden[0, :-1], labels[0, 1:]
     keep = (y != IGNORE_INDEX).nonzero(as_tuple=True)[0]
     h, y = h.index_select(0, keep), y.index_select(0, keep)
-    if self._loss_impl == "liger":
+    if impl == "liger":
         from liger_kernel.transformers import LigerFusedLinearCrossEntropyLoss
 
-        return LigerFusedLinearCrossEntropyLoss(reduction="sum", ignore_index=IGNORE_INDEX)(
-            self.weight, h, y)
+        return LigerFusedLinearCrossEntropyLoss(reduction="sum", ignore_index=IGNORE_INDEX)(head.weight, h, y)
     total = hidden.sum().float() * 0.0  # keeps the graph whole even with no supervised token
-    grad = torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in self.parameters()))
-    for s in range(0, h.size(0), self._loss_chunk):
-        hc, yc = h[s:s + self._loss_chunk], y[s:s + self._loss_chunk]
+    grad = torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in head.parameters()))
+    for s in range(0, h.size(0), chunk):
+        hc, yc = h[s:s + chunk], y[s:s + chunk]
         if grad:
-            total = total + torch.utils.checkpoint.checkpoint(
-                _chunk_ce, self._orig_forward, hc, yc, use_reentrant=False)
+            total = total + torch.utils.checkpoint.checkpoint(_chunk_ce, forward, hc, yc, use_reentrant=False)
         else:
-            total = total + _chunk_ce(self._orig_forward, hc, yc)
+            total = total + _chunk_ce(forward, hc, yc)
     return total
 
 
+@contextlib.contextmanager
+def head_loss(head, labels, impl: str, chunk: int):
+    """Inside the block, `head` returns the summed cross-entropy of `labels` in place of its logits
+    (one training / validation forward); on leaving, its own forward is back."""
+    had, saved = "forward" in vars(head), vars(head).get("forward")
+    head.forward = functools.partial(_head_loss, head, head.forward, labels, impl, chunk)
+    try:
+        yield
+    finally:
+        if had:
+            head.forward = saved
+        else:
+            del head.forward
+
+
+def plain_loss(model, x, y) -> torch.Tensor:
+    """Whole logits, upcast, cross-entropy: what the head's loss must reproduce."""
+    logits = model(input_ids=x, use_cache=False).logits[:, :-1].float()
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y[:, 1:].reshape(-1),
+                           ignore_index=IGNORE_INDEX, reduction="sum")
+
+
 class TokenLoss:
-    """loss(model, ids, labels) = summed cross-entropy over the supervised tokens of one sequence."""
+    """loss(model, ids, labels) = summed cross-entropy over the supervised tokens of one sequence.
+    Set-up checks that the head's loss equals the plain one on the model (`check`)."""
+
+    CHECK_TOKENS = 16
 
     def __init__(self, model, impl: str = "auto", chunk: int = 512, zero3: bool = False,
-                 autocast: bool = False):
+                 autocast: bool = False, device=None):
         self.impl, self.why = choose(impl, model, zero3)
         self.chunk, self.autocast = int(chunk), autocast
         if self.chunk < 1:
             raise SystemExit(f"--loss-chunk must be positive, got {chunk}")
         self.head = unwrap(model).get_output_embeddings()
-        if not hasattr(self.head, "_orig_forward"):
-            self.head._orig_forward = self.head.forward
-            self.head.forward = types.MethodType(_head_forward, self.head)
-        self.head._loss_labels, self.head._loss_impl, self.head._loss_chunk = None, self.impl, self.chunk
+        if self.impl != "materialised":
+            self.check(model, device or self.head.weight.device)
 
     def __call__(self, model, ids, labels, device) -> torch.Tensor:
         x = torch.tensor([ids], device=device)
         y = torch.tensor([labels], device=device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.autocast):
             if self.impl == "materialised":
-                logits = model(input_ids=x, use_cache=False).logits[:, :-1].float()
-                return F.cross_entropy(logits.reshape(-1, logits.size(-1)), y[:, 1:].reshape(-1),
-                                       ignore_index=IGNORE_INDEX, reduction="sum")
-            self.head._loss_labels = y
-            try:
+                return plain_loss(model, x, y)
+            with head_loss(self.head, y, self.impl, self.chunk):
                 return model(input_ids=x, use_cache=False).logits
-            finally:
-                self.head._loss_labels = None
+
+    @torch.no_grad()
+    def check(self, model, device) -> None:
+        """Refuse a model whose loss the LM head alone does not give: one that changes the logits after
+        its head (Gemma2's final_logit_softcapping, Cohere's logit_scale) would otherwise train on a
+        wrong loss, silently. A short fixed sequence, eval mode (no dropout, no RNG drawn), every rank alike."""
+        base = unwrap(model)
+        ids = [(7 * i + 3) % base.config.vocab_size for i in range(self.CHECK_TOKENS)]
+        labels = [IGNORE_INDEX] * 4 + ids[4:]
+        training, why = model.training, ""
+        model.eval()
+        try:
+            got = self(model, ids, labels, device)
+            if got.dim() != 0:
+                got, why = None, f"its forward turns the head's scalar loss into shape {tuple(got.shape)}"
+        except Exception as e:  # noqa: BLE001 - a forward that cannot pass the scalar loss on is refused too
+            got, why = None, f"its forward fails on the head's scalar loss ({type(e).__name__}: {e})"
+        try:
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                want = plain_loss(model, torch.tensor([ids], device=device), torch.tensor([labels], device=device))
+        finally:
+            model.train(training)
+        got, want = None if got is None else got.item(), want.item()
+        bf16 = self.autocast or self.head.weight.dtype == torch.bfloat16
+        if got is not None and abs(got - want) <= (2e-2 if bf16 else 1e-4) * max(1.0, abs(want)):
+            return
+        post = [k for k in ("final_logit_softcapping", "logit_scale") if getattr(base.config, k, None) is not None]
+        raise SystemExit(
+            f"elicit/loss.py: {type(base).__name__} cannot use the {self.impl} loss (LM head + cross-entropy): "
+            + (why or f"on a {len(ids)}-token check its head gives {got:.6g}, its own logits {want:.6g}")
+            + "; the model changes the logits after its LM head"
+            + (f" ({', '.join(f'config.{k}' for k in post)})" if post else " (e.g. soft-capping or a logit scale)")
+            + ". Train it with --loss-impl materialised (whole logits), or teach elicit/loss.py that step")
 
 
 @torch.no_grad()
