@@ -56,12 +56,12 @@ def load_arch(config: dict, size: str, role: str = "base") -> Arch:
 def activation_bytes(a: Arch, seq: int, dtype_bytes: int = 2, checkpointing: bool = True) -> int:
     """One sequence's forward + backward. Per layer the backward keeps: the norms' inputs and
     outputs, q/k after RoPE, v, the attention output (twice), the MLP's gate, silu, up and
-    product (6h + 2kv + 4i) plus the RMSNorms' fp32 copies when computing in 16 bit, and
-    gradients in flight (2h + 2i). Checkpointing keeps each layer's input and recomputes one
-    layer at a time in the backward."""
+    product (3h + 3q + 2kv + 4i; q = heads x head_dim, which is h for Qwen2 but not for Qwen3)
+    plus the RMSNorms' fp32 copies when computing in 16 bit, and gradients in flight (2h + 2i).
+    Checkpointing keeps each layer's input and recomputes one layer at a time in the backward."""
     b, h = dtype_bytes, a.hidden
     norm32 = 4 * h if b < 4 else 0
-    saved = b * (6 * h + 2 * a.kv_dim + 4 * a.inter) + 2 * norm32
+    saved = b * (3 * h + 3 * a.q_dim + 2 * a.kv_dim + 4 * a.inter) + 2 * norm32
     in_flight = b * (2 * h + 2 * a.inter)
     final_norm = 2 * b * h + norm32
     layers = a.layers * b * h + saved if checkpointing else a.layers * saved
