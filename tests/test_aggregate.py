@@ -224,7 +224,10 @@ def test_report_holds_every_table_and_figure(tmp_path):
     test_intervals_lora_vs_full_and_curves(tmp_path)
     cfg = demo_config()  # as the workflow passes it: checked, the schema's defaults filled in
     page = report.build(tmp_path, cfg)
-    for name, _ in report.FIGURES:
+    from elicit.figure_names import NAMES  # the one registry: the aggregate rule declares these, report embeds them
+
+    assert sorted(p.stem for p in (tmp_path / "figures").glob("*.png")) == sorted(NAMES)  # drawn = registered
+    for name in NAMES:
         assert f"<img alt='{name}' src='data:image/png;base64," in page, name
     for needle in ("<h2 id='table1'>Table 1</h2>", "Table 1b. 95 % intervals", "id='recovered'",
                    "Comparison with the paper", "<h2 id='plan'>Plan: GPU-hours and memory</h2>",

@@ -15,6 +15,7 @@ DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 def test_shipped_configs_are_valid():
     check(copy.deepcopy(PAPER))
     check(copy.deepcopy(DEMO))
+    check(yaml.safe_load((ROOT / "config" / "qwen3.yaml").read_text()))
 
 
 def mutate(path, value):
@@ -83,8 +84,11 @@ def test_every_optional_setting_has_its_default_in_the_schema():
     from elicit.config import SCHEMA
 
     schema = yaml.safe_load(SCHEMA.read_text())
-    # sections that are optional as a whole (no value to default to)
-    assert sorted(_optional_without_default(schema)) == ["cost", "models.*.arch", "models.*.demo", "site"]
+    # sections that are optional as a whole (no value to default to); a model's arch, labels and
+    # chat_template override what its hub id implies (its config.json, the top-level labels, its
+    # tokenizer's own template), as `arch` does: unset, the paper's commands stay byte-identical
+    assert sorted(_optional_without_default(schema)) == ["cost", "models.*.arch", "models.*.chat_template",
+                                                         "models.*.demo", "models.*.labels", "site"]
 
 
 def test_check_fills_the_defaults_the_rules_read():
@@ -140,3 +144,29 @@ def test_variants_are_checked_like_the_config(variants, message):
 def test_labels_default_to_the_papers():
     assert check(copy.deepcopy(PAPER))["labels"]["base"] == "Qwen2.5-Instruct (base)"
     assert check(copy.deepcopy(DEMO))["labels"]["base"] == "Tiny random base (demo)"
+
+
+def test_a_models_labels_and_chat_template_come_from_its_entry():
+    """models.<size>.labels name that size's base and skyline in the tables; models.<size>.chat_template
+    reaches train.py only when set (the paper's commands unchanged) and must exist."""
+    from elicit import grid, steps, tables
+
+    qwen3 = check(yaml.safe_load((ROOT / "config" / "qwen3.yaml").read_text()))
+    paper = check(copy.deepcopy(PAPER))
+    assert grid.size_labels(paper) == paper["labels"]  # no `sizes`: the aggregate command is the paper's
+    mixed = copy.deepcopy(paper)
+    mixed["models"]["7B"] = {**qwen3["models"]["8B"], "labels": {"base": "Qwen3-Base"}}
+    try:
+        grid.set_labels(grid.size_labels(mixed))
+        row = {"configuration": "base", "train_examples": float("nan")}
+        assert tables.row_label({**row, "size": "7B"}) == "Qwen3-Base"
+        assert tables.row_label({**row, "size": "14B"}) == "Qwen2.5-Instruct (base)"
+        assert tables.row_label({**row, "size": "7B", "configuration": "skyline"}) == "DeepSeek-R1-Distill"
+    finally:
+        grid.set_labels({})
+    assert "chat_template" not in steps.train_args(paper, "7B", "full-29")
+    mixed["models"]["7B"]["chat_template"] = "resources/qwen2_5_chat_template.jinja"
+    assert steps.train_args(check(mixed), "7B", "lora")["chat_template"] == "resources/qwen2_5_chat_template.jinja"
+    mixed["models"]["7B"]["chat_template"] = "resources/missing.jinja"
+    with pytest.raises(ConfigError, match="models.7B.chat_template: no file resources/missing.jinja"):
+        check(mixed)

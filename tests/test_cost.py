@@ -7,7 +7,8 @@ import sys
 import pytest
 import yaml
 
-from estimate_cost import estimate
+from elicit import cost
+from elicit.cost import estimate
 from tests.conftest import ROOT
 
 PAPER = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -52,20 +53,19 @@ def test_throughputs_come_from_the_benchmark_table(tmp_path):
     """Every number used is printed with its source: measured (the command) or an estimate."""
     out = cli(tmp_path)
     assert re.search(r"^ +7B +eval +2300 tokens/s  estimate \(", out, re.M)  # H100-80GB, hf-cb
-    import estimate_cost
 
-    table = yaml.safe_load(estimate_cost.THROUGHPUT.read_text())
+    table = yaml.safe_load(cost.THROUGHPUT.read_text())
     table["gpus"]["H200-141GB"]["eval"]["hf-cb"]["7B"] = {"tokens_per_s": 5000, "measured": True,
                                                           "command": "bench/eval_throughput.py --x", "measured_on": "H200"}
     f = tmp_path / "t.yaml"
     f.write_text(yaml.safe_dump(table))
-    gpu, entry, rates = estimate_cost.throughputs(PAPER, "H200-141GB", f)
+    gpu, entry, rates = cost.throughputs(PAPER, "H200-141GB", f)
     assert rates["eval"]["7B"]["tokens_per_s"] == 5000 and entry["gpu_mem_gb"] == 141
-    assert estimate_cost.source(rates["eval"]["7B"]) == "measured: bench/eval_throughput.py --x on H200"
+    assert cost.source(rates["eval"]["7B"]) == "measured: bench/eval_throughput.py --x on H200"
     del table["gpus"]["H200-141GB"]["train"]["32B"]
     f.write_text(yaml.safe_dump(table))
     with pytest.raises(SystemExit, match="H200-141GB.train.32B"):
-        estimate_cost.throughputs(PAPER, "H200-141GB", f)
+        cost.throughputs(PAPER, "H200-141GB", f)
 
 
 def test_sequences_in_flight_per_size(tmp_path):
@@ -89,3 +89,17 @@ def test_every_measured_throughput_names_its_command_and_machine():
     assert measured  # the H200 1.5B training number
     for e in measured:
         assert isinstance(e.get("command"), str) and isinstance(e.get("measured_on"), str), e
+
+
+def test_no_step_program_imports_another():
+    """report.py took its plan tables from the step program estimate_cost (a sideways import);
+    both now use elicit/cost.py, and the layering says step programs import only the library."""
+    import ast
+
+    scripts = ROOT / "workflow" / "scripts"
+    steps = {p.stem for p in scripts.glob("*.py")}
+    for p in sorted(scripts.glob("*.py")):
+        tree = ast.parse(p.read_text())
+        names = {a.name.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        names |= {n.module.split(".")[0] for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not names & (steps - {p.stem}), f"{p.name} imports the step program(s) {names & steps}"

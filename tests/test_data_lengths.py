@@ -75,3 +75,19 @@ def test_lengths_refuse_a_foreign_table(setup, tmp_path):
                "--format", "r1", "--max-seq-len", 100, "--on-too-long", "truncate", "--out", out])
     assert "is not the table" in err and files(out.parent) == []
     assert prepare_data.DataError  # the CLI turned it into a message, not a traceback
+
+
+def test_lengths_render_with_the_models_chat_template(setup, tmp_path):
+    """--chat-template (models.<size>.chat_template): the counts are those of the text train.py renders
+    with the same file (here without the Qwen2.5 system prompt: fewer tokens per row)."""
+    d, tok = setup
+    f = tmp_path / "plain.jinja"
+    f.write_text("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    reps = {}
+    for name, extra in (("own", []), ("file", ["--chat-template", f])):
+        out = tmp_path / f"{name}.json"
+        assert run(["lengths", "--table", d / "s1k.parquet", "--manifest", d / "manifest.json", "--tokenizer", d / "tok",
+                    "--format", "r1", "--max-seq-len", 100000, "--on-too-long", "truncate", "--out", out, *extra]) is None
+        reps[name] = json.loads(out.read_text())["all"]["tokens"]
+    assert reps["file"]["n"] == reps["own"]["n"] == 12 and reps["file"]["total"] < reps["own"]["total"]

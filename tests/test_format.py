@@ -170,3 +170,22 @@ def test_label_mask_property(qwen, q, trace, attempt, style):
     assert qwen.decode(ids[n_prompt:]) == assistant_text(row, style) + "<|im_end|>"
     assert qwen.decode(ids[:n_prompt]).endswith("<|im_start|>assistant\n")
     assert ids == qwen(chat_text(qwen, row, style)[:-1], add_special_tokens=False)["input_ids"]
+
+
+def test_a_configured_template_replaces_the_tokenizers_own(qwen, tmp_path):
+    """models.<size>.chat_template (train.py --chat-template): the file renders the training text;
+    '' keeps the tokenizer's own."""
+    own = qwen.chat_template
+    f = tmp_path / "plain.jinja"
+    f.write_text("{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}"
+                 "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+    try:
+        chat.use_template(qwen, "")
+        assert qwen.chat_template == own and chat_text(qwen, ROWS[0]).startswith(SYSTEM)
+        chat.use_template(qwen, str(f))
+        text = chat_text(qwen, ROWS[0])
+        assert text.startswith("<|im_start|>user\n") and SYSTEM not in text
+        prompt, completion = split_text(qwen, ROWS[0])
+        assert completion == assistant_text(ROWS[0]) + "<|im_end|>"
+    finally:
+        qwen.chat_template = own

@@ -21,7 +21,10 @@ DEMO = check(yaml.safe_load((ROOT / "config" / "demo.yaml").read_text()))
 PUBLISHED = {"Qwen/Qwen2.5-1.5B-Instruct": 1.54e9, "Qwen/Qwen2.5-7B-Instruct": 7.62e9,
              "Qwen/Qwen2.5-14B-Instruct": 14.7e9, "Qwen/Qwen2.5-32B-Instruct": 32.5e9,
              "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B": 1.78e9, "deepseek-ai/DeepSeek-R1-Distill-Qwen-7B": 7.62e9,
-             "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B": 14.8e9, "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B": 32.8e9}
+             "deepseek-ai/DeepSeek-R1-Distill-Qwen-14B": 14.8e9, "deepseek-ai/DeepSeek-R1-Distill-Qwen-32B": 32.8e9,
+             # Qwen3 model cards' "Number of Parameters"
+             "Qwen/Qwen3-4B": 4.0e9, "Qwen/Qwen3-8B": 8.2e9, "Qwen/Qwen3-14B": 14.8e9, "Qwen/Qwen3-32B": 32.8e9}
+MODEL_FILES = sorted((ROOT / "resources" / "models").glob("*.json"))
 ARCH_KEYS = ("model_type", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
              "num_key_value_heads", "vocab_size", "tie_word_embeddings", "max_position_embeddings", "torch_dtype")
 
@@ -40,20 +43,40 @@ def test_every_paper_model_has_an_architecture_file():
     assert {mp.arch_file(h).name for h in PUBLISHED} == {p.name for p in (ROOT / "resources" / "models").glob("*.json")}
 
 
-@pytest.mark.parametrize("hub_id", sorted(PUBLISHED))
-def test_parameter_counts_on_the_meta_device(hub_id):
+def meta_model(fields: dict):
+    """transformers' own model of an architecture file, on the meta device (no memory), bf16."""
     import torch
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM
 
-    fields = json.loads(mp.arch_file(hub_id).read_text())
-    assert fields["_hub_id"] == hub_id and set(ARCH_KEYS) <= set(fields)
+    kwargs = {k: v for k, v in fields.items() if not k.startswith("_") and k not in ("model_type", "torch_dtype")}
+    config = AutoConfig.for_model(fields["model_type"], **kwargs)
     with torch.device("meta"):
-        model = Qwen2ForCausalLM(Qwen2Config(**{k: fields[k] for k in ARCH_KEYS if k != "torch_dtype"}))
+        return AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
+
+
+@pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.stem)
+def test_parameter_counts_on_the_meta_device(path):
+    fields = json.loads(path.read_text())
+    assert mp.arch_file(fields["_hub_id"]) == path and set(ARCH_KEYS) <= set(fields)
+    model = meta_model(fields)
     total = sum(p.numel() for p in model.parameters())  # parameters() yields a tied matrix once
     largest = max(sum(p.numel() for p in m.parameters(recurse=False)) for m in model.modules())
     arch = mp.Arch.from_config(fields)
     assert arch.params() == total and arch.largest_layer_params() == largest
-    assert total == pytest.approx(PUBLISHED[hub_id], rel=0.01)
+    assert total == pytest.approx(PUBLISHED[fields["_hub_id"]], rel=0.01)
+
+
+@pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.stem)
+def test_kv_bytes_per_token_from_the_configs_heads_and_head_dim(path):
+    """The plan and the hf-cb backend (one function, elicit/arch.py) read head_dim from the config:
+    Qwen3-32B has 64 heads of 128 in a hidden size of 5120 (not 80)."""
+    from elicit.lm_backend_cb import kv_bytes_per_token
+
+    c = json.loads(path.read_text())
+    head_dim = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]
+    expected = c["num_key_value_heads"] * head_dim * c["num_hidden_layers"] * 2 * 2  # K and V, bf16
+    assert mp.Arch.from_config(c).kv_bytes_per_token(2) == expected
+    assert kv_bytes_per_token(meta_model(c)) == expected
 
 
 def test_an_unknown_architecture_is_named_and_the_arch_key_supplies_it(cache):

@@ -432,3 +432,23 @@ def test_srun_tasks_match_one_process(slurm_cluster, demo, reference, tmp_path):
     rows = _rows(out / "metrics.jsonl")
     _assert_same_metrics(rows[:3], reference["metrics"][:3], tol=1e-5)
     _assert_same_metrics(rows, reference["metrics"], tol=2e-3)
+
+
+def test_a_chat_template_is_keyed_by_its_content(demo, tmp_path):
+    """--chat-template (models.<size>.chat_template) enters the finished-work key by the file's bytes;
+    unset ('') the key is what it was before the flag existed (the paper's finished runs stay found)."""
+    import train
+    from elicit.flags import dataclass_parser
+
+    def parts(*extra):
+        argv = [str(a) for a in _cmd(demo, tmp_path / "run", extra)[2:]]
+        return train.fingerprint_parts(train.TrainConfig(**vars(dataclass_parser(train.TrainConfig).parse_args(argv))))
+
+    plain = parts()
+    assert "chat_template" not in plain
+    f = tmp_path / "t.jinja"
+    f.write_text("{{ messages }}")
+    one = parts("--chat-template", f)
+    f.write_text("{{ messages }} ")
+    two = parts("--chat-template", f)
+    assert one["settings"] == two["settings"] == plain["settings"] and one["chat_template"] != two["chat_template"]

@@ -85,7 +85,7 @@ rule aggregate:
         benchmarks=" ".join(f"{k}={','.join(v)}" for k, v in config["benchmarks"].items()),
         paper=PAPER_TABLE,
         paper_sha256=external_sha256(repo_path(PAPER_TABLE)),  # its content, not its (checkout's) path
-        labels=canonical(config["labels"]),
+        labels=canonical(grid.size_labels(config)),  # + models.<size>.labels where set
         variants=" ".join(f"{v}={','.join(variants.evaluated(config, v))}" for v in config["variants"]),
         params=" ".join(f"{s}={memory_plan_params(s)}" for s in MODELS),
     shell:

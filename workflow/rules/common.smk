@@ -324,25 +324,16 @@ def group_cli(job):
 
 
 # ---------------------------------------------------------------- aggregate rules
-FIGURES = ["recovered", "val_loss_gain", "bars", "absolute", "paper_comparison", "training_curves", "scaling_fit"]
-FIGURE_LABELS = {
-    "recovered": "1 Recovered %",
-    "val_loss_gain": "2 Validation loss vs gain",
-    "bars": "3 Base, skyline, finetune, LoRA",
-    "absolute": "4 All absolute values",
-    "paper_comparison": "ours vs paper",
-    "training_curves": "training curves",
-    "scaling_fit": "scaling fit",
-}
+from elicit.figure_names import NAMES as FIGURES, category as figure_category, label as figure_label  # noqa: E402
+
 REPORT = "../report"
 PAPER_TABLE = "resources/paper/table1.csv"  # relative to the checkout (aggregate.py: elicit.repo_path)
 
 
 def figure_output(name):
-    category = "Comparison with the paper" if name == "paper_comparison" else "Figures"
     return report(
         f"results/figures/{name}.png",
         caption=f"{REPORT}/{name}.rst",
-        category=category,
-        labels={"figure": FIGURE_LABELS[name]},
+        category=figure_category(name),
+        labels={"figure": figure_label(name)},
     )

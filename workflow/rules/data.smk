@@ -59,6 +59,7 @@ rule data_lengths:
         table="results/data/s1k.parquet",
         manifest="results/data/manifest.json",
         model=lambda wc: model_input(wc.size, "base"),
+        chat_template=lambda wc: MODELS[wc.size].get("chat_template") or [],  # models.<size>.chat_template: its edits rerun
     output:
         "results/data/lengths/{size}.json",
     log:
@@ -72,6 +73,7 @@ rule data_lengths:
                 "format": config["data"]["format"],
                 "max-seq-len": config["data"]["max_seq_len"],
                 "on-too-long": config["data"]["on_too_long"],
+                "chat-template": MODELS[wc.size].get("chat_template"),  # unset: left out, the tokenizer's own
             }
         ),
     shell:

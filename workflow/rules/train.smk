@@ -22,6 +22,7 @@ rule train:
         table=DATA_TABLE,
         manifest=DATA_MANIFEST,
         model=lambda wc: model_input(wc.size, "base"),
+        chat_template=lambda wc: MODELS[wc.size].get("chat_template") or [],  # models.<size>.chat_template: its edits rerun
     output:
         metrics=grid.train_outputs("{size}", "{trained}")["metrics"],
         checkpoints=directory(grid.train_outputs("{size}", "{trained}")["checkpoints"]),

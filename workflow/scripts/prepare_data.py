@@ -45,6 +45,7 @@ import argparse
 from pathlib import Path
 
 from elicit.atomic import atomic_path, json_text, read_json, write_json
+from elicit.chat import use_template
 from elicit.data import COLUMNS, DataError, load_source, split_ids, validate
 from elicit.provenance import sha256_file as sha256
 
@@ -127,6 +128,7 @@ def cmd_lengths(args) -> None:
 
     tok = AutoTokenizer.from_pretrained(args.tokenizer, revision=args.revision or None,
                                         trust_remote_code=args.trust_remote_code)
+    use_template(tok, args.chat_template)
     manifest = read_json(args.manifest, keys=("all", "subsets", "validation"))
     if manifest.get("source_sha256") and manifest["source_sha256"] != sha256(args.table):
         raise DataError(f"{args.table} is not the table {args.manifest} was split from (sha256 differs)")
@@ -163,6 +165,7 @@ def main(argv=None) -> None:
     p.add_argument("--format", required=True, choices=["r1", "s1"], help="data.format")
     p.add_argument("--max-seq-len", type=int, required=True)
     p.add_argument("--on-too-long", required=True, choices=["truncate", "drop"], help="data.on_too_long")
+    p.add_argument("--chat-template", default="", help="models.<size>.chat_template ('': the tokenizer's own)")
     p.add_argument("--out", required=True)
     args = ap.parse_args(argv)
     try:

@@ -21,14 +21,10 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from elicit import grid
+from elicit import figure_names, grid
 from elicit.atomic import read_json, write_text
 
 CAPTIONS = Path(__file__).resolve().parents[1] / "report"
-FIGURES = [("recovered", "Figure 1. Recovered %"), ("val_loss_gain", "Figure 2. Validation loss and gain"),
-           ("bars", "Figure 3. Base, skyline, full finetune, LoRA"), ("absolute", "Figure 4. Every absolute value"),
-           ("paper_comparison", "Ours against the paper"), ("training_curves", "Training curves"),
-           ("scaling_fit", "Scaling fit: Recovered % against log₂(examples)")]
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:.6em 0;font-size:.88em}td,th{border:1px solid #ccc;padding:.2em .5em}
 th{background:#f4f4f4}figure{margin:1.5em 0}img{max-width:100%}figcaption{font-size:.9em;color:#444}
@@ -88,16 +84,17 @@ def figure(fig_dir: Path, name: str, title: str) -> str:
 
 
 def plan(cfg: dict) -> str:
-    """estimate_cost's GPU-hours and memory tables for this config and its site settings."""
-    import estimate_cost
+    """The GPU-hours and memory tables (elicit/cost.py, as estimate_cost.py prints them) for this
+    config and its site settings."""
+    from elicit import cost
     from elicit.config import load_site
 
     try:
-        hours = pd.DataFrame(estimate_cost.estimate(cfg)).to_html(
+        hours = pd.DataFrame(cost.estimate(cfg)).to_html(
             index=False, float_format=lambda v: f"{v:.1f}", border=0)
-    except SystemExit as e:  # a config without planning numbers (the CPU demo)
+    except cost.CostError as e:  # a config without planning numbers (the CPU demo)
         hours = f"<p>GPU-hours not estimated: {html.escape(str(e))}</p>"
-    mem = estimate_cost.memory_table(cfg, gpu_mem_gb=load_site(cfg).get("gpu_mem_gb"))
+    mem = cost.memory_table(cfg, gpu_mem_gb=load_site(cfg).get("gpu_mem_gb"))
     return (f"<h2 id='plan'>Plan: GPU-hours and memory</h2>{caption('plan')}{hours}"
             f"<pre>{html.escape(mem)}</pre><p>CPU-only jobs (the demo's) have no GPU memory to plan ('-').</p>")
 
@@ -155,7 +152,7 @@ def build(results: Path, cfg: dict) -> str:
              f"<h2 id='comparison'>Comparison with the paper</h2>{caption('paper_comparison_table')}"
              f"{markdown_table(cmp)}",
              hidden(results),
-             "<h2 id='figures'>Figures</h2>", *(figure(results / "figures", n, t) for n, t in FIGURES),
+             "<h2 id='figures'>Figures</h2>", *(figure(results / "figures", n, figure_names.title(n)) for n in figure_names.NAMES),
              plan(cfg), provenance(results, cfg), "</body></html>"]
     return "\n".join(parts)
 

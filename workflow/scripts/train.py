@@ -40,10 +40,10 @@ from pathlib import Path
 
 import torch
 
-from elicit import done_cache, grid
+from elicit import done_cache, grid, repo_path
 from elicit import engine as engines
 from elicit.atomic import write_json, write_jsonl
-from elicit.chat import supervised_tokens
+from elicit.chat import supervised_tokens, use_template
 from elicit.checkpoints import (Keeper, checkpoint_count, divergence, keep_only, load_resume, publish, restore,
                                 restore_finished, save_resume, store_finished)
 from elicit.data import training_examples
@@ -95,6 +95,8 @@ class TrainConfig:
     lora_alpha: float | None = field(default=None, metadata=help_("--mode lora: required"))
     lora_targets: str | None = field(default=None, metadata=help_("--mode lora: required, comma-separated"))
     lora_dropout: float = 0.0
+    chat_template: str = field(default="", metadata=help_("jinja file the training text is rendered with, relative to "
+                                                          "the repo (models.<size>.chat_template; '': the tokenizer's own)"))
     micro_batch: int = field(default=1, metadata=help_("sequences per forward (must be 1: no padding)"))
     loss_impl: str = field(default="auto", metadata=help_("auto | chunked | liger | materialised (elicit/loss.py): "
                                                           "auto = liger on CUDA when installed, else chunked"))
@@ -116,10 +118,11 @@ def fingerprint_parts(cfg: TrainConfig) -> dict:
     """What the result depends on, by content: every setting (not job control: out, progress, stop
     margin), the bytes of the table and of the manifest (split settings), the base model's fingerprint."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items()
-                if k not in ("out", "progress", "stop_margin_min", "tracking", "table", "manifest", "model")}
+                if k not in ("out", "progress", "stop_margin_min", "tracking", "table", "manifest", "model", "chat_template")}
+    template = {"chat_template": sha256_file(repo_path(cfg.chat_template))} if cfg.chat_template else {}  # its bytes
     return {"settings": sha256_json(settings), "table": sha256_file(cfg.table),
             "manifest": sha256_file(cfg.manifest),
-            "base_model": model_fingerprint(cfg.model, cfg.revision or None)["fingerprint"]}
+            "base_model": model_fingerprint(cfg.model, cfg.revision or None)["fingerprint"], **template}
 
 
 # ----------------------------------------------------------------------------- the recipe
@@ -164,6 +167,7 @@ def load_data(run: Run) -> None:
     cfg = run.cfg
     run.tokenizer = AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision or None,
                                                   trust_remote_code=cfg.trust_remote_code)
+    use_template(run.tokenizer, cfg.chat_template)  # saved with every checkpoint: the finetunes evaluate with it
     run.train_set, run.val_set, report = training_examples(cfg.table, cfg.manifest, cfg.subset, run.tokenizer,
                                                            cfg.format, cfg.max_seq_len, cfg.on_too_long)
     if not run.ranks.master:

@@ -5,7 +5,7 @@
   config        config and site checks against workflow/schemas/, with the schemas' defaults
   data          the s1K-1.1 columns, row validation, the nested split and its checks
   demo          the tiny demo models' architecture (make_demo.py builds it, the memory plan reads it)
-  chat          chat format, Qwen2.5's template (resources/), label masks, length policy
+  chat          chat format, the demo's Qwen2.5 template (resources/) or a model's chat_template, label masks, length policy
   loss          the training loss without the whole sequence's logits
   schedule      the recipe's arithmetic: grad accumulation, learning rate, data order
   engine        one training backend: plain torch / DDP or DeepSpeed
@@ -16,8 +16,10 @@
   integrity     the plan-time check of every result file
   lm_tasks, lm_backend, lm_backend_cb, scoring     evaluation on lm-evaluation-harness
   eval_record   a cell's result record: generation kwargs, primary metric, per-document rows
-  memory_plan, zero_estimates                       per-GPU memory of every job
+  arch                                              a model's architecture facts from its own config
+  memory_plan, zero_estimates, cost                 per-GPU memory of every job, GPU-hours
   stats, bootstrap_ci, tables, figures              Table 1, intervals, figures
+  figure_names                                      the figure registry (names, titles, report labels)
 """
 from pathlib import Path
 

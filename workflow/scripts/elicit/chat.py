@@ -62,6 +62,17 @@ def assistant_text(row: dict, style: str = DEFAULT_STYLE) -> str:
     raise ValueError(f"unknown data.format {style!r}: expected one of {STYLES}")
 
 
+def use_template(tokenizer, path: str) -> None:
+    """Render with the jinja file at `path` (relative to the repo: models.<size>.chat_template)
+    instead of the tokenizer's own template; '' keeps the tokenizer's own."""
+    if path:
+        from pathlib import Path
+
+        from elicit import repo_path
+
+        tokenizer.chat_template = Path(repo_path(path)).read_text()
+
+
 def conversation(row: dict, style: str = DEFAULT_STYLE) -> list[dict]:
     return [{"role": "user", "content": row[QUESTION_FIELD]},
             {"role": "assistant", "content": assistant_text(row, style)}]

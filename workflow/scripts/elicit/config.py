@@ -57,6 +57,8 @@ def check(config: dict) -> dict:
         if margin >= 60 * m["train"]["runtime_h"]:
             problems.append(f"train.stop_margin_min: {margin} min leaves no training time in "
                             f"models.{size}.train.runtime_h={m['train']['runtime_h']}")
+        if m.get("chat_template") and not (REPO / m["chat_template"]).is_file():
+            problems.append(f"models.{size}.chat_template: no file {m['chat_template']} in the repo")
         world = max(1, m["train"]["gpus"]) * m["train"]["nodes"]
         if config["train"]["global_batch"] % world:
             problems.append(f"models.{size}.train: {world} processes do not divide "

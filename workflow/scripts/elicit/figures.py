@@ -34,6 +34,7 @@ from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
 from elicit import grid  # noqa: E402
 from elicit.atomic import atomic_path  # noqa: E402
+from elicit.figure_names import NAMES  # noqa: E402,F401  (the registry: what all_figures draws)
 
 # Okabe & Ito (2008), distinguishable under every common colour-vision deficiency
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#F0E442", "#000000"]
@@ -41,7 +42,6 @@ COLOURS = {"base": "#999999", "skyline": "#0072B2", "full": "#E69F00", "lora": "
 def kind_label(kind: str) -> str:
     """The legend's name of a configuration kind: grid.LABELS (the config's `labels`), read at draw time."""
     return grid.LABELS[kind] + (", largest subset" if kind == "full" else "")
-NAMES = ["recovered", "val_loss_gain", "bars", "absolute", "paper_comparison", "training_curves", "scaling_fit"]
 
 
 def _style() -> None:

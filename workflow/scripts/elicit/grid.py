@@ -18,12 +18,24 @@ LABELS = {"base": "Qwen2.5-Instruct (base)", "skyline": "DeepSeek-R1-Distill", "
           "full": "Full finetune"}
 SHORT = {"base": "Base", "skyline": "Skyline", "lora": "LoRA", "full": "Full"}
 PAPER_LABELS = dict(LABELS)
+SIZE_LABELS: dict[str, dict[str, str]] = {}  # a size's own base/skyline names (models.<size>.labels)
 
 
 def set_labels(labels: dict) -> None:
-    """The config's `labels` (e.g. the demo's "Tiny random base (demo)"): the paper's names otherwise."""
+    """The config's `labels` (e.g. the demo's "Tiny random base (demo)"): the paper's names otherwise;
+    under `sizes`, a size's own names of its base and skyline (`size_labels`: a grid of two families)."""
     LABELS.clear()
     LABELS.update({**PAPER_LABELS, **{k: v for k, v in labels.items() if k in PAPER_LABELS and v}})
+    SIZE_LABELS.clear()
+    SIZE_LABELS.update({str(s): {k: v for k, v in own.items() if k in REFERENCES and v}
+                        for s, own in (labels.get("sizes") or {}).items()})
+
+
+def size_labels(config: dict) -> dict:
+    """The config's `labels`, plus `sizes: {size: models.<size>.labels}` for the sizes that set them
+    (none set: the labels alone, so the paper's aggregate command is unchanged)."""
+    own = {s: m["labels"] for s, m in config["models"].items() if m.get("labels")}
+    return {**config["labels"], "sizes": own} if own else dict(config["labels"])
 
 
 def trained(subsets) -> list[str]:
@@ -43,13 +55,14 @@ def parse(name: str) -> tuple[str, int | None]:
     return name, None
 
 
-def label(kind: str, n=None, short: bool = False) -> str:
-    """Table label ('Full finetune (29 examples)') or a figure's short one ('Full 29')."""
+def label(kind: str, n=None, short: bool = False, size=None) -> str:
+    """Table label ('Full finetune (29 examples)') or a figure's short one ('Full 29'); a size's own
+    name of its base or skyline where models.<size>.labels sets one."""
     if short:
         return SHORT[kind] + (f" {int(n)}" if kind == "full" and n is not None else "")
     if kind in ("lora", "full") and n is not None and n == n:  # n == n: not NaN
         return f"{LABELS[kind]} ({int(n)} examples)"
-    return LABELS[kind]
+    return SIZE_LABELS.get(str(size), {}).get(kind) or LABELS[kind]
 
 
 # ----------------------------------------------------------------------------- result paths

@@ -33,6 +33,7 @@ import time
 from lm_eval.api.registry import register_model
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
 
+from elicit import arch
 from elicit.lm_backend import MODEL_SETTINGS, SIDE_VERSION, ResumableHFLM, _sha
 
 M32 = 0xFFFFFFFF
@@ -138,11 +139,8 @@ def _free_gpu_bytes(device) -> int:
 
 def kv_bytes_per_token(model) -> int | None:
     """K and V of every layer for one token, from the model's own config (None when it does not say)."""
-    c = getattr(model, "config", None)
     try:
-        head_dim = getattr(c, "head_dim", None) or c.hidden_size // c.num_attention_heads
-        kv_heads = getattr(c, "num_key_value_heads", None) or c.num_attention_heads
-        return 2 * c.num_hidden_layers * kv_heads * head_dim * model.dtype.itemsize
+        return arch.kv_bytes_per_token(model.config, model.dtype.itemsize)
     except (AttributeError, TypeError):
         return None
 

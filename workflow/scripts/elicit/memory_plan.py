@@ -9,7 +9,7 @@ Predicted peak GiB per GPU of
                    + DeepSpeed's communication buckets + CUDA_OVERHEAD_GIB;
   eval             bf16 weights + KV cache of eval.batch_size x (prompt + max_gen_toks) tokens
                    + generation transients, under the layout single | dp | tp | split.
-Architectures: resources/models/<hub id, "/" -> "--">.json. DeepSpeed's estimators are read
+Architectures: resources/models/<hub id, "/" -> "--">.json, read by elicit/arch.py. DeepSpeed's estimators are read
 from a cache (zero_estimates.py): plan time imports deepspeed only for new inputs.
 
 Usage:  python PYTHONPATH=workflow/scripts python -m elicit.memory_plan config/config.yaml [--gpu-mem-gb 80]
@@ -19,63 +19,16 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 from elicit import REPO, zero_estimates
+from elicit.arch import Arch, PlanError  # noqa: F401  (PlanError: the plan's error)
 
 MODELS_DIR, DS_DIR = REPO / "resources" / "models", REPO / "workflow" / "deepspeed"
 GIB = 2**30
 # CUDA context + cuBLAS workspace (~1 GiB), NCCL buffers (~1 GiB), allocator slack: on every GPU.
 CUDA_OVERHEAD_GIB = 2.5
 DEMO_VOCAB = 1024  # make_demo.py tokenizer --vocab-size default: an upper bound of len(tok)
-
-
-class PlanError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class Arch:
-    hidden: int
-    inter: int
-    layers: int
-    heads: int
-    kv_heads: int
-    vocab: int
-    tied: bool
-
-    @classmethod
-    def from_config(cls, c: dict) -> "Arch":
-        """From HF config.json fields (Qwen2: q/k/v biases, no o/MLP biases)."""
-        return cls(c["hidden_size"], c["intermediate_size"], c["num_hidden_layers"],
-                   c["num_attention_heads"], c.get("num_key_value_heads") or c["num_attention_heads"],
-                   c["vocab_size"], bool(c.get("tie_word_embeddings", False)))
-
-    head_dim = property(lambda self: self.hidden // self.heads)
-    kv_dim = property(lambda self: self.kv_heads * self.head_dim)
-
-    def layer_params(self) -> int:
-        h, kv, i = self.hidden, self.kv_dim, self.inter
-        return 2 * h * h + h + 2 * (h * kv + kv) + 3 * h * i + 2 * h  # q+bias, o, k/v+bias, MLP, 2 norms
-
-    def params(self) -> int:
-        return self.layers * self.layer_params() + self.vocab * self.hidden * (1 if self.tied else 2) + self.hidden
-
-    def largest_layer_params(self) -> int:
-        """DeepSpeed's model_to_params: the most parameters one module owns (non-recursive)."""
-        return max(self.vocab * self.hidden, self.hidden * self.inter, self.hidden * (self.hidden + 1))
-
-    def lora_params(self, rank: int, targets: list[str]) -> int:
-        h, kv, i = self.hidden, self.kv_dim, self.inter
-        shapes = {"q_proj": h + h, "k_proj": h + kv, "v_proj": h + kv, "o_proj": h + h,
-                  "gate_proj": h + i, "up_proj": h + i, "down_proj": i + h}
-        if unknown := [t for t in targets if t not in shapes]:
-            raise PlanError(f"lora.targets: no Qwen2 module named {unknown} (known: {sorted(shapes)})")
-        return self.layers * rank * sum(shapes[t] for t in targets)
-
-    def kv_bytes_per_token(self, dtype_bytes: int = 2) -> int:
-        return 2 * self.layers * self.kv_dim * dtype_bytes  # K and V of every layer
 
 
 def arch_file(hub_id: str) -> Path:
@@ -103,12 +56,12 @@ def load_arch(config: dict, size: str, role: str = "base") -> Arch:
 def activation_bytes(a: Arch, seq: int, dtype_bytes: int = 2, checkpointing: bool = True) -> int:
     """One sequence's forward + backward. Per layer the backward keeps: the norms' inputs and
     outputs, q/k after RoPE, v, the attention output (twice), the MLP's gate, silu, up and
-    product (6h + 2kv + 4i) plus the RMSNorms' fp32 copies when computing in 16 bit, and
-    gradients in flight (2h + 2i). Checkpointing keeps each layer's input and recomputes one
-    layer at a time in the backward."""
+    product (3h + 3q + 2kv + 4i; q = heads x head_dim, which is h for Qwen2 but not for Qwen3)
+    plus the RMSNorms' fp32 copies when computing in 16 bit, and gradients in flight (2h + 2i).
+    Checkpointing keeps each layer's input and recomputes one layer at a time in the backward."""
     b, h = dtype_bytes, a.hidden
     norm32 = 4 * h if b < 4 else 0
-    saved = b * (6 * h + 2 * a.kv_dim + 4 * a.inter) + 2 * norm32
+    saved = b * (3 * h + 3 * a.q_dim + 2 * a.kv_dim + 4 * a.inter) + 2 * norm32
     in_flight = b * (2 * h + 2 * a.inter)
     final_norm = 2 * b * h + norm32
     layers = a.layers * b * h + saved if checkpointing else a.layers * saved

@@ -22,6 +22,8 @@ def train_args(config: dict, size: str, trained: str) -> dict:
     args.update(max_seq_len=d["max_seq_len"], format=d["format"], on_too_long=d["on_too_long"],
                 trust_remote_code=m["trust_remote_code"], revision=m["base_revision"] or "",
                 deepspeed=m["train"]["deepspeed"] or "")  # zero2 | zero3 | zero3_offload | '' (plain DDP)
+    if m.get("chat_template"):  # unset: the tokenizer's own (no flag: the paper's commands unchanged)
+        args["chat_template"] = m["chat_template"]
     kind, n = grid.parse(trained)
     if kind == "lora":
         args.update(mode="lora", subset="all", lr=lora["lr"], lora_rank=lora["rank"],

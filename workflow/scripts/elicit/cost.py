@@ -1,0 +1,91 @@
+"""The run's cost before launching it: GPU-hours per stage and size from the config's planning
+numbers (`cost.*`) and the throughput table resources/throughput.yaml, the evaluation's sequences
+in flight and job grouping, and the memory plan's table. Used by estimate_cost.py (the CLI, whose
+docstring states the bounds) and report.py (the plan section of results/report.html).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from elicit import REPO, eval_jobs, memory_plan
+
+
+class CostError(SystemExit):
+    """A config or throughput table the estimate cannot use (exits the CLI with its message)."""
+
+
+THROUGHPUT = REPO / "resources" / "throughput.yaml"
+
+
+def throughputs(cfg: dict, gpu: str | None = None, table: Path = THROUGHPUT) -> tuple[str, dict, dict]:
+    """(GPU model, its table entry, {"train": {size: entry}, "eval": {size: entry}}) for the
+    config's sizes and eval.backend (plain `hf` decodes as hf-resumable does)."""
+    t = yaml.safe_load(Path(table).read_text())
+    gpu = gpu or t["default"]
+    if gpu not in t["gpus"]:
+        raise CostError(f"estimate_cost: GPU model {gpu!r} not in {table} (known: {', '.join(t['gpus'])})")
+    g, backend = t["gpus"][gpu], {"hf": "hf-resumable"}.get(cfg["eval"]["backend"], cfg["eval"]["backend"])
+    rates = {"train": g.get("train") or {}, "eval": (g.get("eval") or {}).get(backend) or {}}
+    missing = [f"{gpu}.{stage}{'.' + backend if stage == 'eval' else ''}.{size}" for stage in ("train", "eval")
+               for size in cfg["sizes"] if size not in rates[stage]]
+    if missing:
+        raise CostError(f"estimate_cost: {table} has no throughput for {', '.join(missing)}: add a measured "
+                         "number (or an estimate marked measured: false)")
+    return gpu, g, rates
+
+
+def estimate(cfg: dict, sizes: list[str] | None = None, rates: dict | None = None) -> list[dict]:
+    cost, t, d = cfg.get("cost") or {}, cfg["train"], cfg["data"]
+    missing = [k for k in ("mean_train_tokens", "mean_new_tokens", "problems") if k not in cost]
+    if missing:
+        raise CostError(f"estimate_cost: config lacks cost.{', cost.'.join(missing)}")
+    rates = rates or throughputs(cfg)[2]
+    rows = []
+    n_trained = len(d["subsets"]) + 1  # full finetunes + LoRA
+    n_models = n_trained + 2           # + base, skyline
+    for size in sizes or cfg["sizes"]:
+        train_tps, eval_tps = rates["train"][size]["tokens_per_s"], rates["eval"][size]["tokens_per_s"]
+        tokens = t["max_steps"] * t["global_batch"] * cost["mean_train_tokens"]
+        val = (t["max_steps"] // t["eval_every"] + 1) * d["n_val"] * cost["mean_train_tokens"] / 3
+        train_h = n_trained * (tokens + val) / train_tps / 3600
+        gen = sum(cost["problems"][task] * cost["mean_new_tokens"][task] for task in cfg["eval"]["tasks"])
+        eval_h = n_models * len(cfg["eval"]["seeds"]) * gen / eval_tps / 3600
+        rows += [{"size": size, "stage": "train", "jobs": n_trained, "gpu_hours": train_h},
+                 {"size": size, "stage": "eval", "jobs": n_models * len(cfg["eval"]["tasks"]) * len(cfg["eval"]["seeds"]),
+                  "gpu_hours": eval_h}]
+    return rows
+
+
+def source(entry: dict) -> str:
+    return (f"measured: {entry.get('command')} on {entry.get('measured_on')}" if entry.get("measured")
+            else f"estimate ({entry.get('why', 'no measurement yet')})")
+
+
+def flight_table(cfg: dict, sizes, gpu_mem_gb: float) -> str:
+    """Sequences in flight per evaluation job and size, and the cells each job generates together."""
+    out = [f"evaluation on {gpu_mem_gb:g} GiB GPUs (backend {cfg['eval']['backend']}, eval.batch_size "
+           f"{cfg['eval']['batch_size']}, seeds_per_job {cfg['eval'].get('seeds_per_job', 1)}):"]
+    for size in sizes or cfg["sizes"]:
+        n = memory_plan.sequences_in_flight(cfg, size, gpu_mem_gb)
+        jobs = eval_jobs.groups(cfg, size, gpu_mem_gb)
+        shape = ", ".join(f"{'+'.join(t)} x seeds {'/'.join(map(str, s))}" for t, s in jobs)
+        out.append(f"{size:>6}: {n} sequences in flight (each at prompt + max_gen_toks, "
+                   f"{memory_plan.eval_layout(cfg, size, gpu_mem_gb)} x{memory_plan.eval_gpus(cfg, size)}); "
+                   f"{len(jobs)} jobs per model: {shape}")
+    return "\n".join(out)
+
+
+def memory_table(cfg: dict, sizes: list[str] | None = None, gpu_mem_gb: float | None = None) -> str:
+    """Predicted peak GiB per GPU per size and job kind, and the verdict against gpu_mem_gb."""
+    kinds = ("train full", "train lora", "eval")
+    out = [f"{'size':>6} " + "".join(f"{k:>20}" for k in kinds) + "   memory per GPU (predicted peak, GiB)"]
+    for r in memory_plan.table({**cfg, "sizes": sizes or cfg["sizes"]}, gpu_mem_gb):
+        gib = {k: memory_plan.gib_of(r[k]) for k in kinds if r[k]}
+        cells = [(f"{gib[k]:.1f}" if k in gib else "-") + f" [{r[k + ' how']}]" for k in kinds]
+        over = [k for k in kinds if k in gib and gib[k] > gpu_mem_gb] if gpu_mem_gb else []
+        verdict = "" if gpu_mem_gb is None else (f"   fits on {gpu_mem_gb:g} GiB" if not over
+                                                 else f"   does not fit on {gpu_mem_gb:g} GiB: {', '.join(over)}")
+        out.append(f"{r['size']:>6} " + "".join(f"{c:>20}" for c in cells) + verdict)
+    return "\n".join(out)
