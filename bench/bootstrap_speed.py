@@ -16,7 +16,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from elicit import bootstrap_ci
+from elicit.report import bootstrap_ci
 
 BENCHMARKS = {"AIME": ["aime24", "aime25"], "GPQA": ["gpqa_diamond_cot_zeroshot"]}
 PROBLEMS = {"aime24": 30, "aime25": 30, "gpqa_diamond_cot_zeroshot": 198}

@@ -13,7 +13,7 @@ every answer has exactly its length, so both sides do the same useful work.
             sampling at T=0.6 with a logits processor that bans EOS before row i's length and
             forces it there; a batch decodes until its LONGEST answer ends.
   cb        the new default (hf-cb, seeds_per_job auto): the AIME tasks x all seeds in one job,
-            GPQA x one seed per job (elicit/eval_jobs.py with --slots), each job ONE continuous-
+            GPQA x one seed per job (elicit/plan/eval_jobs.py with --slots), each job ONE continuous-
             batching run with the project's per-request Gumbel sampler (lm_backend_cb.py),
             max_new_tokens = the answer's length; a finished answer frees its slot at once.
 Printed per side: generated tokens, wall time, tokens/s, useful fraction (generated tokens /
@@ -61,7 +61,7 @@ def build_model(args):
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from elicit import demo
+    from elicit.data import demo
 
     fields = json.loads(Path(args.arch).read_text()) if args.arch else demo.architecture(128, 2, 4)
     fields = {k: v for k, v in fields.items() if not k.startswith("_") and k != "torch_dtype"}
@@ -205,7 +205,7 @@ def run_cb(model, jobs, args, wrap=None):
     import torch
     from transformers import GenerationConfig
 
-    from elicit.lm_backend_cb import cb_config, row_key, sampler_processor_list
+    from elicit.eval.lm_backend_cb import cb_config, row_key, sampler_processor_list
 
     counter, generated, prompts, n = StepCounter(model), 0, 0, 0
     sync(args.device)

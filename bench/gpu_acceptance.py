@@ -5,7 +5,7 @@ config/gpu_smoke.yaml run (the .sh runs the DAG, then this).
 Checks, from what the project's own programs recorded (train.py's metrics.jsonl rows, eval_cell.py's
 result JSON), never from a separate benchmark of bare model steps:
   rules        the DAG finished (snakemake's exit code) and a second dry-run plans nothing
-  train mem    the allocator's peak of each training vs the memory plan's prediction (elicit/memory_plan.py,
+  train mem    the allocator's peak of each training vs the memory plan's prediction (elicit/plan/memory_plan.py,
                less its CUDA_OVERHEAD_GIB, which the allocator does not see): ratio within [0.7, 1.3]
   eval mem     the same for each evaluation cell
   train speed  train.py's step tokens/s (median over steps, the first left out) and its MFU: model FLOPs
@@ -57,7 +57,7 @@ def jsonl(path: Path) -> list[dict]:
 
 
 def memory_row(what: str, measured_gib: float | None, parts: dict, gpu: bool) -> None:
-    from elicit.memory_plan import CUDA_OVERHEAD_GIB, gib_of
+    from elicit.plan.memory_plan import CUDA_OVERHEAD_GIB, gib_of
 
     predicted = gib_of(parts) - CUDA_OVERHEAD_GIB
     if not gpu or measured_gib is None:
@@ -96,7 +96,7 @@ def check_rules(args) -> None:
 
 def check_training(config: dict, size: str, gpu: bool, args) -> None:
     from elicit import grid
-    from elicit.memory_plan import load_arch, train_parts
+    from elicit.plan.memory_plan import load_arch, train_parts
 
     a = load_arch(config, size)
     matmul = a.params() - a.vocab * a.hidden + (a.vocab * a.hidden if a.tied else 0)  # the LM head is a matmul
@@ -125,7 +125,7 @@ def check_training(config: dict, size: str, gpu: bool, args) -> None:
 
 def check_eval(config: dict, size: str, gpu: bool, args) -> None:
     from elicit import grid
-    from elicit.memory_plan import eval_layout, eval_plan
+    from elicit.plan.memory_plan import eval_layout, eval_plan
 
     layout = eval_layout(config, size, None)
     peaks = []
@@ -142,7 +142,7 @@ def check_eval(config: dict, size: str, gpu: bool, args) -> None:
 def answers_in_flight(config: dict, size: str) -> int:
     """hf-cb: every answer of the largest job (its cache is sized to the workload when that fits);
     hf-resumable / hf: eval.batch_size."""
-    from elicit.eval_jobs import groups
+    from elicit.plan.eval_jobs import groups
 
     e = config["eval"]
     if e["backend"] != "hf-cb":

@@ -12,7 +12,7 @@
 # not the recomputation of gradient checkpointing; peak = $PEAK_TFLOPS (H100/H200 SXM dense
 # bf16: 989).
 #
-# memory: the memory plan (workflow/scripts/elicit/memory_plan.py) against the GPU. A random-init
+# memory: the memory plan (workflow/scripts/elicit/plan/memory_plan.py) against the GPU. A random-init
 # Qwen2.5-7B (resources/models/Qwen--Qwen2.5-7B-Instruct.json), bf16, gradient checkpointing,
 # one forward + backward of ONE sequence of $SEQ_MEM tokens (26,969: s1K-1.1's longest) with
 # the loss in $LOSS_CHUNK-token chunks (train.loss_chunk), then with the materialised loss
@@ -103,7 +103,7 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from transformers import AutoModelForCausalLM, Qwen2Config
 
-from elicit import memory_plan as mp  # the project installed (make venv)
+from elicit.plan import memory_plan as mp  # the project installed (make venv)
 
 assert torch.cuda.is_available(), "needs a CUDA GPU"
 SEQ, CHUNK, GIB = int(os.environ["SEQ_MEM"]), int(os.environ["LOSS_CHUNK"]), 2**30

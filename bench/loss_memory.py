@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Peak memory of one training forward+backward: the materialised loss vs elicit.loss's chunked path.
+"""Peak memory of one training forward+backward: the materialised loss vs elicit.train.loss's chunked path.
 
 A Qwen2 of the real vocabulary (151,936) with a small body (hidden 64, 2 layers) on CPU, fp32,
 one sequence of T tokens, labels on all but a 64-token prompt. Each (path, T) runs in its own
@@ -8,7 +8,7 @@ the model and the interpreter cancel out. Side by side in one run:
 
   materialised  logits [T, vocab] upcast to fp32, cross_entropy(sum): what train.py did before
   chunked       LM head + cross-entropy over `--chunk` supervised tokens at a time, each chunk
-                under torch.utils.checkpoint (elicit/loss.py; what train.py runs on CPU)
+                under torch.utils.checkpoint (elicit/train/loss.py; what train.py runs on CPU)
 
 A run whose predicted peak (3 fp32 copies of the logits for the materialised path) exceeds the
 memory available now is not started; the table says so. At the end: the ratio per T, and how the
@@ -41,7 +41,7 @@ def child(impl: str, tokens: int, hidden: int, layers: int, chunk: int) -> None:
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
-    from elicit.loss import TokenLoss
+    from elicit.train.loss import TokenLoss
 
     torch.manual_seed(0)
     cfg = Qwen2Config(vocab_size=VOCAB, hidden_size=hidden, intermediate_size=2 * hidden,

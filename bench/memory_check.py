@@ -32,7 +32,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from elicit.memory_plan import Arch, activation_bytes, eval_parts, loss_chunked_bytes, loss_materialised_bytes
+from elicit.plan.memory_plan import Arch, activation_bytes, eval_parts, loss_chunked_bytes, loss_materialised_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@
 The larger grid keeps the paper's DAG shape and multiplies the evaluation seeds by 10
 (4 -> 40: 432 -> 4320 evaluation jobs). Goal on a 2-core box: <= 3 s and <= 15 s.
 "paper+mem" is the paper grid with a site file that sets gpu_mem_gb: 80, i.e. with the
-memory plan checked (workflow/scripts/elicit/memory_plan.py). Its first run finds no cached
+memory plan checked (workflow/scripts/elicit/plan/memory_plan.py). Its first run finds no cached
 DeepSpeed estimates in the fresh workdir (cold: one subprocess imports deepspeed); the
 later runs read the cache, as every dry-run after the first does.
 

@@ -7,7 +7,7 @@ drawn from s1K-1.1's token-length distribution under the Qwen tokenizer (mean 10
 sd 4531, max 26969; normal, clipped to [256, 26969]) divided by --scale to CPU size.
 
   padding-free: one sequence per micro-batch, gradients accumulated over the global batch,
-                loss = token sum / tokens of the global batch (elicit.loss.TokenLoss) - what
+                loss = token sum / tokens of the global batch (elicit.train.loss.TokenLoss) - what
                 train.py runs; no pad token is ever computed.
   padded:       the global batch as ONE [16, max_len] tensor, right-padded, attention mask,
                 labels -100 on pads (a plain HF Trainer step with per_device_batch 16).
@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from elicit.loss import TokenLoss  # the exact loss train.py computes
+from elicit.train.loss import TokenLoss  # the exact loss train.py computes
 
 S1K_MEAN, S1K_SD, S1K_MAX, S1K_MIN = 10038, 4531, 26969, 256
 

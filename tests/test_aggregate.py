@@ -224,7 +224,7 @@ def test_report_holds_every_table_and_figure(tmp_path):
     test_intervals_lora_vs_full_and_curves(tmp_path)
     cfg = demo_config()  # as the workflow passes it: checked, the schema's defaults filled in
     page = report.build(tmp_path, cfg)
-    from elicit.figure_names import NAMES  # the one registry: the aggregate rule declares these, report embeds them
+    from elicit.report.figure_names import NAMES  # the one registry: the aggregate rule declares these, report embeds them
 
     assert sorted(p.stem for p in (tmp_path / "figures").glob("*.png")) == sorted(NAMES)  # drawn = registered
     for name in NAMES:

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 import aggregate
-from elicit import figures, scaling
+from elicit.report import figures, scaling
 
 BENCH = {"AIME": ["aime"], "GPQA": ["gpqa"]}
 N = 20

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 # conftest.py does this too; repeated so the file also runs alone (pytest --noconftest)
-from elicit import bootstrap_ci as bc
+from elicit.report import bootstrap_ci as bc
 
 BENCH = {"AIME": ["aime24", "aime25"], "GPQA": ["gpqa"]}
 

@@ -149,7 +149,8 @@ def test_labels_default_to_the_papers():
 def test_a_models_labels_and_chat_template_come_from_its_entry():
     """models.<size>.labels name that size's base and skyline in the tables; models.<size>.chat_template
     reaches train.py only when set (the paper's commands unchanged) and must exist."""
-    from elicit import grid, steps, tables
+    from elicit import grid, steps
+    from elicit.report import tables
 
     qwen3 = check(yaml.safe_load((ROOT / "config" / "qwen3.yaml").read_text()))
     paper = check(copy.deepcopy(PAPER))

@@ -7,8 +7,8 @@ import sys
 import pytest
 import yaml
 
-from elicit import cost
-from elicit.cost import estimate
+from elicit.plan import cost
+from elicit.plan.cost import estimate
 from tests.conftest import ROOT
 
 PAPER = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -93,7 +93,7 @@ def test_every_measured_throughput_names_its_command_and_machine():
 
 def test_no_step_program_imports_another():
     """report.py took its plan tables from the step program estimate_cost (a sideways import);
-    both now use elicit/cost.py, and the layering says step programs import only the library."""
+    both now use elicit/plan/cost.py, and the layering says step programs import only the library."""
     import ast
 
     scripts = ROOT / "workflow" / "scripts"

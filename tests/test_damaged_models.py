@@ -13,7 +13,7 @@ import pytest
 
 import select_checkpoint
 from elicit import integrity
-from elicit.checkpoints import publish
+from elicit.train.checkpoints import publish
 from tests.conftest import ROOT, eval_settings
 
 

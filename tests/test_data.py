@@ -9,7 +9,7 @@ import pytest
 
 import prepare_data
 from elicit.config import ConfigError, check
-from elicit.data import COLUMNS, split_problems
+from elicit.data.s1k import COLUMNS, split_problems
 from elicit.provenance import sha256_file as sha256
 from tests.conftest import ROOT
 

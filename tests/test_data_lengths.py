@@ -4,7 +4,7 @@ import json
 import pytest
 
 import prepare_data
-from elicit.chat import encode_rows, summarize, tokenize_example
+from elicit.data.chat import encode_rows, summarize, tokenize_example
 from tests.test_data import files, rows, run, write_jsonl
 from tests.test_format import build_tokenizer
 

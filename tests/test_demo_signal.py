@@ -53,7 +53,7 @@ def test_keywords_are_tiered_along_the_split():
     """Larger subsets teach more keywords; validation asks about what every subset teaches;
     every evaluation question is new and about a keyword some training row teaches."""
     import make_demo
-    from elicit.data import split_ids
+    from elicit.data.s1k import split_ids
 
     data = DEMO["data"]
     rows = make_demo.demo_rows(data["expected_rows"], data["n_val"], data["subsets"], data["split_seed"])
@@ -136,7 +136,7 @@ def _evaluate(model: Path, out: Path) -> dict:
 
 def prompt_only_labels(real):
     """tokenize_example with the mask inverted: labels on the prompt, IGNORE on the answer."""
-    from elicit.chat import IGNORE_INDEX
+    from elicit.data.chat import IGNORE_INDEX
 
     def tokenize_example(tokenizer, row, style="r1"):
         ids, labels = real(tokenizer, row, style)
@@ -154,7 +154,7 @@ def without_chat_template(real):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    from elicit import chat as chat_format
+    from elicit.data import chat as chat_format
     import lm_eval
 
     d = tmp_path_factory.mktemp("demo_signal")
@@ -175,7 +175,7 @@ def runs(tmp_path_factory):
 
 @pytest.mark.slow  # trains three models and evaluates them (minutes on 2 cores): not in make test-fast
 def test_the_patches_break_what_they_claim(runs):
-    from elicit import chat as chat_format
+    from elicit.data import chat as chat_format
     from transformers import AutoTokenizer
 
     d, scores = runs

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from elicit.checkpoints import Diverged, Keeper, select
+from elicit.train.checkpoints import Diverged, Keeper, select
 from tests.test_train import _cmd, _env, demo  # noqa: F401  (module fixture: tiny model and data)
 
 NAN, INF = float("nan"), float("inf")

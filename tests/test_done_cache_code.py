@@ -52,7 +52,7 @@ def test_old_hand_lists_are_covered():
     import eval_cell
     import train
 
-    assert {"train.py", "loss.py", "chat.py", "data.py", "engine.py", "checkpoints.py", "flags.py"} <= \
+    assert {"train.py", "loss.py", "chat.py", "s1k.py", "engine.py", "checkpoints.py", "flags.py"} <= \
         {p.name for p in train.TRAIN_CODE}
     assert {"eval_cell.py", "lm_backend.py", "lm_backend_cb.py", "lm_tasks.py", "scoring.py", "stops.py"} <= \
         {p.name for p in eval_cell.EVAL_CODE}
@@ -64,12 +64,12 @@ def test_indirect_import_changes_the_key_and_a_foreign_module_does_not(scripts, 
     indirect = [Path(f) for f in found["indirect"]]
     assert step == "train.py" or indirect, "eval_cell.py reaches some modules only through others"
     assert all(f.is_relative_to(scripts) for f in indirect)  # the copy's, never the checkout's
-    foreign = scripts / "elicit" / "figures.py"
+    foreign = scripts / "elicit" / "report" / "figures.py"
     assert str(foreign) not in found["files"]
     before = found["key"]
     touch(foreign)
     assert key(scripts, step) == before
-    for module in indirect or [scripts / "elicit" / "loss.py"]:
+    for module in indirect or [scripts / "elicit" / "train" / "loss.py"]:
         touch(module)
         after = key(scripts, step)
         assert after != before, module

@@ -63,7 +63,7 @@ def test_cb_sampling_and_resume_stats(chaos, tmp_path):
 
 
 def test_cb_generation_config_settings():
-    from elicit.lm_backend_cb import generation_config_for
+    from elicit.eval.lm_backend_cb import generation_config_for
 
     cfg = generation_config_for(None, {"do_sample": True, "temperature": 0.6, "top_p": 0.95, "top_k": 0,
                                        "min_p": None, "repetition_penalty": 1.0, "max_gen_toks": 7}, [1, 2], 0)

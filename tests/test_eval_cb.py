@@ -38,7 +38,7 @@ def _answers(out):
 def test_gumbel_max_samples_the_softmax():
     import torch
 
-    from elicit.lm_backend_cb import gumbel_noise, row_key
+    from elicit.eval.lm_backend_cb import gumbel_noise, row_key
 
     logits = torch.tensor([2.0, 1.0, 0.0, -1.0, 0.5])
     keys = torch.tensor([row_key(s, 7) for s in range(20000)], dtype=torch.int32)

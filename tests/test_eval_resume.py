@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import ROOT, eval_settings
 import eval_cell
-from elicit import lm_backend
+from elicit.eval import lm_backend
 
 TASKS = ROOT / "workflow" / "tasks" / "demo"
 

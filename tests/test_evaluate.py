@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from elicit import scoring
+from elicit.eval import scoring
 from tests.conftest import ROOT, eval_settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

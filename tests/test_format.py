@@ -9,8 +9,8 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from elicit import chat
-from elicit.chat import (IGNORE_INDEX, THINK_MARKER, assistant_text, chat_text, encode_rows,
+from elicit.data import chat
+from elicit.data.chat import (IGNORE_INDEX, THINK_MARKER, assistant_text, chat_text, encode_rows,
                          split_text, summarize, tokenize_example)
 from tests.conftest import ROOT
 
@@ -22,7 +22,7 @@ SYSTEM = "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a 
 
 def build_tokenizer(corpus: list[str]):
     """The demo's tokenizer builder (Qwen2's pre-tokenizer, special tokens, chat template), small vocabulary."""
-    from elicit.demo import train_tokenizer
+    from elicit.data.demo import train_tokenizer
 
     return train_tokenizer(corpus + ["<think>", "</think>", "Answer:", "think", "answer"], vocab_size=400)
 

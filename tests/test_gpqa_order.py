@@ -31,7 +31,7 @@ print(json.dumps([s["target"] for s in sorted(res["samples"]["gpqa_local"], key=
 OURS = """
 import json, random, sys
 random.seed(int(sys.argv[2]))  # whatever the process drew before must not matter
-from elicit.lm_tasks import build_task
+from elicit.eval.lm_tasks import build_task
 task, _, _ = build_task("gpqa_local", [sys.argv[1]])
 docs = list(task.eval_docs)
 assert [d["answer"] for d in docs] == [d["answer"] for d in task.eval_docs]  # frozen on the task

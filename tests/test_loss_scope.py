@@ -1,4 +1,4 @@
-"""elicit/loss.py's head patch is scoped and self-checking: the LM head returns the summed loss only
+"""elicit/train/loss.py's head patch is scoped and self-checking: the LM head returns the summed loss only
 inside one training/validation forward (outside it the model returns real logits), and set-up refuses,
 naming the model class and the reason, a model that changes the logits after its head."""
 import pytest
@@ -23,7 +23,7 @@ def _ids(n=40):
 
 
 def test_patch_is_gone_after_the_forward_and_the_loss_is_the_plain_one():
-    from elicit.loss import TokenLoss, head_loss
+    from elicit.train.loss import TokenLoss, head_loss
 
     model = _qwen2()
     head = model.get_output_embeddings()
@@ -40,7 +40,7 @@ def test_patch_is_gone_after_the_forward_and_the_loss_is_the_plain_one():
 
 
 def test_the_patch_is_torn_down_when_the_forward_fails():
-    from elicit.loss import head_loss
+    from elicit.train.loss import head_loss
 
     model = _qwen2()
     head = model.get_output_embeddings()
@@ -52,7 +52,7 @@ def test_the_patch_is_torn_down_when_the_forward_fails():
 def test_gemma2_soft_capping_is_refused_naming_class_and_reason():
     from transformers import Gemma2Config, Gemma2ForCausalLM
 
-    from elicit.loss import TokenLoss
+    from elicit.train.loss import TokenLoss
 
     cfg = Gemma2Config(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                        num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=256,
@@ -68,7 +68,7 @@ def test_logits_scaled_after_the_head_are_refused():
     """Cohere-style: the model multiplies the head's logits by a scale."""
     from transformers import Qwen2ForCausalLM
 
-    from elicit.loss import TokenLoss
+    from elicit.train.loss import TokenLoss
 
     class ScaledQwen2(Qwen2ForCausalLM):
         def forward(self, *args, **kwargs):

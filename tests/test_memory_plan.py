@@ -8,9 +8,9 @@ import subprocess
 import pytest
 import yaml
 
-from elicit import memory_plan as mp
+from elicit.plan import memory_plan as mp
 from elicit.config import check
-from elicit import zero_estimates
+from elicit.plan import zero_estimates
 from tests.conftest import ROOT
 
 PAPER = check(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))  # the schema fills the defaults
@@ -68,9 +68,9 @@ def test_parameter_counts_on_the_meta_device(path):
 
 @pytest.mark.parametrize("path", MODEL_FILES, ids=lambda p: p.stem)
 def test_kv_bytes_per_token_from_the_configs_heads_and_head_dim(path):
-    """The plan and the hf-cb backend (one function, elicit/arch.py) read head_dim from the config:
+    """The plan and the hf-cb backend (one function, elicit/plan/arch.py) read head_dim from the config:
     Qwen3-32B has 64 heads of 128 in a hidden size of 5120 (not 80)."""
-    from elicit.lm_backend_cb import kv_bytes_per_token
+    from elicit.eval.lm_backend_cb import kv_bytes_per_token
 
     c = json.loads(path.read_text())
     head_dim = c.get("head_dim") or c["hidden_size"] // c["num_attention_heads"]

@@ -32,7 +32,7 @@ def test_real_size_names_pass():
 
 
 def test_unknown_task_is_named_with_the_known_ones():
-    from elicit.lm_tasks import unknown_tasks
+    from elicit.eval.lm_tasks import unknown_tasks
 
     inc = str(ROOT / "workflow" / "tasks" / "demo")
     assert unknown_tasks(["demo_aime", "demo_gpqa"], inc) is None

@@ -13,7 +13,7 @@ def planned(tmp_path, *extra):
     assert out.returncode == 0, out.stdout + out.stderr
     stats = out.stdout.split("Job stats:")[-1]
     jobs = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
-    # evaluation jobs of several cells are rules evaluate_<tasks>_seeds_<seeds> (elicit/eval_jobs.py)
+    # evaluation jobs of several cells are rules evaluate_<tasks>_seeds_<seeds> (elicit/plan/eval_jobs.py)
     jobs["evaluate"] = sum(v for k, v in jobs.items() if k.startswith("evaluate"))
     return jobs
 
@@ -98,7 +98,7 @@ def test_variants_run_only_the_jobs_they_change(tmp_path):
     lora = [t for t in trains if "lora@lora-alpha1" in t]
     assert len(lora) == 1 and "--lora-alpha 1 " in lora[0]
     assert not any("full-928@" in t for t in trains)  # an evaluation-only variant retrains nothing
-    # one cell's job or a grouped job (rule evaluate_<tasks>_seeds_<seeds>, elicit/eval_jobs.py)
+    # one cell's job or a grouped job (rule evaluate_<tasks>_seeds_<seeds>, elicit/plan/eval_jobs.py)
     ev = {m[1]: m[0] for m in re.finditer(r"rule evaluate\w*:.*?config=([^,\n]+).*?\n\n", out.stdout, re.S)}
     assert "--model results/models/7B/full-928/model " in ev["full-928@topp-0.95"]
     assert "--top-p 0.95 " in ev["full-928@topp-0.95"]

@@ -1,10 +1,10 @@
-"""The second scorer (elicit/robust.py) on hard outputs, each with the answer it must extract,
-beside what upstream's metric (lm-eval's filters) and our first scorer (elicit/scoring.py) get."""
+"""The second scorer (elicit/eval/robust.py) on hard outputs, each with the answer it must extract,
+beside what upstream's metric (lm-eval's filters) and our first scorer (elicit/eval/scoring.py) get."""
 from __future__ import annotations
 
 import pytest
 
-from elicit import robust
+from elicit.eval import robust
 
 # (response, target, expected extraction, expected 0/1)
 AIME = [

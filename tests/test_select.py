@@ -9,7 +9,7 @@ import pytest
 import yaml
 from hypothesis import given, settings, strategies as st
 
-from elicit.checkpoints import Keeper, select
+from elicit.train.checkpoints import Keeper, select
 from tests.conftest import ROOT
 
 TOL = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["train"]["tolerance"]  # the paper's 0.1

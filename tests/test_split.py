@@ -8,7 +8,7 @@ import sys
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from elicit.data import DataError, split_ids, split_problems
+from elicit.data.s1k import DataError, split_ids, split_problems
 from tests.conftest import ROOT
 
 
@@ -33,7 +33,7 @@ def test_nested_disjoint_exact(n_rows, data):
 
 
 def test_same_ids_in_another_process(tmp_path):
-    code = ("import json,sys; from elicit.data import split_ids;"
+    code = ("import json,sys; from elicit.data.s1k import split_ids;"
             "print(json.dumps(split_ids(1000, 72, [928, 464, 232, 116, 58, 29], 0)))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == split_ids(1000, 72, [928, 464, 232, 116, 58, 29], 0)
@@ -93,7 +93,7 @@ CASES = [(1000, 72, [928, 464, 232, 116, 58, 29], 0), (1000, 72, [928, 464, 232,
 
 @pytest.mark.parametrize("hashseed", ["0", "12345"])
 def test_same_ids_in_other_processes(hashseed):
-    code = ("import json,sys; from elicit.data import split_ids;"
+    code = ("import json,sys; from elicit.data.s1k import split_ids;"
             f"print(json.dumps([split_ids(*c) for c in {CASES!r}]))")
     env = dict(os.environ, PYTHONHASHSEED=hashseed)
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,

@@ -1,11 +1,11 @@
-"""Why each answer stopped and after how many tokens (elicit/stops.py), in the samples files."""
+"""Why each answer stopped and after how many tokens (elicit/eval/stops.py), in the samples files."""
 from __future__ import annotations
 
 import json
 
 import pytest
 
-from elicit.stops import stop_info
+from elicit.eval.stops import stop_info
 from tests.conftest import eval_settings
 
 # a toy vocabulary: id -> text; 0 = eos (also the padding), 9 = a special token decoded to ""

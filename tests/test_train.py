@@ -120,7 +120,7 @@ def reference(demo, tmp_path_factory):
 
 @pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_reference_run_logs_and_prunes(reference):
-    from elicit.checkpoints import select
+    from elicit.train.checkpoints import select
 
     rows, out = reference["metrics"], reference["out"]
     assert [r["step"] for r in rows] == list(range(0, 17, 2))
@@ -145,7 +145,7 @@ def test_reference_run_logs_and_prunes(reference):
 def test_kill_and_resume_is_exact(demo, reference, tmp_path):
     """SIGTERM at two random steps; each kill exits 143 with a resume state; the final
     metrics and selected checkpoint equal the uninterrupted run's."""
-    from elicit.checkpoints import select
+    from elicit.train.checkpoints import select
 
     seed = int(os.environ.get("TEST_TRAIN_SEED", time.time_ns() % 10**9))
     print(f"TEST_TRAIN_SEED={seed}")  # shown on failure: rerun with it to reproduce

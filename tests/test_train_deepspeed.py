@@ -27,7 +27,7 @@ TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--np
 @pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_zero3_two_processes_kill_resume_and_gathered_checkpoint(demo, tmp_path):  # noqa: F811
     from safetensors.torch import load_file
-    from elicit.checkpoints import select
+    from elicit.train.checkpoints import select
 
     ref = tmp_path / "ref"
     proc = subprocess.run(_cmd(demo, ref, ["--progress", "false"]), env=_env(),

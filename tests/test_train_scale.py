@@ -5,7 +5,7 @@
   LoRA under ZeRO-3; each trains to the end and its validation losses equal the 1-process run's.
   (Before the fix rank 1 ran 3 forward passes and rank 0 four: under ZeRO-3 rank 1 waited forever
   at the step-0 validation.)
-* The memory-safe loss (elicit/loss.py: LM head + cross-entropy in chunks) equals the materialised
+* The memory-safe loss (elicit/train/loss.py: LM head + cross-entropy in chunks) equals the materialised
   loss to 1e-5, in value and gradient, for the plain and the peft model, at the real vocabulary.
 """
 from __future__ import annotations
@@ -110,7 +110,7 @@ def test_validation_counts_each_example_once_on_any_world_size(monkeypatch):
     ranks' (loss, tokens) totals add up to the 1-rank loss (token-weighted, each example once)."""
     import torch
     import torch.distributed as dist
-    from elicit.loss import validation_loss
+    from elicit.train.loss import validation_loss
 
     lengths = (3, 9, 4, 7, 5, 8, 2)
     val = [([1] * n, [-100] + [1] * (n - 1)) for n in lengths]
@@ -138,7 +138,7 @@ def test_padding_passes_use_the_shortest_example(monkeypatch):
     """The filler forward of a rank with fewer examples is the shortest example, weight 0."""
     import torch
     import torch.distributed as dist
-    from elicit.loss import validation_loss
+    from elicit.train.loss import validation_loss
 
     val = [([1] * n, [-100] + [1] * (n - 1)) for n in (6, 9, 4)]
     seen = []
@@ -166,7 +166,7 @@ def _models(vocab=None):
 
 def _loss_and_grads(model, impl, ids, labels, chunk=512):
     import torch
-    from elicit.loss import TokenLoss
+    from elicit.train.loss import TokenLoss
 
     model.zero_grad(set_to_none=True)
     loss = TokenLoss(model, impl, chunk)(model, ids, labels, torch.device("cpu"))
@@ -211,7 +211,7 @@ def test_chunked_loss_with_peft_and_in_eval_mode():
     assert got == pytest.approx(want, rel=1e-5) and gw and gw.keys() == gg.keys()
     for k in gw:
         assert torch.allclose(gw[k], gg[k], rtol=1e-4, atol=1e-7), k
-    from elicit.loss import TokenLoss
+    from elicit.train.loss import TokenLoss
 
     with torch.no_grad():
         model.eval()
@@ -224,7 +224,7 @@ def test_chunked_loss_with_peft_and_in_eval_mode():
 
 
 def test_auto_picks_chunked_without_cuda_and_liger_needs_both():
-    from elicit.loss import choose
+    from elicit.train.loss import choose
 
     model = _models()
     assert choose("auto", model, zero3=False) == ("chunked", "no CUDA or liger-kernel not installed")

@@ -49,9 +49,9 @@ INCLUDE_PATH = str(Path(workflow.basedir) / config["eval"]["include_path"]) if c
 # the checkout: elicit.repo_path), never an absolute path (a moved checkout reruns nothing).
 INCLUDE_ARG = steps.eval_shell(steps.include_args(config))
 # An unknown task is refused here, naming it, before fetch_tasks could delete results/hub/tasks.json;
-# lm-eval is asked only when tasks.json does not list every task yet (elicit/lm_tasks.py).
+# lm-eval is asked only when tasks.json does not list every task yet (elicit/eval/lm_tasks.py).
 if workflow.is_main_process and not set(TASKS) <= set(grid.fetched_tasks(Path("results"))):
-    from elicit.lm_tasks import unknown_tasks
+    from elicit.eval.lm_tasks import unknown_tasks
 
     _unknown = unknown_tasks(TASKS, INCLUDE_PATH or None)
     if _unknown:
@@ -88,9 +88,9 @@ onstart:
 
 
 # Memory plan: every train/eval job's predicted per-GPU peak against the site's GPU memory
-# (elicit/memory_plan.py; DeepSpeed's estimators cached under .snakemake/).
+# (elicit/plan/memory_plan.py; DeepSpeed's estimators cached under .snakemake/).
 if SITE.get("gpu_mem_gb"):
-    from elicit import memory_plan
+    from elicit.plan import memory_plan
 
     try:
         _memory_problems = memory_plan.check(config, SITE["gpu_mem_gb"])
@@ -173,7 +173,7 @@ def model_definition(size, role):
 
 def memory_plan_params(size):
     """A size's parameter count (the scaling fit's x), from the architecture the memory plan reads."""
-    from elicit import memory_plan
+    from elicit.plan import memory_plan
 
     try:
         return memory_plan.load_arch(config, size).params()
@@ -254,7 +254,7 @@ def job_threads(stage):
 def eval_layout(wc):
     """single | dp | tp | split for this size's evaluation jobs (memory_plan.eval_layout: dp when a
     replica fits one GPU, else tp, else split; models.<size>.eval.layout overrides)."""
-    from elicit import memory_plan
+    from elicit.plan import memory_plan
 
     return memory_plan.eval_layout(config, wc.size, SITE.get("gpu_mem_gb"))
 
@@ -309,8 +309,8 @@ def select_setting(key):
     return lambda wc: steps.select_args(variants.apply(config, variants.split(wc.trained)[1]))[key]
 
 
-# Evaluation jobs: one cell each (rule evaluate) or several cells together (elicit/eval_jobs.py).
-from elicit import eval_jobs  # noqa: E402
+# Evaluation jobs: one cell each (rule evaluate) or several cells together (elicit/plan/eval_jobs.py).
+from elicit.plan import eval_jobs  # noqa: E402
 
 EVAL_SINGLE_SIZES, EVAL_GROUP_RULES = eval_jobs.plan(config, SITE.get("gpu_mem_gb"))
 
@@ -324,7 +324,7 @@ def group_cli(job):
 
 
 # ---------------------------------------------------------------- aggregate rules
-from elicit.figure_names import NAMES as FIGURES, category as figure_category, label as figure_label  # noqa: E402
+from elicit.report.figure_names import NAMES as FIGURES, category as figure_category, label as figure_label  # noqa: E402
 
 REPORT = "../report"
 PAPER_TABLE = "resources/paper/table1.csv"  # relative to the checkout (aggregate.py: elicit.repo_path)

@@ -1,6 +1,6 @@
 # Evaluation: lm-eval per (size, configuration, task, seed) cell, one result file per cell,
 # sampling settings passed explicitly (never inherited from a checkpoint).
-# A job evaluates one cell (rule `evaluate`) or, with eval.seeds_per_job (elicit/eval_jobs.py),
+# A job evaluates one cell (rule `evaluate`) or, with eval.seeds_per_job (elicit/plan/eval_jobs.py),
 # several cells together to fill the GPU: one rule per group of tasks x seeds, declaring every
 # cell's file as an output (no checkpoints: a dry-run lists every missing cell).
 # A killed job resumes: eval_cell.py keeps finished answers in

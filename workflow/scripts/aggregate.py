@@ -6,7 +6,7 @@ a comparison with the paper, and figures.
                       n_samples and the effective generation settings
   samples.parquet     one row per problem and seed (0/1 score): what the intervals resample; also
                       n_new_tokens, stop_reason, the second scorer's score_robust/answer_robust,
-                      upstream's filtered answer (elicit/answers.py)
+                      upstream's filtered answer (elicit/eval/answers.py)
   summary.csv         mean ± standard error per (size, configuration, train_examples, benchmark):
                       per task the mean and s.e. across seeds, then, for a benchmark pooling tasks
                       (AIME = aime24 + aime25), the n-weighted mean of the task means and
@@ -29,10 +29,10 @@ a comparison with the paper, and figures.
                       defaults' (table1.md, Table 1c)
   stop_reasons.csv/md why the answers stopped (eos, a stop string, max_gen_toks) and their new
                       tokens, per (size, configuration, benchmark)
-  table1_robust.csv/md  Table 1 under the second scorer (elicit/robust.py), same answers, same rules
+  table1_robust.csv/md  Table 1 under the second scorer (elicit/eval/robust.py), same answers, same rules
   scorer_agreement.csv  per cell (size, configuration, task): answers where the two scorers disagree
   scaling_fit.csv     Recovered % = a + b log2(examples) per size: slope b with its bootstrap interval,
-                      examples for 50 % recovery, b against ln(parameters) (elicit/scaling.py)
+                      examples for 50 % recovery, b against ln(parameters) (elicit/report/scaling.py)
   figures/            recovered, val_loss_gain, bars, absolute, paper_comparison, training_curves,
                       scaling_fit (.png and .pdf); see figures.py
 
@@ -57,7 +57,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from elicit import answers, bootstrap_ci, grid, repo_path, scaling, stats, tables
+from elicit.eval import answers
+from elicit.report import bootstrap_ci, scaling, stats, tables
+from elicit import grid, repo_path
 from elicit.atomic import atomic_path, read_json, read_jsonl, write_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -235,7 +237,7 @@ def run(results: Path, sizes: list[str], benchmarks: dict[str, list[str]], confi
     paper_sizes = list(dict.fromkeys(paper_df["size"])) if paper_df is not None else []
     write_text(out / "paper_comparison.md", tables.comparison_markdown(cmp, paper_sizes))
     if figures:
-        from elicit import figures as fg
+        from elicit.report import figures as fg
 
         fg.all_figures(out / "figures", sizes, list(benchmarks), rec=rec, gain=gain, summary=summary, cmp=cmp,
                        paper_sizes=paper_sizes, curves=curve, selections=selections(results, sizes, configs),

@@ -12,7 +12,7 @@ number used is printed with whether it was measured (and by which command) or is
 
 Beside it: the evaluation's sequences in flight per size (memory_plan.sequences_in_flight: what
 the KV-cache budget of one job holds, which hf-cb keeps busy) and how the cells are grouped into
-jobs (elicit/eval_jobs.py), and the memory plan (workflow/scripts/elicit/memory_plan.py):
+jobs (elicit/plan/eval_jobs.py), and the memory plan (workflow/scripts/elicit/plan/memory_plan.py):
 predicted peak GiB per GPU of train full, train lora and eval per size, with how each runs
 (DeepSpeed stage x GPUs; eval layout x GPUs), and whether it fits when --gpu-mem-gb or --site
 (a site.yaml with gpu_mem_gb) is given; without either, the GPU model's memory from the table.
@@ -32,7 +32,7 @@ import yaml
 
 from elicit import REPO
 from elicit.config import check, load_site
-from elicit.cost import THROUGHPUT, estimate, flight_table, memory_table, source, throughputs  # noqa: F401
+from elicit.plan.cost import THROUGHPUT, estimate, flight_table, memory_table, source, throughputs  # noqa: F401
 
 
 def main(argv=None) -> None:

@@ -59,7 +59,7 @@ Pitfalls this program defuses (see tests/test_evaluate.py):
     "resume" says how many answers were reused / generated. hf-cb seeds every answer on its
     own (lm_backend_cb.py): answers do not depend on the concurrency or the job's other cells.
   * Several cells in one job (--task/--seed lists, one --out per task x seed, task-major;
-    elicit/eval_pool.py): one model load, with hf-cb one continuous-batching run for all.
+    elicit/eval/eval_pool.py): one model load, with hf-cb one continuous-batching run for all.
   * Several GPUs (--layout, launched with torchrun): dp = a replica per GPU, the fixed
     batches shared out (the answers equal one process's); tp = transformers tensor parallel
     (tp_plan="auto") for a model that does not fit one GPU; split = accelerate's layer split
@@ -79,10 +79,10 @@ from pathlib import Path
 
 from elicit import PACKAGE, done_cache
 from elicit.atomic import write_json, write_jsonl
-from elicit.checkpoints import published_model_problems
-from elicit.eval_record import PRIMARY_METRICS, describe, generation_kwargs, per_sample, pick_primary, scrub
+from elicit.train.checkpoints import published_model_problems
+from elicit.eval.eval_record import PRIMARY_METRICS, describe, generation_kwargs, per_sample, pick_primary, scrub
 from elicit.grid import samples_path
-from elicit.lm_tasks import FEWSHOT_SEED, NUMPY_SEED, PYTHON_SEED, build_task
+from elicit.eval.lm_tasks import FEWSHOT_SEED, NUMPY_SEED, PYTHON_SEED, build_task
 from elicit.provenance import sha256_file, versions
 
 BACKENDS = ("hf-resumable", "hf-cb", "hf")
@@ -171,7 +171,7 @@ def partial_path(out) -> Path:
 
 def make_lm(args, device):
     """The lm-eval LM object; our backends also get the sidecar path and the seed."""
-    from elicit import lm_backend  # noqa: F401  (registers hf-resumable)
+    from elicit.eval import lm_backend  # noqa: F401  (registers hf-resumable)
     from lm_eval.api.registry import get_model
 
     import torch
@@ -179,7 +179,7 @@ def make_lm(args, device):
     margs = model_args(args, torch.cuda.device_count() if torch.cuda.is_available() else 0)
     if args.backend != "hf":
         if args.backend == "hf-cb":
-            from elicit import lm_backend_cb  # noqa: F401  (registers hf-cb)
+            from elicit.eval import lm_backend_cb  # noqa: F401  (registers hf-cb)
         margs.update(partial_path=str(partial_path(args.out)), resume_seed=int(args.seed),
                      model_fingerprint=model_identity(args)["fingerprint"], layout=args.layout)
     elif args.layout in ("dp", "tp") and int(os.environ.get("WORLD_SIZE", "1")) > 1:
@@ -303,7 +303,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.max_gen_toks <= 0:
         raise SystemExit("--max-gen-toks must be positive")
-    from elicit import eval_pool, repo_path
+    from elicit.eval import eval_pool
+    from elicit import repo_path
 
     args.include_path = [repo_path(p) for p in args.include_path] if args.include_path else None
 

@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 
 from elicit.atomic import write_json
-from elicit.lm_tasks import build_task
+from elicit.eval.lm_tasks import build_task
 from elicit.provenance import is_commit, versions
 
 

@@ -35,8 +35,9 @@ import random
 from pathlib import Path
 
 from elicit.atomic import atomic_dir, write_jsonl
-from elicit import demo, repo_path
-from elicit.chat import IGNORE_INDEX
+from elicit.data import demo
+from elicit import repo_path
+from elicit.data.chat import IGNORE_INDEX
 
 # ----------------------------------------------------------------------------- the demo task
 # Keyword lookup (see the comments at the top of config/demo.yaml). Every question, in the
@@ -119,7 +120,7 @@ def tiers_of_rows(n: int, n_val: int, subsets: list[int], split_seed: int) -> li
     subset, len(subsets) for rows in no subset, None for validation rows. Follows the
     permutation prepare_data.py split will draw (same function, same arguments). A table
     too small for that split (unit tests) gets no tiers: every row cycles every keyword."""
-    from elicit.data import DataError, split_ids
+    from elicit.data.s1k import DataError, split_ids
 
     try:
         manifest = split_ids(n, n_val, subsets, split_seed)

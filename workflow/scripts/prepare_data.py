@@ -45,8 +45,8 @@ import argparse
 from pathlib import Path
 
 from elicit.atomic import atomic_path, json_text, read_json, write_json
-from elicit.chat import use_template
-from elicit.data import COLUMNS, DataError, load_source, split_ids, validate
+from elicit.data.chat import use_template
+from elicit.data.s1k import COLUMNS, DataError, load_source, split_ids, validate
 from elicit.provenance import sha256_file as sha256
 
 def meta_path(table) -> Path:
@@ -106,7 +106,7 @@ def cmd_split(args) -> None:
 # ----------------------------------------------------------------------------- lengths
 def lengths_report(tokenizer, df, manifest: dict, style: str, max_seq_len: int, on_too_long: str) -> dict:
     """Token counts and length-policy outcome per subset, validation and all rows."""
-    from elicit.chat import length_report, prompt_length, tokenize_example
+    from elicit.data.chat import length_report, prompt_length, tokenize_example
 
     counts = {}
     for i in manifest["all"]:

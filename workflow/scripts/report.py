@@ -21,7 +21,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from elicit import figure_names, grid
+from elicit.report import figure_names
+from elicit import grid
 from elicit.atomic import read_json, write_text
 
 CAPTIONS = Path(__file__).resolve().parents[1] / "report"
@@ -84,9 +85,9 @@ def figure(fig_dir: Path, name: str, title: str) -> str:
 
 
 def plan(cfg: dict) -> str:
-    """The GPU-hours and memory tables (elicit/cost.py, as estimate_cost.py prints them) for this
+    """The GPU-hours and memory tables (elicit/plan/cost.py, as estimate_cost.py prints them) for this
     config and its site settings."""
-    from elicit import cost
+    from elicit.plan import cost
     from elicit.config import load_site
 
     try:

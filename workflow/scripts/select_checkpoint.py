@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Pick the last checkpoint within `tolerance` nats of the best validation loss (the rule is
-elicit/checkpoints.py's `select`, the one train.py applies online to keep only that checkpoint).
+elicit/train/checkpoints.py's `select`, the one train.py applies online to keep only that checkpoint).
 
 Reads a training run's metrics.jsonl, chooses the step, and materialises that
 checkpoint as <out>/model by copying its files, verified first against the manifest train.py
@@ -19,7 +19,7 @@ from pathlib import Path
 
 from elicit import grid
 from elicit.atomic import atomic_dir, read_json, read_jsonl, write_json
-from elicit.checkpoints import Diverged, copy_tree, file_manifest, manifest_problems, select
+from elicit.train.checkpoints import Diverged, copy_tree, file_manifest, manifest_problems, select
 
 
 def main(argv=None) -> None:

@@ -37,7 +37,8 @@ from pathlib import Path
 
 import yaml
 
-from elicit import eval_jobs, grid, integrity, variants
+from elicit.plan import eval_jobs
+from elicit import grid, integrity, variants
 from elicit.config import check, load_site
 
 ORDER = ("corrupt", "failed", "running", "incomplete", "outdated", "missing", "done")

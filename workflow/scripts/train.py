@@ -5,8 +5,8 @@ One readable loop (nanoGPT style): AdamW, linear warmup + cosine decay, a global
 of `global_batch` sequences = micro_batch x grad_accum x world_size, one sequence per
 micro-batch (no pad tokens are ever computed). Validation loss at step 0 and every
 `eval_every` steps goes to metrics.jsonl; only the checkpoint the selection rule can still
-pick is kept (elicit/checkpoints.py). The backend, plain torch/DDP or DeepSpeed ZeRO
-(`--deepspeed zero2|zero3|zero3_offload` or a JSON path), hides behind elicit/engine.py.
+pick is kept (elicit/train/checkpoints.py). The backend, plain torch/DDP or DeepSpeed ZeRO
+(`--deepspeed zero2|zero3|zero3_offload` or a JSON path), hides behind elicit/train/engine.py.
 
 train():  setup -> restore a finished run -> data -> engine -> restore the resume state
           -> loop of (train_step, evaluate_and_keep) -> finish
@@ -41,18 +41,18 @@ from pathlib import Path
 import torch
 
 from elicit import done_cache, grid, repo_path
-from elicit import engine as engines
+from elicit.train import engine as engines
 from elicit.atomic import write_json, write_jsonl
-from elicit.chat import supervised_tokens, use_template
-from elicit.checkpoints import (Keeper, checkpoint_count, divergence, keep_only, load_resume, publish, restore,
+from elicit.data.chat import supervised_tokens, use_template
+from elicit.train.checkpoints import (Keeper, checkpoint_count, divergence, keep_only, load_resume, publish, restore,
                                 restore_finished, save_resume, store_finished)
-from elicit.data import training_examples
+from elicit.data.s1k import training_examples
 from elicit.flags import dataclass_parser, help_
-from elicit.loss import TokenLoss, validation_loss
+from elicit.train.loss import TokenLoss, validation_loss
 from elicit.provenance import model_fingerprint, sha256_file, sha256_json, versions
-from elicit.schedule import batch_indices, grad_accum, lr_at, warmup
+from elicit.train.schedule import batch_indices, grad_accum, lr_at, warmup
 from elicit.slurm import StopWatch
-from elicit.tracking import open_tracker
+from elicit.train.tracking import open_tracker
 
 # The code a finished run depends on (its done-cache key): an edit retrains, a rerun does not.
 TRAIN_CODE = done_cache.code_files(Path(__file__))
@@ -84,10 +84,10 @@ class TrainConfig:
     on_too_long: str = field(metadata=help_("truncate | drop (data.on_too_long)"))
     seed: int
     gradient_checkpointing: bool
-    loss_chunk: int = field(metadata=help_("supervised tokens per LM-head chunk (elicit/loss.py)"))
+    loss_chunk: int = field(metadata=help_("supervised tokens per LM-head chunk (elicit/train/loss.py)"))
     stop_margin_min: float = field(metadata=help_("in a SLURM job: save the resume state and exit 143 this "
                                                   "long before the time limit (0: off); > one step + one save"))
-    tracking: str = field(metadata=help_("none | tensorboard: rank 0 logs to <out>/tracking/ (elicit/tracking.py)"))
+    tracking: str = field(metadata=help_("none | tensorboard: rank 0 logs to <out>/tracking/ (elicit/train/tracking.py)"))
     revision: str = field(metadata=help_("hub revision of --model ('' = main)"))
     trust_remote_code: bool
     deepspeed: str = field(metadata=help_("'' (plain torch/DDP) | zero2 | zero3 | zero3_offload | path/to/config.json"))
@@ -98,7 +98,7 @@ class TrainConfig:
     chat_template: str = field(default="", metadata=help_("jinja file the training text is rendered with, relative to "
                                                           "the repo (models.<size>.chat_template; '': the tokenizer's own)"))
     micro_batch: int = field(default=1, metadata=help_("sequences per forward (must be 1: no padding)"))
-    loss_impl: str = field(default="auto", metadata=help_("auto | chunked | liger | materialised (elicit/loss.py): "
+    loss_impl: str = field(default="auto", metadata=help_("auto | chunked | liger | materialised (elicit/train/loss.py): "
                                                           "auto = liger on CUDA when installed, else chunked"))
     dtype: str = field(default="auto", metadata=help_(
         "auto | bf16 | fp32. auto: fp32 on CPU; on GPU bf16 compute over fp32 master weights (DeepSpeed's "

@@ -17,7 +17,7 @@ import yaml
 
 from elicit import REPO
 from elicit import variants
-from elicit.data import split_problems
+from elicit.data.s1k import split_problems
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -63,7 +63,7 @@ def check(config: dict) -> dict:
         if config["train"]["global_batch"] % world:
             problems.append(f"models.{size}.train: {world} processes do not divide "
                             f"train.global_batch={config['train']['global_batch']}")
-    d = config["data"]  # the split rule of elicit.data, at plan time on data.expected_rows
+    d = config["data"]  # the split rule of elicit.data.s1k, at plan time on data.expected_rows
     rows = d["expected_rows"]
     problems += [p.replace(f"left by {rows} rows minus", f"left by data.expected_rows={rows} minus")
                  .replace(f"for a {rows}-row table", f"for data.expected_rows={rows}")

@@ -89,7 +89,7 @@ def train_dir(size, config, results="results") -> str:
 #   data.json                              the length policy's report
 #   .done/<key>/                           the finished outputs kept by content (elicit/done_cache.py)
 #   work/                                  while training: the same two outputs, before they are
-#                                          published, and resume/ (elicit/checkpoints.py)
+#                                          published, and resume/ (elicit/train/checkpoints.py)
 METRICS, CHECKPOINTS, DATA_REPORT, DONE, WORK = "metrics.jsonl", "checkpoints", "data.json", ".done", "work"
 RESUME = "resume"  # under work/
 

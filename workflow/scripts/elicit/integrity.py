@@ -18,7 +18,7 @@ from pathlib import Path
 
 from elicit import grid
 from elicit.atomic import CorruptFile, read_json, read_jsonl
-from elicit.checkpoints import checkpoint_problems, manifest_problems
+from elicit.train.checkpoints import checkpoint_problems, manifest_problems
 from elicit.provenance import PROVENANCE, sha256_file
 
 FIX_EVAL = "delete it and its .samples.jsonl: the next run recomputes this cell alone"

@@ -1,4 +1,4 @@
-"""Data loading for the demo lm-eval tasks; their scoring is elicit.scoring's, re-exported here.
+"""Data loading for the demo lm-eval tasks; their scoring is elicit.eval.scoring's, re-exported here.
 
 lm-eval loads this file by path (`!function utils.<name>` in a task YAML next to it).
 
@@ -10,7 +10,7 @@ Loading
   back to this file's directory, so it works whatever the current working directory is.
   (`dataset_kwargs.data_files` with the `json` builder would be resolved against CWD.)
 
-Scoring (workflow/scripts/elicit/scoring.py): the answer after the last think-section end;
+Scoring (workflow/scripts/elicit/eval/scoring.py): the answer after the last think-section end;
 AIME: the integer in the last \\boxed{}; GPQA: the last "(X)".
 """
 from __future__ import annotations
@@ -21,10 +21,10 @@ from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
 try:  # the project's library: importable when eval_cell.py (or the installed project) runs lm-eval
-    from elicit import scoring
+    from elicit.eval import scoring
 except ImportError:  # lm-eval started by hand from another environment: the library beside the tasks
     sys.path.insert(0, str(_HERE.parents[1] / "scripts"))
-    from elicit import scoring
+    from elicit.eval import scoring
 
 strip_thinking, extract_aime, extract_gpqa = scoring.strip_thinking, scoring.extract_aime, scoring.extract_gpqa
 score_aime, score_gpqa = scoring.score_aime, scoring.score_gpqa

@@ -1,6 +1,6 @@
 """The figures of a run, in one registry: name -> its title in results/report.html, its label and
 category in `snakemake --report`. The aggregate rule declares results/figures/<name>.png/.pdf of
-every name, report.py embeds them in this order, elicit/figures.py draws them; each has its
+every name, report.py embeds them in this order, elicit/report/figures.py draws them; each has its
 caption in workflow/report/<name>.rst. Light on purpose (no matplotlib): the Snakefile imports it."""
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ import importlib.util
 import torch
 import torch.nn.functional as F
 
-from elicit.chat import IGNORE_INDEX, supervised_tokens  # the one label mask
+from elicit.data.chat import IGNORE_INDEX, supervised_tokens  # the one label mask
 
 IMPLS = ("auto", "chunked", "liger", "materialised")
 
@@ -180,11 +180,11 @@ class TokenLoss:
             return
         post = [k for k in ("final_logit_softcapping", "logit_scale") if getattr(base.config, k, None) is not None]
         raise SystemExit(
-            f"elicit/loss.py: {type(base).__name__} cannot use the {self.impl} loss (LM head + cross-entropy): "
+            f"elicit/train/loss.py: {type(base).__name__} cannot use the {self.impl} loss (LM head + cross-entropy): "
             + (why or f"on a {len(ids)}-token check its head gives {got:.6g}, its own logits {want:.6g}")
             + "; the model changes the logits after its LM head"
             + (f" ({', '.join(f'config.{k}' for k in post)})" if post else " (e.g. soft-capping or a logit scale)")
-            + ". Train it with --loss-impl materialised (whole logits), or teach elicit/loss.py that step")
+            + ". Train it with --loss-impl materialised (whole logits), or teach elicit/train/loss.py that step")
 
 
 @torch.no_grad()

@@ -151,12 +151,12 @@ def split_ids(n_rows: int, n_val: int, subsets: list[int], seed: int) -> dict:
 def training_examples(table: str, manifest_path: str, subset: str, tokenizer, style: str, max_seq_len: int,
                       on_too_long: str):
     """(train, validation, length report) of one run: subset `n` of the manifest and its validation
-    rows, or `all` rows and no validation; each row tokenized with its label mask (elicit.chat),
+    rows, or `all` rows and no validation; each row tokenized with its label mask (elicit.data.chat),
     sequences over max_seq_len truncated or dropped and counted, never silently."""
     import pandas as pd
 
     from elicit.atomic import read_json
-    from elicit.chat import encode_rows
+    from elicit.data.chat import encode_rows
 
     df = pd.read_parquet(table)
     manifest = read_json(manifest_path, keys=("all", "subsets", "validation"))

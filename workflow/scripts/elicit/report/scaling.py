@@ -16,7 +16,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from elicit import bootstrap_ci
+from elicit.report import bootstrap_ci
 
 COLUMNS = ["size", "benchmark", "params", "points", "slope", "slope_lo", "slope_hi", "intercept",
            "examples_50", "examples_50_lo", "examples_50_hi", "examples_50_note"]

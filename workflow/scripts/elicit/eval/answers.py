@@ -2,7 +2,7 @@
 
   sample_row(s)          the per-answer columns aggregate.py keeps in samples.parquet: the
                          upstream score, n_new_tokens, stop_reason, the second scorer's score and
-                         answer (elicit/robust.py), upstream's filtered answer, the answer's tail
+                         answer (elicit/eval/robust.py), upstream's filtered answer, the answer's tail
   robust_tidy(samples)   per-seed scores under the second scorer, shaped like tidy.parquet, so
                          Table 1's own statistics run on it (results/table1_robust.*)
   stop_table(...)        per (size, configuration, benchmark): answers by stop reason, new tokens
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from elicit import robust
-from elicit.stops import kind
+from elicit.eval import robust
+from elicit.eval.stops import kind
 
 CELL = ["size", "configuration", "train_examples"]
 COLUMNS = ["score", "score_robust", "answer_robust", "filtered", "n_new_tokens", "stop_reason", "target", "tail"]

@@ -6,7 +6,7 @@
                      intervals; a size whose skyline − base interval contains 0 is drawn dashed
                      (uncertain denominator), only skyline == base is left out
   scaling_fit        the fitted line Recovered % = a + b log2(examples) per size, and b against
-                     the parameter count (elicit/scaling.py)
+                     the parameter count (elicit/report/scaling.py)
   val_loss_gain      Figure 2: validation-loss decrease against performance gain (trained − base)
                      of every full finetune; × marks each size's centroid
   bars               Figure 3: base, skyline, full finetune on the largest subset and LoRA per size
@@ -34,7 +34,7 @@ from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
 from elicit import grid  # noqa: E402
 from elicit.atomic import atomic_path  # noqa: E402
-from elicit.figure_names import NAMES  # noqa: E402,F401  (the registry: what all_figures draws)
+from elicit.report.figure_names import NAMES  # noqa: E402,F401  (the registry: what all_figures draws)
 
 # Okabe & Ito (2008), distinguishable under every common colour-vision deficiency
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#F0E442", "#000000"]

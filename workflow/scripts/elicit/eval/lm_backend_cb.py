@@ -33,8 +33,8 @@ import time
 from lm_eval.api.registry import register_model
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
 
-from elicit import arch
-from elicit.lm_backend import MODEL_SETTINGS, SIDE_VERSION, ResumableHFLM, _sha
+from elicit.plan import arch
+from elicit.eval.lm_backend import MODEL_SETTINGS, SIDE_VERSION, ResumableHFLM, _sha
 
 M32 = 0xFFFFFFFF
 CB_VERSION = "cb-gumbel-1"  # answers of the per-batch-seeded hf-cb are not reused
@@ -316,7 +316,7 @@ class ContinuousBatchingHFLM(ResumableHFLM):
 
     def _finish(self, cell, i, toks, until, max_new_tokens) -> None:
         """One answer: decoded, cut at a stop string, appended to its cell's sidecar now with its
-        length and why it stopped (elicit/stops.py)."""
+        length and why it stopped (elicit/eval/stops.py)."""
         import os
         import signal
 

@@ -9,10 +9,10 @@ Predicted peak GiB per GPU of
                    + DeepSpeed's communication buckets + CUDA_OVERHEAD_GIB;
   eval             bf16 weights + KV cache of eval.batch_size x (prompt + max_gen_toks) tokens
                    + generation transients, under the layout single | dp | tp | split.
-Architectures: resources/models/<hub id, "/" -> "--">.json, read by elicit/arch.py. DeepSpeed's estimators are read
+Architectures: resources/models/<hub id, "/" -> "--">.json, read by elicit/plan/arch.py. DeepSpeed's estimators are read
 from a cache (zero_estimates.py): plan time imports deepspeed only for new inputs.
 
-Usage:  python PYTHONPATH=workflow/scripts python -m elicit.memory_plan config/config.yaml [--gpu-mem-gb 80]
+Usage:  python PYTHONPATH=workflow/scripts python -m elicit.plan.memory_plan config/config.yaml [--gpu-mem-gb 80]
 """
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ import json
 import math
 from pathlib import Path
 
-from elicit import REPO, zero_estimates
-from elicit.arch import Arch, PlanError  # noqa: F401  (PlanError: the plan's error)
+from elicit import REPO
+from elicit.plan import zero_estimates
+from elicit.plan.arch import Arch, PlanError  # noqa: F401  (PlanError: the plan's error)
 
 MODELS_DIR, DS_DIR = REPO / "resources" / "models", REPO / "workflow" / "deepspeed"
 GIB = 2**30

@@ -21,7 +21,7 @@ def slots(config: dict, size: str, gpu_mem_gb: float | None) -> int | None:
     """Sequences in flight of one evaluation job of `size`; None where unknown (CPU, no memory)."""
     if not config["models"][size]["eval"]["gpus"] or not gpu_mem_gb:
         return None
-    from elicit import memory_plan
+    from elicit.plan import memory_plan
 
     return memory_plan.sequences_in_flight(config, size, gpu_mem_gb)
 

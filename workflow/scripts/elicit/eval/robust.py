@@ -3,7 +3,7 @@ generation). Table 1 stays on upstream's metric; this one shows how much it depe
 
   score(response, target) -> (0/1, extracted answer or None)
 
-The text scored is what follows the last think-section end (elicit.scoring.strip_thinking).
+The text scored is what follows the last think-section end (elicit.eval.scoring.strip_thinking).
   AIME-shaped target (an integer): math-verify (Hugging Face's maintained answer parser) reads
       the last \\boxed{...} (leading zeros, \\text{}, \\dfrac, "1,000", \\fbox read as \\boxed),
       else the line after the last "Answer: 42" / "**Answer:** 42" / "The answer is $42$" (a bare
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 
-from elicit.scoring import last_boxed, strip_thinking
+from elicit.eval.scoring import last_boxed, strip_thinking
 
 _LETTER = r"\(?\s*([A-D])\s*\)?"
 _GPQA = [

@@ -10,7 +10,7 @@ which AutoTokenizer re-applies to any Qwen2 folder) and Qwen's special tokens an
 """
 from __future__ import annotations
 
-from elicit.chat import QWEN25_CHAT_TEMPLATE, QWEN_DEFAULT_SYSTEM, SPECIAL_TOKENS
+from elicit.data.chat import QWEN25_CHAT_TEMPLATE, QWEN_DEFAULT_SYSTEM, SPECIAL_TOKENS
 
 VOCAB_SIZE = 1024  # the demo tokenizer's BPE vocabulary: an upper bound of len(tokenizer)
 QWEN2_SPLIT = (

@@ -9,7 +9,7 @@ cache (default .snakemake/memory_plan/zero_estimates.json in the working directo
 sha256 of the request and the installed deepspeed version; the misses are computed in ONE
 subprocess (this file), which imports deepspeed (~1.5 s) and prints its warnings there.
 
-Usage (the subprocess):  echo '[{"stage": "zero2", ...}]' | python -m elicit.zero_estimates
+Usage (the subprocess):  echo '[{"stage": "zero2", ...}]' | python -m elicit.plan.zero_estimates
 """
 from __future__ import annotations
 
@@ -77,7 +77,7 @@ def estimates(requests: list[dict], cache: str | Path | None = None) -> list[int
     if missing:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE.parent),
                                                                            os.environ.get("PYTHONPATH")]))}
-        run = subprocess.run([sys.executable, "-m", "elicit.zero_estimates"], input=json.dumps(list(missing.values())),
+        run = subprocess.run([sys.executable, "-m", "elicit.plan.zero_estimates"], input=json.dumps(list(missing.values())),
                              capture_output=True, text=True, env=env)
         lines = [ln for ln in run.stdout.splitlines() if ln.startswith("ZERO_ESTIMATES ")]
         if run.returncode or not lines:

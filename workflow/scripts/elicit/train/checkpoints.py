@@ -7,7 +7,7 @@ qualifies, the earlier one can never be "the last within tolerance" again, and o
 not qualify never will, since the best loss only falls. Both end on the same step.
 
 Resume state (`save_resume` / `load_resume`): model and optimizer through the engine
-(elicit/engine.py), RNG, step and the Keeper's bookkeeping, written to a temporary directory and
+(elicit/train/engine.py), RNG, step and the Keeper's bookkeeping, written to a temporary directory and
 renamed: all of it or none of it.
 """
 from __future__ import annotations

@@ -55,7 +55,7 @@ from lm_eval.models.huggingface import HFLM
 SIDE_VERSION = 2  # 2: sampling seeds no longer depend on the model (answers of 1 are not reused)
 # Settings that name the model: they key the sidecar's answers, never the sampling seeds.
 MODEL_SETTINGS = ("model", "peft", "revision")
-META = ("n_new_tokens", "stop_reason")  # per answer, from elicit.stops.stop_info (sidecar + samples)
+META = ("n_new_tokens", "stop_reason")  # per answer, from elicit.eval.stops.stop_info (sidecar + samples)
 
 
 class PromptTooLong(ValueError):
@@ -212,7 +212,7 @@ class ResumableMixin:
         return answers
 
     def stop_meta(self, ids, until, max_gen_toks) -> dict:
-        from elicit.stops import stop_info
+        from elicit.eval.stops import stop_info
 
         gc_eos = getattr(self.model.generation_config, "eos_token_id", None)
         eos = set(gc_eos if isinstance(gc_eos, (list, tuple)) else [gc_eos] if gc_eos is not None else [])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from elicit.lm_tasks import FEWSHOT_SEED, NUMPY_SEED, PYTHON_SEED, prompts_sha256
+from elicit.eval.lm_tasks import FEWSHOT_SEED, NUMPY_SEED, PYTHON_SEED, prompts_sha256
 from elicit.provenance import versions
 
 # Preferred primary metrics, in order ("metric,filter" as lm-eval reports them).
@@ -43,7 +43,7 @@ def pick_primary(task_results: dict, wanted: str | None) -> str:
 
 def per_sample(logged: list[dict], primary: str, meta: dict | None = None, task: str | None = None) -> list[dict]:
     """One row per document of the primary metric's filter: target, response, score, prompt, and
-    (our backends; None with plain `hf`) n_new_tokens and stop_reason (elicit/stops.py)."""
+    (our backends; None with plain `hf`) n_new_tokens and stop_reason (elicit/eval/stops.py)."""
     meta = meta or {}
     metric_name, filter_key = primary.split(",", 1)
     samples = []

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from elicit import REPO, eval_jobs, memory_plan
+from elicit import REPO
+from elicit.plan import eval_jobs
+from elicit.plan import memory_plan
 
 
 class CostError(SystemExit):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from elicit import grid
-from elicit.stats import KEYS, order
+from elicit.report.stats import KEYS, order
 
 SE_RULE = ("Mean ± standard error across seeds. Per task: mean and s.e. over the seeds; a benchmark "
            "that pools tasks (AIME = aime24 + aime25) takes the problem-weighted mean of the task means "
@@ -236,7 +236,7 @@ def stops_markdown(stops: pd.DataFrame, sizes: list[str]) -> str:
 
 def robust_markdown(t1: pd.DataFrame, rec: pd.DataFrame, summary: pd.DataFrame, gains: pd.DataFrame,
                     sizes: list[str], agree: pd.DataFrame, examples: list[str]) -> str:
-    """Table 1 under the second scorer (elicit/robust.py), its intervals, and where the scorers disagree."""
+    """Table 1 under the second scorer (elicit/eval/robust.py), its intervals, and where the scorers disagree."""
     head = ["# Table 1 under a second scorer", "",
             "The same saved answers, no new generation, scored on the final answer after the reasoning trace "
             "(the last `\\boxed{}` read by math-verify for AIME; the last `\\boxed{C}`, `Answer: C`, "

@@ -1,0 +1,87 @@
+"""The library's layering (ARCHITECTURE.md): no module of elicit/ imports a step program, and the
+stage packages import one another one way only (no cycle between packages, none between modules)."""
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "workflow" / "scripts"
+PKG = SCRIPTS / "elicit"
+STEPS = {p.stem for p in SCRIPTS.glob("*.py")}
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(SCRIPTS).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path, cli: bool = True) -> set[str]:
+    """Every module an elicit file imports (top level or inside functions), absolute names; cli=False
+    leaves out a module's `main` (its `python -m` entry point sits above every layer)."""
+    out = set()
+    tree = ast.parse(path.read_text())
+    if not cli:
+        tree.body = [n for n in tree.body if not (isinstance(n, ast.FunctionDef) and n.name == "main")]
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Import):
+            out |= {a.name for a in n.names}
+        elif isinstance(n, ast.ImportFrom) and n.module and n.level == 0:
+            out.add(n.module)
+            out |= {f"{n.module}.{a.name}" for a in n.names}
+    return out
+
+
+def graph() -> dict[str, set[str]]:
+    files = {module_name(p): p for p in PKG.rglob("*.py")}
+    return {m: {i for i in imports(p, cli=False) if i in files and i != m} for m, p in files.items()}
+
+
+CHECKS = {"elicit.config", "elicit.integrity"}  # plan-time checks over the stages' rules (split, checkpoints)
+ORDER = ["core", "data", "train", "plan", "eval", "report", "checks"]  # each imports only those before it
+
+
+def package(m: str) -> str:
+    parts = m.split(".")
+    if m in CHECKS:
+        return "checks"
+    return parts[1] if len(parts) > 1 and (PKG / parts[1]).is_dir() else "core"
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    found, state = [], {}
+
+    def visit(n, path):
+        state[n] = 1
+        for m in sorted(edges.get(n, ())):
+            if state.get(m) == 1:
+                found.append(path[path.index(m):] + [m] if m in path else [n, m])
+            elif m not in state:
+                visit(m, path + [m])
+        state[n] = 2
+
+    for n in sorted(edges):
+        if n not in state:
+            visit(n, [n])
+    return found
+
+
+def test_no_library_module_imports_a_step_program():
+    for p in sorted(PKG.rglob("*.py")):
+        bad = {i.split(".")[0] for i in imports(p)} & STEPS
+        assert not bad, f"{p.relative_to(ROOT)} imports the step program(s) {bad}"
+
+
+def test_stage_packages_import_one_way():
+    g = graph()
+    packages: dict[str, set[str]] = {}
+    for m, deps in g.items():
+        packages.setdefault(package(m), set()).update(package(d) for d in deps if package(d) != package(m))
+    assert set(packages) >= {"core", "data", "train", "eval", "report", "plan"}, packages
+    assert not cycles(packages), f"stage packages import each other both ways: {cycles(packages)}"
+    upward = {(a, b) for a, deps in packages.items() for b in deps if ORDER.index(b) > ORDER.index(a)}
+    assert not upward, f"imports against the layer order {ORDER}: {upward}"
+    assert not cycles(g), f"module import cycles: {cycles(g)}"
+
+
+def test_a_cycle_would_be_seen():
+    assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}})
+    assert not cycles({"a": {"b"}, "b": {"c"}, "c": set()})

@@ -1,0 +1,1 @@
+"""Evaluation: lm-eval tasks and backends, scoring, evaluation jobs, stop reasons, the second scorer."""

@@ -1,0 +1,1 @@
+"""Planning: model architectures, per-GPU memory, DeepSpeed's estimators, GPU-hours."""

@@ -1,0 +1,1 @@
+"""Training: the token loss, the engine (plain torch / DDP / DeepSpeed), checkpoints, tracking."""
