@@ -33,7 +33,7 @@ Importing this module registers, with lm-eval's model registry:
 The sidecar is NOT a declared Snakemake output (Snakemake deletes declared outputs before a
 job starts); eval_cell.py names it `<out>.partial.jsonl` and deletes it once OUT is written.
 
-Per answer the backends also record n_new_tokens and stop_reason (elicit/stops.stop_info on the
+Per answer the backends also record n_new_tokens and stop_reason (elicit/eval/stops.stop_info on the
 generated ids: eos | stop:<string> | max_gen_toks) in the sidecar and in `doc_meta` (eval_cell.py
 writes them to the samples file).
 
