@@ -324,7 +324,11 @@ def group_cli(job):
 
 
 # ---------------------------------------------------------------- aggregate rules
-from elicit.report.figure_names import NAMES as FIGURES, category as figure_category, label as figure_label  # noqa: E402
+from elicit.report.figure_names import (
+    NAMES as FIGURES,
+    category as figure_category,
+    label as figure_label,
+)  # noqa: E402
 
 REPORT = "../report"
 PAPER_TABLE = "resources/paper/table1.csv"  # relative to the checkout (aggregate.py: elicit.repo_path)
