@@ -31,6 +31,7 @@ whole plan by them (tokens/s is per batch stationary); 0 = every batch (the defa
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import time
@@ -205,6 +206,7 @@ def run_cb(model, jobs, args, wrap=None):
     import torch
     from transformers import GenerationConfig
 
+    from elicit.eval import cb_attention
     from elicit.eval.lm_backend_cb import cb_config, row_key, sampler_processor_list
 
     counter, generated, prompts, n = StepCounter(model), 0, 0, 0
@@ -220,6 +222,8 @@ def run_cb(model, jobs, args, wrap=None):
         manager.logit_processor = sampler_processor_list(0.6, 0, 1.0, None)
         if wrap:
             wrap(manager)
+        attention = contextlib.nullcontext() if getattr(args, "masked_attention", False) else cb_attention.installed()
+        attention.__enter__()
         manager.start()
         got = {}
         try:
@@ -236,6 +240,7 @@ def run_cb(model, jobs, args, wrap=None):
         finally:
             manager.stop(block=True, timeout=5)
             manager.destroy()
+            attention.__exit__(None, None, None)
         assert [len(got[i].generated_tokens) for i in ids] == lengths
         generated, prompts, n = generated + sum(lengths), prompts + sum(len(x) for x in inputs), n + len(inputs)
     sync(args.device)
@@ -260,6 +265,8 @@ def main(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", default=None, help="also write the numbers here")
     ap.add_argument("--profile", action="store_true", help="only profile the cb side's first job (torch.profiler)")
+    ap.add_argument("--masked-attention", action="store_true",
+                    help="cb: transformers' own SDPA over every sequence's keys (no flash-attn), not elicit/eval/cb_attention")
     args = ap.parse_args(argv)
 
     import random

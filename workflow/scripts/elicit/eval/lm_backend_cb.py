@@ -33,7 +33,8 @@ import time
 from lm_eval.api.registry import register_model
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
 
-from elicit.plan import arch
+from elicit.plan import arch, memory_plan
+from elicit.eval import cb_attention
 from elicit.eval.lm_backend import MODEL_SETTINGS, SIDE_VERSION, ResumableHFLM, _sha
 
 M32 = 0xFFFFFFFF
@@ -158,11 +159,13 @@ def cb_config(inputs: list[list[int]], max_new_tokens: int, device, allow_block_
     extra = {"max_requests_per_batch": int(slots)} if slots else {}
     if str(device).startswith("cuda"):
         # no more cache than the workload can fill, when that fits (a small job leaves the GPU to
-        # others and its peak to the memory plan); otherwise as much as fits (transformers' default)
-        page = ContinuousBatchingConfig.page_size
+        # others and its peak to the memory plan); otherwise as much as fits (transformers' default).
+        # At most CB_STEP_TOKENS tokens a step: without flash-attn, transformers' attention mask is
+        # [step tokens, cached tokens] (8192 by default: 16 KiB per cached token, half a 1.5B's KV).
+        page, step = ContinuousBatchingConfig.page_size, memory_plan.CB_STEP_TOKENS
         blocks = sum(-(-(len(x) + max_new_tokens) // page) for x in inputs)
-        fits = kv_bytes is not None and blocks * page * kv_bytes <= 0.7 * _free_gpu_bytes(device)
-        return ContinuousBatchingConfig(allow_block_sharing=allow_block_sharing,
+        fits = kv_bytes is not None and blocks * page * (kv_bytes + 2 * step) <= 0.7 * _free_gpu_bytes(device)
+        return ContinuousBatchingConfig(allow_block_sharing=allow_block_sharing, max_batch_tokens=step,
                                         **({"num_blocks": blocks} if fits else {}), **extra)
     page = 64
     blocks = sum(-(-(len(x) + max_new_tokens) // page) for x in inputs)
@@ -288,30 +291,35 @@ class ContinuousBatchingHFLM(ResumableHFLM):
         if sample:  # our per-request sampler replaces transformers' multinomial on the global generator
             manager.logit_processor = sampler_processor_list(kwargs.get("temperature"), kwargs.get("top_k"),
                                                              kwargs.get("top_p"), kwargs.get("min_p"))
+        # flash-attn where transformers switched to it; otherwise SDPA per sequence (cb_attention.py)
+        attention = self.model.config._attn_implementation
+        for c, _ in items:
+            c["stats"]["attention"] = "sdpa-varlen" if attention == "sdpa" else attention
         by_id = {}
-        manager.start()
-        try:
-            with torch.no_grad():
-                for n, ((c, i), ids) in enumerate(zip(items, inputs)):
-                    extra = {"sample_seed": c["seeds"][i]} if sample else {}
-                    by_id[manager.add_request(ids, request_id=f"r{n}", max_new_tokens=gcfg.max_new_tokens,
-                                              eos_token_id=gcfg.eos_token_id, **extra)] = (c, i)
-                left = set(by_id)
-                while left:
-                    res = manager.get_result(timeout=1)
-                    if res is None:
-                        if not manager.is_running():
-                            raise RuntimeError("continuous batching stopped with answers missing")
-                        continue
-                    if not res.is_finished() or res.request_id not in left:
-                        continue
-                    if res.error:
-                        raise RuntimeError(f"continuous batching request {res.request_id} failed: {res.error}")
-                    left.discard(res.request_id)
-                    self._finish(*by_id[res.request_id], list(res.generated_tokens), until, gcfg.max_new_tokens)
-        finally:
-            manager.stop(block=True, timeout=5)
-            manager.destroy()
+        with cb_attention.installed():  # before the first step, until the last
+            manager.start()
+            try:
+                with torch.no_grad():
+                    for n, ((c, i), ids) in enumerate(zip(items, inputs)):
+                        extra = {"sample_seed": c["seeds"][i]} if sample else {}
+                        by_id[manager.add_request(ids, request_id=f"r{n}", max_new_tokens=gcfg.max_new_tokens,
+                                                  eos_token_id=gcfg.eos_token_id, **extra)] = (c, i)
+                    left = set(by_id)
+                    while left:
+                        res = manager.get_result(timeout=1)
+                        if res is None:
+                            if not manager.is_running():
+                                raise RuntimeError("continuous batching stopped with answers missing")
+                            continue
+                        if not res.is_finished() or res.request_id not in left:
+                            continue
+                        if res.error:
+                            raise RuntimeError(f"continuous batching request {res.request_id} failed: {res.error}")
+                        left.discard(res.request_id)
+                        self._finish(*by_id[res.request_id], list(res.generated_tokens), until, gcfg.max_new_tokens)
+            finally:
+                manager.stop(block=True, timeout=5)
+                manager.destroy()
         self.cb_stats["calls"] += 1
 
     def _finish(self, cell, i, toks, until, max_new_tokens) -> None:

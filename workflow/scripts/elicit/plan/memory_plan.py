@@ -204,6 +204,11 @@ def eval_layout(config: dict, size: str, gpu_mem_gb: float | None) -> str:
 
 # Continuous batching (hf-cb) sizes its paged KV cache as this share of what the weights leave.
 CB_MEMORY_FRACTION = 0.9
+# Tokens one continuous-batching step computes at most on a GPU (lm_backend_cb.cb_config). Without
+# flash-attn transformers keeps a [step tokens, cached tokens] attention mask in the model's dtype
+# beside the cache (elicit/eval/cb_attention.py does not read it): 2 x this many bytes per cached
+# token, planned whether or not flash-attn will be there.
+CB_STEP_TOKENS = 2048
 
 
 def sequences_in_flight(config: dict, size: str, gpu_mem_gb: float, layout: str | None = None) -> int:
@@ -211,11 +216,13 @@ def sequences_in_flight(config: dict, size: str, gpu_mem_gb: float, layout: str 
     evaluation job holds at once (continuous batching, every sequence at its longest: a lower
     bound, short answers free their pages early): per GPU, gpu_mem_gb minus the weights and
     CUDA_OVERHEAD_GIB, times CB_MEMORY_FRACTION, over one sequence's KV cache and its fp32
-    logits; dp: one replica per GPU, so the job holds gpus x that."""
+    logits, and the attention mask's share (CB_STEP_TOKENS); dp: one replica per GPU, so the job
+    holds gpus x that."""
     layout = layout or eval_layout(config, size, gpu_mem_gb)
     per_seq = eval_plan(config, size, layout, batch=1)
     fixed = per_seq["weights"] + per_seq["overhead"]
-    one = per_seq["kv cache"] + 3 * load_arch(config, size).vocab * 4
+    tokens = prompt_tokens(config, size) + config["eval"]["max_gen_toks"]
+    one = per_seq["kv cache"] + 3 * load_arch(config, size).vocab * 4 + tokens * CB_STEP_TOKENS * 2
     n = int((gpu_mem_gb * GIB - fixed) * CB_MEMORY_FRACTION // one)
     return max(0, n) * (eval_gpus(config, size) if layout == "dp" else 1)
 
