@@ -128,15 +128,20 @@ def check_eval(config: dict, size: str, gpu: bool, args) -> None:
     from elicit.plan.memory_plan import eval_layout, eval_plan
 
     layout = eval_layout(config, size, None)
-    peaks = []
+    records = []
     for cfg in grid.configurations(sorted(config["data"]["subsets"], reverse=True)):
         for task in config["eval"]["tasks"]:
             for seed in config["eval"]["seeds"]:
                 f = Path(args.workdir) / grid.eval_output(size, cfg, task, seed)
-                peaks.append(json.loads(f.read_text()).get("peak_gpu_mem_gib") if f.is_file() else None)
-    measured = max((p for p in peaks if p is not None), default=None)
-    memory_row(f"eval ({len(peaks)} cells): peak memory", measured,
+                records.append(json.loads(f.read_text()) if f.is_file() else {})
+    measured = max((r["peak_gpu_mem_gib"] for r in records if r.get("peak_gpu_mem_gib") is not None), default=None)
+    memory_row(f"eval ({len(records)} cells): peak memory", measured,
                eval_plan(config, size, layout, batch=answers_in_flight(config, size)), gpu)
+    if config["eval"]["backend"] == "hf-cb":  # flash-attn, or per-sequence SDPA: never one SDPA over all sequences
+        made = [r["resume"] for r in records if (r.get("resume") or {}).get("generated")]  # not restored ones
+        used = sorted({str(m.get("attention")) for m in made})
+        row("eval attention (hf-cb)", ", ".join(used) or "no cell generated", "flash_attention_2/3 or sdpa-varlen",
+            bool(made) and set(used) <= {"flash_attention_2", "flash_attention_3", "sdpa-varlen"})
 
 
 def answers_in_flight(config: dict, size: str) -> int:
