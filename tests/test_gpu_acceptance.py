@@ -24,7 +24,7 @@ def test_rehearsal_passes_every_check(tmp_path):
     rows = {line[6:].split("  ")[0].strip(): line[:5].strip() for line in out.splitlines()
             if line[:5].strip() in ("PASS", "FAIL", "SKIP")}
     for check in ("rules: whole DAG finished", "rules: rerun plans nothing", "train full-16: tokens/s, MFU",
-                  "train lora: loss", "eval speed: default vs plain hf"):
+                  "train lora: loss", "eval speed: default vs plain hf (batches of 8)", "eval attention (hf-cb)"):
         assert rows.get(check) == "PASS", (check, rows)
     assert rows["train full-16: peak memory"] == "SKIP"  # no CUDA allocator on CPU
     # the DAG ran the override's tiny model, the GPU file's settings otherwise
