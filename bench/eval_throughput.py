@@ -2,11 +2,14 @@
 """Evaluation throughput on the paper workload: today's default against the new default, side by side.
 
 Workload (synthetic token ids, no tokenizer, no download): the paper grid's evaluation of one
-model, scaled down by flags: AIME (aime24 + aime25, --aime problems each, prompts of 60-300
-tokens) and GPQA (--gpqa problems, prompts of 150-900 tokens), --seeds seeds each. Answer
-lengths are long-tailed like reasoning traces (Pareto: most short, some at --max-new; AIME's
-tail heavier), drawn per (task, problem, seed), and FORCED: whatever a random-init model samples,
-every answer has exactly its length, so both sides do the same useful work.
+model: AIME (aime24 + aime25, --aime problems each, default the paper's 30, prompts of 60-300
+tokens) and GPQA (--gpqa problems, default 198, prompts of 150-900 tokens), --seeds seeds each
+(4). Answer lengths are long-tailed like reasoning traces (Pareto: most short, some at --max-new;
+AIME's tail heavier), drawn per (task, problem, seed), and FORCED: whatever a random-init model
+samples, every answer has exactly its length, so both sides do the same useful work. Prompts are
+shortened by the factor the answers are (--max-new / 29,000, at least 4 tokens;
+--prompt-scale 1 keeps real lengths): in the paper's evaluation prompts are ~4 % of the tokens,
+and at real length against 256-token answers the prefill would be 95 % of the work.
 
   lockstep  today's default (hf-resumable, eval.batch_size 8, one job per task and seed): every
             job's problems sorted longest prompt first, cut into batches of 8, HF `generate`
@@ -21,7 +24,7 @@ sequence-steps computed, counted by a forward hook: token positions fed beyond t
 per sequence for the prefill's token) and mean sequences in flight (sequence-steps / forward
 calls), then the ratio.
 
-  python bench/eval_throughput.py                                # tiny demo architecture, CPU (~1-2 min)
+  python bench/eval_throughput.py                                # tiny demo architecture, CPU (~30 s)
   python bench/eval_throughput.py --arch resources/models/Qwen--Qwen2.5-1.5B-Instruct.json \\
       --device cuda --dtype bfloat16 --max-new 4096 --aime 8 --gpqa 16 --seeds 2 --lockstep-batches 2
   python bench/eval_throughput.py --profile ...   # where a step's time goes (cb side, first job only)
@@ -50,12 +53,22 @@ def workload(args, vocab: int):
     reqs = []
     for task, (n, (lo, hi), alpha) in tasks.items():
         for doc in range(n):
-            prompt = rng.integers(10, vocab - 10, size=int(rng.integers(lo, hi))).tolist()
+            length = max(4, round(int(rng.integers(lo, hi)) * prompt_scale(args)))
+            prompt = rng.integers(10, vocab - 10, size=length).tolist()
             for seed in range(args.seeds):
                 raw = args.max_new / 48 * (1.0 + rng.pareto(alpha))
                 reqs.append({"task": task, "doc": doc, "seed": seed, "prompt": prompt,
                              "length": int(min(args.max_new, max(1, round(raw))))})
     return reqs
+
+
+PAPER_CAP = 29000  # the paper's max_gen_toks
+
+
+def prompt_scale(args) -> float:
+    """Prompts shortened by the factor the answers are (--max-new against the paper's 29,000), so
+    prefill keeps its share of the work (~4 % of the tokens in the paper's evaluation); 1 = real lengths."""
+    return args.prompt_scale if args.prompt_scale is not None else min(1.0, args.max_new / PAPER_CAP)
 
 
 def build_model(args):
@@ -257,9 +270,11 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32", help="float32 | bfloat16")
     ap.add_argument("--max-new", type=int, default=256, help="answer length cap (eval.max_gen_toks)")
-    ap.add_argument("--aime", type=int, default=8, help="problems per AIME task (the paper: 30)")
-    ap.add_argument("--gpqa", type=int, default=16, help="GPQA problems (the paper: 198)")
-    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--prompt-scale", type=float, default=None,
+                    help="prompt length factor (default: --max-new / 29000, as the answers; 1: real lengths)")
+    ap.add_argument("--aime", type=int, default=30, help="problems per AIME task (the paper's 30)")
+    ap.add_argument("--gpqa", type=int, default=198, help="GPQA problems (the paper's 198)")
+    ap.add_argument("--seeds", type=int, default=4, help="the paper's 4")
     ap.add_argument("--slots", type=int, default=0, help="cb: most sequences in flight (0: as the KV cache holds)")
     ap.add_argument("--lockstep-batches", type=int, default=0, help="time only N random batches of today's plan")
     ap.add_argument("--seed", type=int, default=0)
@@ -280,7 +295,8 @@ def main(argv=None):
     print(f"arch={args.arch or 'demo tiny'} device={args.device} dtype={args.dtype} requests={len(reqs)} "
           f"(aime 2x{args.aime}, gpqa {args.gpqa}, x{args.seeds} seeds) max_new={args.max_new} answer lengths: "
           f"mean={sum(lengths) / len(lengths):.0f} median={lengths[len(lengths) // 2]} "
-          f"at_cap={lengths.count(args.max_new)}", flush=True)
+          f"at_cap={lengths.count(args.max_new)}; prompts x{prompt_scale(args):.4g}: mean "
+          f"{sum(len(r['prompt']) for r in reqs) / len(reqs):.0f} tokens", flush=True)
     plan = lockstep_batches(reqs)
     timed = random.Random(args.seed).sample(plan, args.lockstep_batches) if args.lockstep_batches else plan
     rows = {}
