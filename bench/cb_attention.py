@@ -50,12 +50,12 @@ def run(model, prompts, args, varlen: bool):
     from transformers import GenerationConfig
 
     from elicit.eval import cb_attention
-    from elicit.eval.lm_backend_cb import cb_config
+    from elicit.eval.lm_backend_cb import cb_config, kv_bytes_per_token
 
     calls = [0]
     hook = model.register_forward_pre_hook(lambda *_: calls.__setitem__(0, calls[0] + 1))
     gc = GenerationConfig(do_sample=False, max_new_tokens=args.new, eos_token_id=-1, pad_token_id=0)
-    cfg = cb_config(prompts, args.new, args.device, allow_block_sharing=False, kv_bytes=None)
+    cfg = cb_config(prompts, args.new, args.device, allow_block_sharing=False, kv_bytes=kv_bytes_per_token(model))
     cfg.auto_switch_to_flash = False  # the no-flash path on both sides, whatever is installed
     with torch.no_grad(), (cb_attention.installed() if varlen else contextlib.nullcontext()):
         if str(args.device).startswith("cuda"):

@@ -220,7 +220,7 @@ def run_cb(model, jobs, args, wrap=None):
     from transformers import GenerationConfig
 
     from elicit.eval import cb_attention
-    from elicit.eval.lm_backend_cb import cb_config, row_key, sampler_processor_list
+    from elicit.eval.lm_backend_cb import cb_config, kv_bytes_per_token, row_key, sampler_processor_list
 
     counter, generated, prompts, n = StepCounter(model), 0, 0, 0
     sync(args.device)
@@ -230,7 +230,8 @@ def run_cb(model, jobs, args, wrap=None):
         gc = GenerationConfig(do_sample=False, max_new_tokens=max(lengths), eos_token_id=-1, pad_token_id=0,
                               top_k=None, top_p=None, temperature=None)
         # prefix caching off so every prompt token is computed, as in lockstep (sequence-steps compare)
-        cfg = cb_config(inputs, max(lengths), args.device, allow_block_sharing=False, slots=args.slots or None)
+        cfg = cb_config(inputs, max(lengths), args.device, allow_block_sharing=False, slots=args.slots or None,
+                        kv_bytes=kv_bytes_per_token(model))
         manager = model.init_continuous_batching(generation_config=gc, continuous_batching_config=cfg)
         manager.logit_processor = sampler_processor_list(0.6, 0, 1.0, None)
         if wrap:
