@@ -237,24 +237,23 @@ def run_cb(model, jobs, args, wrap=None):
         if wrap:
             wrap(manager)
         attention = contextlib.nullcontext() if getattr(args, "masked_attention", False) else cb_attention.installed()
-        attention.__enter__()
-        manager.start()
         got = {}
-        try:
-            with torch.no_grad():
-                ids = [manager.add_request(x, request_id=f"q{i}", max_new_tokens=L, eos_token_id=-1,
-                                           sample_seed=row_key(r["seed"], r["doc"] * 7 + len(r["task"])))
-                       for i, (x, L, r) in enumerate(zip(inputs, lengths, job))]
-                while len(got) < len(ids):
-                    res = manager.get_result(timeout=1)
-                    if res is not None and res.is_finished():
-                        got[res.request_id] = res
-                    elif res is None and not manager.is_running():
-                        raise RuntimeError("continuous batching stopped early")
-        finally:
-            manager.stop(block=True, timeout=5)
-            manager.destroy()
-            attention.__exit__(None, None, None)
+        with attention:  # restored whatever happens, as in the backend
+            manager.start()
+            try:
+                with torch.no_grad():
+                    ids = [manager.add_request(x, request_id=f"q{i}", max_new_tokens=L, eos_token_id=-1,
+                                               sample_seed=row_key(r["seed"], r["doc"] * 7 + len(r["task"])))
+                           for i, (x, L, r) in enumerate(zip(inputs, lengths, job))]
+                    while len(got) < len(ids):
+                        res = manager.get_result(timeout=1)
+                        if res is not None and res.is_finished():
+                            got[res.request_id] = res
+                        elif res is None and not manager.is_running():
+                            raise RuntimeError("continuous batching stopped early")
+            finally:
+                manager.stop(block=True, timeout=5)
+                manager.destroy()
         assert [len(got[i].generated_tokens) for i in ids] == lengths
         generated, prompts, n = generated + sum(lengths), prompts + sum(len(x) for x in inputs), n + len(inputs)
     sync(args.device)
