@@ -85,7 +85,7 @@ from elicit.grid import samples_path
 from elicit.eval.lm_tasks import FEWSHOT_SEED, NUMPY_SEED, PYTHON_SEED, build_task
 from elicit.provenance import sha256_file, versions
 
-BACKENDS = ("hf-resumable", "hf-cb", "hf")
+BACKENDS = ("hf-resumable", "hf-cb", "hf-slots", "hf")
 HERE = Path(__file__).resolve().parent
 # this program, every elicit module it imports, and those the tasks' scoring files (lm-eval loads them) import
 EVAL_CODE = done_cache.code_files(HERE / "eval_cell.py", *sorted((PACKAGE.parents[1] / "tasks").glob("*/utils.py")))
@@ -108,7 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="context length lm-eval allows, prompt + generation (models.<size>.context)")
     m.add_argument("--backend", required=True, choices=BACKENDS,
                    help="lm-eval model (eval.backend): hf-resumable (HF generate, resumable, prompt-length "
-                        "check), hf-cb (transformers continuous batching, resumable), hf (plain lm-eval)")
+                        "check), hf-cb (transformers continuous batching, resumable), hf-slots (static slots, "
+                        "a captured decode step, resumable), hf (plain lm-eval)")
     m.add_argument("--layout", required=True, choices=LAYOUTS,
                    help="GPUs of the job: single | dp (torchrun, a replica per GPU) | tp (torchrun, "
                         "tensor parallel) | split (one process, layers split over the GPUs)")
@@ -152,7 +153,7 @@ def model_args(args, n_gpus: int = 0) -> dict:
         # One process, the model split layer-wise over every GPU of the job (lm-eval's
         # parallelize = accelerate device_map "auto"): fits, but the GPUs take turns.
         margs["parallelize"] = True
-    elif args.layout == "tp":
+    elif args.layout == "tp" and args.backend != "hf-slots":  # hf-slots shards the weights itself
         margs["tp_plan"] = "auto"  # transformers tensor parallel over the torchrun ranks
     if args.revision:
         margs["revision"] = args.revision
@@ -180,6 +181,8 @@ def make_lm(args, device):
     if args.backend != "hf":
         if args.backend == "hf-cb":
             from elicit.eval import lm_backend_cb  # noqa: F401  (registers hf-cb)
+        if args.backend == "hf-slots":
+            from elicit.eval import lm_backend_slots  # noqa: F401  (registers hf-slots)
         margs.update(partial_path=str(partial_path(args.out)), resume_seed=int(args.seed),
                      model_fingerprint=model_identity(args)["fingerprint"], layout=args.layout)
     elif args.layout in ("dp", "tp") and int(os.environ.get("WORLD_SIZE", "1")) > 1:

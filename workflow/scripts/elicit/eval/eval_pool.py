@@ -29,7 +29,7 @@ def run_cells(cells, ec) -> list[dict]:
             records[c.out] = ec.main_cell(c)  # restored, nothing generated
         else:
             pending.append(c)
-    if pending and pending[0].backend == "hf-cb":
+    if pending and pending[0].backend in ("hf-cb", "hf-slots"):
         ec.set_offline(pending[0].allow_hub)
         ec.refuse_damaged_model(pending[0])  # every cell of a job evaluates the same model
         lm = ec.make_lm(pending[0], ec.resolve_device(pending[0]))

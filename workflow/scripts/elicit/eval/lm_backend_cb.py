@@ -175,13 +175,17 @@ def cb_config(inputs: list[list[int]], max_new_tokens: int, device, allow_block_
 
 @register_model("hf-cb")
 class ContinuousBatchingHFLM(ResumableHFLM):
+    BACKEND = "hf-cb"  # a subclass with another engine (lm_backend_slots.py) keys its answers apart
+    SAMPLER = "hf-cb"  # ... but draws from the same per-request random stream (the same sampler)
+    RUNS_TP = False
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        if self.layout == "tp" and int(__import__("os").environ.get("WORLD_SIZE", "1")) > 1:
-            raise ValueError("hf-cb runs layouts single, dp (a replica per GPU) and split; for tp use hf-resumable")
+        if self.layout == "tp" and not self.RUNS_TP and int(__import__("os").environ.get("WORLD_SIZE", "1")) > 1:
+            raise ValueError("hf-cb runs layouts single, dp (a replica per GPU) and split; for tp use hf-slots")
         # The answers do not depend on the batch size / slots: keep it out of keys and seeds.
         self.settings = {k: v for k, v in self._settings.items() if k != "batch_size"}
-        self.settings["backend"] = "hf-cb"
+        self.settings["backend"] = self.BACKEND
         self.use_cell(self.sidecar_base, self.resume_seed)
         self.cb_stats = {"generated_tokens": 0, "calls": 0, "max_in_flight": 0}
         self.answers_written = 0
@@ -195,7 +199,8 @@ class ContinuousBatchingHFLM(ResumableHFLM):
         self.resume_seed = int(seed)
         self.fingerprint = _sha(SIDE_VERSION, CB_VERSION, self.resume_seed, self.settings)
         self.sampling = _sha("sampling", CB_VERSION, self.resume_seed,
-                             {k: v for k, v in self.settings.items() if k not in MODEL_SETTINGS})
+                             {**{k: v for k, v in self.settings.items() if k not in MODEL_SETTINGS},
+                              "backend": self.SAMPLER})
         self.stats = {"requests": 0, "reused": 0, "generated": 0, "generate_s": 0.0}
 
     def _eos_ids(self, until: list[str]) -> list[int]:

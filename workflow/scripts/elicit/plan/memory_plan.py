@@ -227,6 +227,20 @@ def sequences_in_flight(config: dict, size: str, gpu_mem_gb: float, layout: str 
     return max(0, n) * (eval_gpus(config, size) if layout == "dp" else 1)
 
 
+# The slot engine (hf-slots, elicit/eval/slots.py) allocates S slots of the run's whole length up
+# front: K/V of (longest prompt + max new tokens) each, plus per slot the sampler's fp32/int64
+# [vocab] temporaries of one step (SLOT_VOCAB_BYTES per vocabulary entry, an upper bound of the
+# uncompiled step; compiled, the sampler is fused). Budget: this share of what the weights leave.
+SLOT_MEMORY_FRACTION = 0.9
+SLOT_VOCAB_BYTES = 64
+
+
+def slots_fit(free_bytes: float, tokens: int, kv_bytes_per_token: int, vocab: int) -> int:
+    """Slots of `tokens` tokens that `free_bytes` hold (free memory after the weights are loaded)."""
+    per_slot = tokens * kv_bytes_per_token + vocab * SLOT_VOCAB_BYTES
+    return max(0, int((free_bytes - CUDA_OVERHEAD_GIB * GIB) * SLOT_MEMORY_FRACTION // per_slot))
+
+
 # ------------------------------------------------------------------------- the plan and its check
 def gib_of(parts: dict[str, int]) -> float:
     return sum(parts.values()) / GIB

@@ -1,0 +1,118 @@
+"""lm-eval backend `hf-slots`: hf-cb's cells, seeds, sidecar and stops on the slot engine (slots.py).
+
+Everything a cell sees is hf-cb's (lm_backend_cb.py): the per-request sampling seeds and the
+Gumbel-max sampler, the sidecar written per finished answer (resume per answer), the pooled
+cells of a job, EOS ids (single-token stop strings included; longer stop strings cut afterwards,
+stop_reason from the ids), the prompt-length check and the provenance fields. Only the engine
+differs: S fixed slots and a static KV cache, one decode step captured as a graph on CUDA.
+
+Slots (S): eval.batch_size when an integer, else (auto) as many as the KV budget holds on this
+GPU (memory_plan.slots_fit: the plan's formula on free memory), at most SLOTS_MAX and at most the
+run's requests; on CPU at most the run's requests. S schedules the work and is recorded per cell
+(`resume.slots`); an answer depends on S only through bf16 rounding on a GPU (slots.py).
+
+Layouts: single; dp (a replica per GPU, every world-th missing answer, as hf-cb); tp (torchrun:
+the weights and the KV cache sharded over the ranks, slots_tp.py; a LoRA is merged into the
+weights first, so tp answers are those of the merged model).
+"""
+from __future__ import annotations
+
+import os
+import time
+
+from lm_eval.api.registry import register_model
+from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
+
+from elicit.eval.lm_backend_cb import ContinuousBatchingHFLM, kv_bytes_per_token
+from elicit.eval.slots import Sampling, SlotDecoder
+
+SLOTS_MAX = 128  # beyond this a decode step is compute-bound on a 1.5B already
+
+
+def slots_for(batch_size, n_requests: int, prompt_max: int, max_new: int, model) -> int:
+    """S for one run: an integer batch size as given (at most the requests), else what fits."""
+    if isinstance(batch_size, int) and batch_size > 0:
+        return max(1, min(batch_size, n_requests))
+    device = next(model.parameters()).device
+    if device.type != "cuda":
+        return max(1, min(SLOTS_MAX, n_requests))
+    from elicit.plan.memory_plan import slots_fit
+
+    import torch
+
+    free = torch.cuda.mem_get_info(device)[0]
+    fit = slots_fit(free, prompt_max + max_new, kv_bytes_per_token(model) or 0, model.config.vocab_size)
+    if fit < 1:
+        raise RuntimeError(f"hf-slots: not one slot of {prompt_max + max_new} tokens fits the "
+                           f"{free / 2**30:.1f} GiB free on {device}: lower eval.max_gen_toks or use more GPUs (tp)")
+    return max(1, min(SLOTS_MAX, fit, n_requests))
+
+
+@register_model("hf-slots")
+class SlotsHFLM(ContinuousBatchingHFLM):
+    BACKEND = "hf-slots"
+    RUNS_TP = True
+
+    def __init__(self, **kwargs):
+        tp = kwargs.get("layout") == "tp" and int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if tp:  # load whole on the host, keep this rank's share on its GPU (slots_tp.py)
+            kwargs["device"] = "cpu"
+        super().__init__(**kwargs)
+        if tp:
+            self._shard()
+
+    def _shard(self) -> None:
+        import torch
+        import torch.distributed as dist
+
+        from elicit.eval.slots_tp import shard
+
+        if hasattr(self._model, "merge_and_unload"):  # a LoRA: merged, then sharded like any weight
+            self._model = self._model.merge_and_unload()
+        shard(self._model, dist.get_rank(), dist.get_world_size())
+        if torch.cuda.is_available():
+            target = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(target)
+            self._model.to(target)
+            self._device = target
+
+    def _tp_group(self):
+        if self.layout != "tp" or int(os.environ.get("WORLD_SIZE", "1")) < 2:
+            return None
+        import torch.distributed as dist
+
+        if not hasattr(self, "_tp_nccl"):
+            self._tp_nccl = dist.new_group(backend="nccl" if self.model.device.type == "cuda" else "gloo")
+        return self._tp_nccl
+
+    def _run_manager(self, items) -> None:
+        if not items:
+            return
+        gen_kwargs = items[0][0]["requests"][items[0][1]].args[1]
+        kwargs = normalize_gen_kwargs(dict(gen_kwargs), self.max_gen_toks)
+        until = handle_stop_sequences(kwargs.pop("until", None),
+                                      eos=self.tok_decode(self.eot_token_id, skip_special_tokens=False))
+        if (kwargs.get("repetition_penalty") or 1.0) != 1.0:
+            raise ValueError("hf-slots samples without repetition_penalty (eval.repetition_penalty must be 1.0)")
+        sample = bool(kwargs.get("do_sample"))
+        sampling = Sampling(temperature=float(kwargs.get("temperature") or 0.0) if sample else 0.0,
+                            top_k=int(kwargs.get("top_k") or 0), top_p=float(kwargs.get("top_p") or 1.0),
+                            min_p=float(kwargs.get("min_p") or 0.0))
+        max_new = int(kwargs["max_gen_toks"])
+        inputs = [self.tok_encode(c["requests"][i].args[0]) for c, i in items]
+        prompt_max = max(len(x) for x in inputs)
+        slots = slots_for(self.batch_size, len(items), prompt_max, max_new, self.model)
+        page = 64  # the static cache's length: the longest prompt + max_new, in 64-token pages
+        length = -(-(prompt_max + max_new + 1) // page) * page
+        dec = SlotDecoder(self.model, slots, length, sampling, tp_group=self._tp_group())
+        t0 = time.perf_counter()
+        dec.generate([(ids, c["seeds"][i]) for (c, i), ids in zip(items, inputs)],
+                     lambda r, toks: self._finish(*items[r], list(toks), until, max_new),
+                     self._eos_ids(until), max_new)
+        summary = {**dec.stats.summary(), "slots": slots, "cache_tokens": length, "attention": dec.attention,
+                   "step": f"{dec.compiled or 'eager'}+{dec.capture}", "wall_s": round(time.perf_counter() - t0, 3)}
+        for c, _ in items:
+            c["stats"].update(attention=dec.attention, slots=slots, engine=summary)
+        self.cb_stats["calls"] += 1
+        self.cb_stats["max_in_flight"] = max(self.cb_stats["max_in_flight"], slots)
+        del dec
