@@ -184,3 +184,23 @@ def test_tensor_parallel_over_two_ranks_equals_one_process(chaos, tmp_path):  # 
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert _rows(tp) == _rows(one)
     assert json.loads(tp.read_text())["world_size"] == 2
+
+
+# ---------------------------------------------------------------------------- the plan
+def test_the_plan_gives_hf_slots_slots_per_size_and_tensor_parallel_where_it_pays(tmp_path):
+    import yaml
+
+    from elicit.config import check
+    from elicit.plan import memory_plan as mp
+
+    cfg = check({**yaml.safe_load((ROOT / "config" / "config.yaml").read_text())})
+    cfg["eval"]["backend"] = "hf-slots"
+    layouts = {s: mp.eval_layout(cfg, s, 80) for s in cfg["sizes"]}
+    assert layouts == {"1.5B": "single", "7B": "single", "14B": "tp", "32B": "tp"}
+    slots = {s: mp.sequences_in_flight(cfg, s, 80) for s in cfg["sizes"]}
+    assert slots["32B"] > mp.slots_plan(cfg, "32B", 80, "dp")  # tp: the KV splits, the slots multiply
+    assert 30 <= slots["7B"] <= 40 and 60 <= slots["1.5B"] <= mp.SLOTS_MAX
+    assert mp.check(cfg, 80) == []
+    cfg["eval"]["batch_size"] = 500  # fixed slots that cannot fit: refused at plan time, with the fix
+    (msg,) = [m for m in mp.check(cfg, 80) if m.startswith("models.7B")]
+    assert "hf-slots" in msg and "eval.batch_size: auto" in msg

@@ -25,8 +25,7 @@ from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
 
 from elicit.eval.lm_backend_cb import ContinuousBatchingHFLM, kv_bytes_per_token
 from elicit.eval.slots import Sampling, SlotDecoder
-
-SLOTS_MAX = 128  # beyond this a decode step is compute-bound on a 1.5B already
+from elicit.plan.memory_plan import SLOTS_MAX
 
 
 def slots_for(batch_size, n_requests: int, prompt_max: int, max_new: int, model) -> int:
@@ -36,9 +35,9 @@ def slots_for(batch_size, n_requests: int, prompt_max: int, max_new: int, model)
     device = next(model.parameters()).device
     if device.type != "cuda":
         return max(1, min(SLOTS_MAX, n_requests))
-    from elicit.plan.memory_plan import slots_fit
-
     import torch
+
+    from elicit.plan.memory_plan import slots_fit
 
     free = torch.cuda.mem_get_info(device)[0]
     fit = slots_fit(free, prompt_max + max_new, kv_bytes_per_token(model) or 0, model.config.vocab_size)

@@ -248,7 +248,18 @@ class SlotDecoder:
         n = len(ids)
         if n + 1 > self.L:
             raise ValueError(f"prompt of {n} tokens does not fit a slot of {self.L}")
-        inp = torch.tensor([ids], dtype=torch.int64, device=self.device)
+        logits = self.prefill_logits(slot, ids)
+        seed_t = torch.tensor([seed], dtype=torch.int64, device=self.device)
+        first = self.sampling.draw(logits, seed_t, torch.tensor([n], device=self.device), self.warpers)
+        self.tokens[slot], self.pos[slot], self.seeds[slot] = first[0], n, seed
+        self.stats.prefills += 1
+        tok = int(first[0])  # the one readback of a prefill
+        self.stats.prefill_s += time.perf_counter() - t0
+        return tok
+
+    def prefill_logits(self, slot: int, ids: list[int]) -> torch.Tensor:
+        """The prompt's K/V written into `slot`; the logits [1, vocab] after its last token."""
+        n = len(ids)
 
         def attend(i, q, k, v):
             self.k[i][slot, :n] = k[0]
@@ -258,15 +269,8 @@ class SlotDecoder:
             o = F.scaled_dot_product_attention(q.transpose(1, 2), kk, vv, is_causal=True, scale=self.scaling)
             return o.transpose(1, 2).reshape(1, n, self.heads * self.head_dim)
 
-        x = self.dec.embed_tokens(inp)
-        logits = self._run(x, torch.arange(n, device=self.device)[None], attend)[:, -1]
-        seed_t = torch.tensor([seed], dtype=torch.int64, device=self.device)
-        first = self.sampling.draw(logits, seed_t, torch.tensor([n], device=self.device), self.warpers)
-        self.tokens[slot], self.pos[slot], self.seeds[slot] = first[0], n, seed
-        self.stats.prefills += 1
-        tok = int(first[0])  # the one readback of a prefill
-        self.stats.prefill_s += time.perf_counter() - t0
-        return tok
+        x = self.dec.embed_tokens(torch.tensor([ids], dtype=torch.int64, device=self.device))
+        return self._run(x, torch.arange(n, device=self.device)[None], attend)[:, -1]
 
     def _flash_agrees(self) -> bool:
         """FA2 with seqused_k on this GPU against SDPA with a key mask, on random data of the model's
@@ -293,8 +297,8 @@ class SlotDecoder:
 
     # ------------------------------------------------------------------ the loop
     def generate(self, requests, on_finish, eos_ids, max_new: int) -> None:
-        """requests: [(ids, seed)]; on_finish(index, generated ids) once per request, in finishing order.
-        A request stops at an id in eos_ids (kept) or after max_new tokens."""
+        """requests: [(ids, seed)] or [(ids, seed, its own max_new)]; on_finish(index, generated ids) once
+        per request, in finishing order. A request stops at an id in eos_ids (kept) or after max_new tokens."""
         run = _Run(self, requests, on_finish, {int(t) for t in eos_ids}, int(max_new))
         self.warm()
         for s in range(self.S):
@@ -327,6 +331,7 @@ class _Run:
         self.req = [None] * dec.S      # request index per slot
         self.gen = [[] for _ in range(dec.S)]
         self.valid_from = [0] * dec.S  # the first step whose output belongs to the slot's request
+        self.cap = [max_new] * dec.S   # the slot's request's max new tokens
         self.launched = 0              # steps launched so far (the next step's number)
         self.host = torch.zeros(dec.S, dtype=torch.int64, pin_memory=dec.cuda)
 
@@ -337,13 +342,14 @@ class _Run:
         return sum(r is not None for r in self.req)
 
     def done(self, s: int) -> bool:
-        return self.gen[s][-1] in self.eos or len(self.gen[s]) >= self.max_new
+        return self.gen[s][-1] in self.eos or len(self.gen[s]) >= self.cap[s]
 
     def fill(self, s: int) -> None:
         """Give slot s the next request (prefilled into it), or leave it idle."""
         while self.queue:
             r = self.queue.pop()
-            ids, seed = self.requests[r]
+            ids, seed, *cap = self.requests[r]
+            self.cap[s] = min(self.max_new, *cap) if cap else self.max_new
             self.req[s], self.gen[s], self.valid_from[s] = r, [self.dec.prefill(s, ids, seed)], self.launched
             if not self.done(s):
                 return

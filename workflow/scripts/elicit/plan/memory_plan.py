@@ -191,6 +191,8 @@ def eval_layout(config: dict, size: str, gpu_mem_gb: float | None) -> str:
         return "single"
     if config["eval"].get("backend") == "hf-cb":
         return "dp"  # continuous batching runs a replica per GPU (lm_backend_cb.py); check() says if it does not fit
+    if config["eval"].get("backend") == "hf-slots":
+        return slots_layout(config, size, gpu_mem_gb)
     options = ["dp", "tp", "split"] if tp_divides(config, size) else ["dp", "split"]
     if gpu_mem_gb is None:
         return options[1]
@@ -219,6 +221,8 @@ def sequences_in_flight(config: dict, size: str, gpu_mem_gb: float, layout: str 
     logits, and the attention mask's share (CB_STEP_TOKENS); dp: one replica per GPU, so the job
     holds gpus x that."""
     layout = layout or eval_layout(config, size, gpu_mem_gb)
+    if config["eval"].get("backend") == "hf-slots":
+        return slots_plan(config, size, gpu_mem_gb, layout)
     per_seq = eval_plan(config, size, layout, batch=1)
     fixed = per_seq["weights"] + per_seq["overhead"]
     tokens = prompt_tokens(config, size) + config["eval"]["max_gen_toks"]
@@ -233,12 +237,51 @@ def sequences_in_flight(config: dict, size: str, gpu_mem_gb: float, layout: str 
 # uncompiled step; compiled, the sampler is fused). Budget: this share of what the weights leave.
 SLOT_MEMORY_FRACTION = 0.9
 SLOT_VOCAB_BYTES = 64
+SLOTS_MAX = 128  # beyond this a decode step is compute-bound on a 1.5B already (lm_backend_slots)
 
 
 def slots_fit(free_bytes: float, tokens: int, kv_bytes_per_token: int, vocab: int) -> int:
     """Slots of `tokens` tokens that `free_bytes` hold (free memory after the weights are loaded)."""
     per_slot = tokens * kv_bytes_per_token + vocab * SLOT_VOCAB_BYTES
     return max(0, int((free_bytes - CUDA_OVERHEAD_GIB * GIB) * SLOT_MEMORY_FRACTION // per_slot))
+
+
+def slots_plan(config: dict, size: str, gpu_mem_gb: float, layout: str) -> int:
+    """hf-slots: the slots of one evaluation job (slots_fit on what the weights leave of each GPU; tp:
+    each GPU holds 1/g of the weights and of every slot's KV; dp: a replica per GPU), at most the
+    engine's SLOTS_MAX; eval.batch_size when an integer. The largest prompt + eval.max_gen_toks per slot."""
+    g = eval_gpus(config, size)
+    tp = g if layout == "tp" else 1
+    a, bs = load_arch(config, size), config["eval"]["batch_size"]
+    weights = max(load_arch(config, size, r).params() for r in ("base", "skyline")) * 2 // tp
+    tokens = prompt_tokens(config, size) + config["eval"]["max_gen_toks"]
+    n = min(SLOTS_MAX, slots_fit(gpu_mem_gb * GIB - weights, tokens, a.kv_bytes_per_token(2) // tp, a.vocab))
+    if isinstance(bs, int):
+        n = bs if n >= bs else 0  # a fixed slot count fits, or the plan refuses it (check)
+    return n * (g if layout == "dp" else 1)
+
+
+def slots_layout(config: dict, size: str, gpu_mem_gb: float | None) -> str:
+    """hf-slots over several GPUs: tensor parallel where it gives more tokens/s per GPU by the
+    bandwidth model (decode_model: a step reads the weights and the slots' KV; tp splits both over
+    the GPUs, so a large model's slots multiply), else a replica per GPU. Unknown memory: tp where
+    the heads divide, as the other backends."""
+    from elicit.plan import decode_model
+
+    if not tp_divides(config, size):
+        return "dp"
+    if gpu_mem_gb is None:
+        return "tp"
+    g, a = eval_gpus(config, size), load_arch(config, size)
+    context = prompt_tokens(config, size) + config["eval"]["max_gen_toks"] / 2  # a slot's mean cached tokens
+
+    def per_gpu(layout: str) -> float:
+        n = slots_plan(config, size, gpu_mem_gb, layout) // (g if layout == "dp" else 1)
+        tp = g if layout == "tp" else 1
+        comm = decode_model.tp_comm_s(a.layers, a.hidden, n, tp)
+        return n and decode_model.planned_tokens_per_s_per_gpu(a.params() * 2, a.kv_bytes_per_token(2), n, context,
+                                                               3.35, tp, comm)
+    return max(("dp", "tp"), key=per_gpu)
 
 
 # ------------------------------------------------------------------------- the plan and its check
@@ -271,8 +314,12 @@ def table(config: dict, gpu_mem_gb: float | None = None, cache=None) -> list[dic
     rows = []
     for size in config["sizes"]:
         m, layout = config["models"][size], eval_layout(config, size, gpu_mem_gb)
-        t = m["train"]
-        row = {"size": size, "eval": eval_plan(config, size, layout) if m["eval"]["gpus"] else None,
+        t, batch = m["train"], None
+        if config["eval"].get("backend") == "hf-slots" and gpu_mem_gb and m["eval"]["gpus"]:
+            # the slots a replica allocates up front (at least one: check() refuses none)
+            batch = max(1, slots_plan(config, size, gpu_mem_gb, layout) // (eval_gpus(config, size) if layout == "dp"
+                                                                            else 1))
+        row = {"size": size, "eval": eval_plan(config, size, layout, batch) if m["eval"]["gpus"] else None,
                "eval how": f"{layout} x{eval_gpus(config, size)}"}
         for mode in ("full", "lora"):
             row[f"train {mode}"] = train_parts(config, size, mode, cache=cache) if t["gpus"] else None
@@ -302,6 +349,17 @@ def _eval_message(config, size, layout, gib, mem) -> str:
             f"> {mem:g} GiB available: " + "; ".join(fix))
 
 
+def _slots_message(config, size, layout, mem) -> str:
+    bs, g = config["eval"]["batch_size"], eval_gpus(config, size)
+    what = f"eval.batch_size: {bs} slots do" if isinstance(bs, int) else "not one slot does"
+    fix = [f"models.{size}.eval.gpus > {g} with layout tp" if g == 1 or layout != "tp" else
+           f"more GPUs (models.{size}.eval.gpus)", "a smaller eval.max_gen_toks"]
+    if isinstance(bs, int):
+        fix.insert(0, "eval.batch_size: auto (as many slots as fit)")
+    return (f"models.{size}: hf-slots: {what} not fit {mem:g} GiB per GPU (layout {layout}, {g} GPU(s), "
+            f"{prompt_tokens(config, size)} + {config['eval']['max_gen_toks']} tokens a slot): " + "; ".join(fix))
+
+
 def check(config: dict, gpu_mem_gb: float, cache=None) -> list[str]:
     """One message per job kind whose predicted peak exceeds gpu_mem_gb GiB per GPU."""
     problems = []
@@ -314,6 +372,9 @@ def check(config: dict, gpu_mem_gb: float, cache=None) -> list[str]:
         if row["eval"] and layout == "tp" and not tp_divides(config, size):
             problems.append(f"models.{size}.eval.layout: tp needs the attention and KV heads divisible by "
                             f"{eval_gpus(config, size)} GPUs")
+        elif row["eval"] and config["eval"].get("backend") == "hf-slots":
+            if slots_plan(config, size, gpu_mem_gb, layout) < 1:
+                problems.append(_slots_message(config, size, layout, gpu_mem_gb))
         elif row["eval"] and gib_of(row["eval"]) > gpu_mem_gb:
             problems.append(_eval_message(config, size, layout, gib_of(row["eval"]), gpu_mem_gb))
     return problems
