@@ -13,7 +13,9 @@ run's requests; on CPU at most the run's requests. S schedules the work and is r
 
 Layouts: single; dp (a replica per GPU, every world-th missing answer, as hf-cb); tp (torchrun:
 the weights and the KV cache sharded over the ranks, slots_tp.py; a LoRA is merged into the
-weights first, so tp answers are those of the merged model).
+weights first, so tp answers are those of the merged model). Under tp each rank loads the whole
+model on the host in turn (a file lock per job), keeps its share and frees the rest: the host
+needs one model's bf16 weights at a time, not one per rank.
 """
 from __future__ import annotations
 
@@ -53,22 +55,37 @@ class SlotsHFLM(ContinuousBatchingHFLM):
     RUNS_TP = True
 
     def __init__(self, **kwargs):
-        tp = kwargs.get("layout") == "tp" and int(os.environ.get("WORLD_SIZE", "1")) > 1
-        if tp:  # load whole on the host, keep this rank's share on its GPU (slots_tp.py)
+        self._load_lock = None
+        if kwargs.get("layout") == "tp" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            # Each rank loads the whole model on the host, keeps its share (on its GPU) and frees the rest;
+            # the ranks of a node take turns (a file lock), so the host holds one whole copy at a time.
+            import fcntl
+            import tempfile
+
             kwargs["device"] = "cpu"
+            job = os.environ.get("TORCHELASTIC_RUN_ID") or os.environ.get("MASTER_PORT", "0")
+            self._load_lock = open(os.path.join(tempfile.gettempdir(), f"elicit-tp-load-{job}.lock"), "w")
+            fcntl.flock(self._load_lock, fcntl.LOCK_EX)
         super().__init__(**kwargs)
-        if tp:
+
+    def _resumable_init(self, *args, **kwargs):
+        if self._load_lock is not None:  # loaded, before the first collective: shard, then the next rank's turn
             self._shard()
+            self._load_lock.close()
+            self._load_lock = None
+        super()._resumable_init(*args, **kwargs)
 
     def _shard(self) -> None:
+        import gc
+
         import torch
-        import torch.distributed as dist
 
         from elicit.eval.slots_tp import shard
 
         if hasattr(self._model, "merge_and_unload"):  # a LoRA: merged, then sharded like any weight
             self._model = self._model.merge_and_unload()
-        shard(self._model, dist.get_rank(), dist.get_world_size())
+        shard(self._model, int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]))
+        gc.collect()
         if torch.cuda.is_available():
             target = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(target)
