@@ -107,10 +107,26 @@ def atomic_dir(path: str | os.PathLike):
     os.chmod(tmp, 0o777 & ~_umask())
     try:
         yield tmp
+        share_like_umask(tmp)
         replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def share_like_umask(root: Path) -> None:
+    """Give every file under root the umask's permissions (read/write, execute where the owner has it).
+    Some writers make 0600 files whatever the umask (safetensors: a temporary file renamed), so the
+    weights would be the one result the group sharing a project directory cannot read."""
+    mask = _umask()
+    for p in Path(root).rglob("*"):
+        if p.is_symlink():
+            continue
+        mode = p.stat().st_mode
+        full = 0o777 if p.is_dir() or mode & 0o100 else 0o666
+        if mode & 0o777 != full & ~mask:
+            with contextlib.suppress(PermissionError):  # a hard link to another user's file
+                os.chmod(p, full & ~mask)
 
 
 def replace_dir(tmp: Path, path: Path) -> None:
