@@ -73,6 +73,10 @@ if workflow.is_main_process and not os.environ.get("WORKFLOW_SKIP_INTEGRITY"):  
             f"{len(_damaged)} damaged result file(s); nothing was run or deleted:\n"
             + "\n".join(f"  {d}" for d in _damaged)
         )
+    # a source of the user's that changed is read now, not in the first job (52 jobs planned for nothing)
+    _source = integrity.source_problems(config["data"]["source"], config["data"]["expected_rows"])
+    if _source:
+        raise WorkflowError("\n".join(_source))
 
 
 onstart:
