@@ -19,6 +19,12 @@ from elicit import grid, repo_path, slurm, steps  # noqa: E402
 from elicit.config import ConfigError, check, load_site  # noqa: E402
 from elicit.slurm import cli  # noqa: E402
 
+# A run that exits deletes its own lock files only, not a live run's (elicit/snakemake_locks.py).
+from elicit import snakemake_locks  # noqa: E402
+
+if not snakemake_locks.keep_others():
+    logger.warning("snakemake_locks: this Snakemake is not the pinned 9.27.1; its locks are left as they are")
+
 try:
     check(config)
 except ConfigError as e:
