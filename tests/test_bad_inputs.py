@@ -189,7 +189,7 @@ def append_garbage(p):
 
 
 def binary(p):
-    p.write_bytes(os.urandom(200))
+    p.write_bytes(bytes(range(255, 55, -1)))  # 200 fixed bytes, not UTF-8 (0xff leads)
 
 
 def edit_score(p):
