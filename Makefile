@@ -37,7 +37,7 @@ demo: venv
 	@echo "Grid:       snakemake status"
 
 test: venv
-	python -m pytest -q
+	python -m pytest -q --durations=25  # the slowest tests, in every CI log
 
 # SLURM stays on where it is installed: the session starts the test cluster once, and each snakemake
 # call then skips the plugin's 10 s wait for a controller (SLURM_TESTS=off: 5 min instead of 2.7)

@@ -15,6 +15,14 @@ import pytest  # noqa: E402
 
 from tests.slurm.cluster import slurm_installed  # noqa: E402
 
+# Property tests draw the same examples on every run (derandomize: seeded from each test's name), and
+# no example database replays what an earlier run happened to find: a test passes or fails by its
+# code, never by the run (issue 29).
+from hypothesis import settings as _hypothesis  # noqa: E402
+
+_hypothesis.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
+_hypothesis.load_profile("deterministic")
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _slurm_answers_plugin_probe(request):
@@ -93,6 +101,24 @@ def build_demo_model(d: Path) -> Path:
 def demo_model(tmp_path_factory) -> Path:
     """build_demo_model once per session (tests that change it copy it first)."""
     return build_demo_model(tmp_path_factory.mktemp("demo_model"))
+
+
+@pytest.fixture(scope="session")
+def train_demo(tmp_path_factory) -> Path:
+    """tests/test_train.py's tiny model and data, built once per session: six modules train on it
+    (each built its own, ~15 s each)."""
+    from tests.test_train import build_demo
+
+    return build_demo(tmp_path_factory.mktemp("train_demo"))
+
+
+@pytest.fixture(scope="session")
+def train_reference(train_demo, tmp_path_factory) -> dict:
+    """tests/test_train.py's uninterrupted run, once per session (test_train, test_damaged_models and
+    test_train_deepspeed compare with it; each ran its own)."""
+    from tests.test_train import run_reference
+
+    return run_reference(train_demo, tmp_path_factory.mktemp("ref") / "run")
 
 
 def snakemake(workdir, *args, check=True):

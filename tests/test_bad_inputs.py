@@ -130,6 +130,29 @@ def test_truncated_source_names_the_file_and_line(tmp_path):
     assert tok.returncode != 0 and f"{src}: line 6" in tok.stderr and "Traceback" not in tok.stderr
 
 
+@pytest.mark.slow  # two dry-runs
+def test_unreadable_source_is_refused_at_plan_time(tmp_path):
+    """A data.source that is not UTF-8 passed the plan (which then marked every training and cell
+    outdated) and failed only inside fetch_data. A source whose checksum differs from the one
+    fetch_data recorded is now read and validated at plan time; an unchanged one is not reread."""
+    import make_demo
+
+    demo = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
+    d = demo["data"]
+    src = tmp_path / "mine.jsonl"
+    make_demo.main(["data", "--out", str(src), "--rows", str(d["expected_rows"]), "--n-val", str(d["n_val"]),
+                    "--subsets", *map(str, d["subsets"]), "--split-seed", str(d["split_seed"])])
+    good = src.read_bytes()
+    src.write_bytes(good.replace("a".encode(), "\xe9".encode("latin-1"), 3))  # latin-1, not UTF-8
+    cfg = {**demo, "data": {**d, "source": src.name}}  # relative to the working directory
+    rc, text = dry_run(tmp_path, cfg)
+    assert rc != 0 and f"data.source {src.name}" in text and "cannot read it" in text, text[-3000:]
+    assert "fetch_data" not in text  # refused at plan time, nothing planned
+    src.write_bytes(good)
+    rc, text = dry_run(tmp_path, cfg)
+    assert rc == 0 and "fetch_data" in text, text[-3000:]
+
+
 # ------------------------------------------------------------------ a finished run, damaged
 @pytest.fixture(scope="module")
 def work(demo_run, tmp_path_factory):
@@ -166,7 +189,7 @@ def append_garbage(p):
 
 
 def binary(p):
-    p.write_bytes(os.urandom(200))
+    p.write_bytes(bytes(range(255, 55, -1)))  # 200 fixed bytes, not UTF-8 (0xff leads)
 
 
 def edit_score(p):

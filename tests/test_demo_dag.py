@@ -147,6 +147,20 @@ def test_selection_and_metrics_layout(demo):
 
 
 @pytest.mark.slow
+def test_every_result_file_follows_the_umask(demo):
+    """Weights too (checkpoints, `.done` copies, published and demo models): safetensors makes 0600
+    files, which the group sharing a project directory could not read (issue 29, item 8). The test
+    process's umask is the DAG's."""
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    wrong = [(str(p.relative_to(demo)), oct(p.stat().st_mode & 0o777)) for p in (demo / "results").rglob("*")
+             if p.is_file() and not p.is_symlink() and p.stat().st_mode & 0o666 != 0o666 & ~mask]
+    assert not wrong, wrong[:10]
+
+
+@pytest.mark.slow
 def test_every_training_is_tracked(demo):
     """train.tracking: tensorboard (config/demo.yaml): each run's event files hold its validation
     losses, read back by TensorBoard's own reader."""

@@ -103,6 +103,7 @@ def test_retrained_model_at_the_same_path_reuses_no_answer(demo_model, tmp_path)
     side = out.with_name(out.name + ".partial.jsonl")
     assert len(side.read_text().splitlines()) == 4
     m = AutoModelForCausalLM.from_pretrained(model)  # "retrained": other weights, same path
+    torch.manual_seed(0)  # the same "retrained" weights on every run
     with torch.no_grad():
         for p in m.parameters():
             p.add_(0.05 * torch.randn_like(p))

@@ -44,3 +44,35 @@ def test_tensorboard_scalars_read_back(demo, tmp_path):  # noqa: F811
     for r in tracked:
         if r.get("train_loss") is not None:
             assert abs(loss[r["step"]] - r["train_loss"]) <= 1e-6 * max(1.0, abs(r["train_loss"]))
+
+
+def test_unwritable_tracking_folder_warns_and_trains_on(demo, tmp_path):  # noqa: F811
+    """A file where the tracking folder goes (or a read-only folder) raised NotADirectoryError at the
+    training's start: observability must never kill a training. A warning names train.tracking."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "tracking").write_text("not a folder\n")
+    proc = subprocess.run(_cmd(demo, out, ["--max-steps", "2", "--eval-every", "2", "--tracking", "tensorboard",
+                                           "--progress", "false"]),
+                          env=_env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "train.tracking" in proc.stderr and "training goes on untracked" in proc.stderr, proc.stderr[-3000:]
+    assert [r["step"] for r in _rows(out / "metrics.jsonl")] == [0, 2]
+
+
+def test_a_tracker_that_fails_later_is_dropped_with_a_warning(tmp_path, capsys):
+    """A write that fails mid-training (disk full, folder removed) switches tracking off, once, loudly."""
+    from elicit.train.tracking import open_tracker
+
+    tracker = open_tracker("tensorboard", tmp_path, True, 0)
+
+    def broken(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    tracker.inner.writer.add_scalar = broken
+    tracker.train(1, {"train_loss": 1.0})
+    tracker.train(2, {"train_loss": 1.0})
+    tracker.evaluation(2, 1.0, 1.0, 2, 0)
+    tracker.close()
+    err = capsys.readouterr().err
+    assert err.count("WARNING: train.tracking") == 1 and "No space left on device" in err

@@ -113,9 +113,12 @@ rule report:
         "python -m elicit.run report --results results --config-json {params.config} --out {output} > {log} 2>&1"
 
 
-# `snakemake status` needs no --cores: it runs this one local rule and nothing else.
-if workflow.resource_settings.cores is None and "status" in sys.argv[1:]:
-    workflow.resource_settings.cores = 1
+# `snakemake status` needs no --cores: it runs this one local rule and nothing else. It takes no
+# lock either (as --nolock): it writes only its log and reads, and must never touch a live run's locks.
+if "status" in sys.argv[1:]:
+    snakemake_locks.take_none()
+    if workflow.resource_settings.cores is None:
+        workflow.resource_settings.cores = 1
 
 
 rule status:

@@ -19,6 +19,12 @@ from elicit import grid, repo_path, slurm, steps  # noqa: E402
 from elicit.config import ConfigError, check, load_site  # noqa: E402
 from elicit.slurm import cli  # noqa: E402
 
+# A run that exits deletes its own lock files only, not a live run's (elicit/snakemake_locks.py).
+from elicit import snakemake_locks  # noqa: E402
+
+if not snakemake_locks.keep_others():
+    logger.warning("snakemake_locks: this Snakemake is not the pinned 9.27.1; its locks are left as they are")
+
 try:
     check(config)
 except ConfigError as e:
@@ -73,6 +79,10 @@ if workflow.is_main_process and not os.environ.get("WORKFLOW_SKIP_INTEGRITY"):  
             f"{len(_damaged)} damaged result file(s); nothing was run or deleted:\n"
             + "\n".join(f"  {d}" for d in _damaged)
         )
+    # a source of the user's that changed is read now, not in the first job (52 jobs planned for nothing)
+    _source = integrity.source_problems(config["data"]["source"], config["data"]["expected_rows"])
+    if _source:
+        raise WorkflowError("\n".join(_source))
 
 
 onstart:

@@ -340,6 +340,8 @@ def train(cfg: TrainConfig) -> int:
     restore_state(run)
     run.tracker = open_tracker(cfg.tracking, run.out, run.ranks.master, run.step)
     stop = StopWatch(cfg.stop_margin_min if run.ranks.master else 0.0)  # rank 0 watches the clock
+    if not run.ranks.master:
+        stop.signal_at = {}  # the test hook's signal reaches rank 0; ranks.any stops every rank
     announce(run, stop)
     bar = progress_bar(run)
     run.engine.model.train()
@@ -347,7 +349,7 @@ def train(cfg: TrainConfig) -> int:
         evaluate_and_keep(run, 0, {"train_loss": None, "lr": 0.0, "n_trainable": run.engine.trainable})
     run.t0 = time.time()
     while run.step < cfg.max_steps and run.keeper.bad < cfg.patience:
-        if run.ranks.any(stop.due()):
+        if run.ranks.any(stop.due(run.step)):
             bar is not None and bar.close()
             return save_and_stop(run)
         extra = train_step(run)

@@ -2,6 +2,12 @@
 
 A job killed half way leaves at most a `.tmp-*` file behind, never a truncated
 result that looks complete. Every result file in this workflow goes through here.
+
+A SIGTERM (Snakemake cancelling a job, SLURM's scancel or time limit) inside an atomic write
+removes the temporary and exits 143, as train.py's own handler does: a step that installs none
+(select_checkpoint, prepare_data, eval_cell, ...) would otherwise die at once and leave its
+`.tmp-*` forever. A program's own SIGTERM handler (train.py's StopWatch, Snakemake's) is left alone.
+The final rename is never cut in half: the signal waits for it.
 """
 from __future__ import annotations
 
@@ -10,15 +16,53 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import tempfile
+import threading
 from pathlib import Path
-
 
 
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+_publishing: list[bool] = []  # inside the renames that publish a result (nested: one entry each)
+_pending: list[int] = []  # a SIGTERM that came meanwhile
+
+
+def _terminated(signum, frame):
+    if _publishing:
+        _pending.append(signum)
+        return
+    raise SystemExit(128 + signum)  # unwinds through the atomic writes' cleanup
+
+
+@contextlib.contextmanager
+def _cleanup_on_sigterm():
+    """SIGTERM raises SystemExit(143) inside the block where nothing else handles it."""
+    own = threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+    if own:
+        signal.signal(signal.SIGTERM, _terminated)
+    try:
+        yield
+    finally:
+        if own:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+@contextlib.contextmanager
+def _signals_wait():
+    """A SIGTERM waits for the renames that publish a result (the handler runs in the main thread,
+    between any two bytecodes: blocking the signal in one thread would not hold it back)."""
+    _publishing.append(True)
+    try:
+        yield
+    finally:
+        _publishing.pop()
+    if _pending and not _publishing:
+        raise SystemExit(128 + _pending.pop())
 
 
 @contextlib.contextmanager
@@ -30,12 +74,14 @@ def atomic_path(path: str | os.PathLike, suffix: str = ""):
     os.close(fd)
     os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results are shared on a cluster
     try:
-        yield Path(tmp)
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        if os.path.lexists(tmp):  # tmp and path were links of one file: rename(2) then does nothing
-            os.unlink(tmp)
+        with _cleanup_on_sigterm():
+            yield Path(tmp)
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
+            with _signals_wait():
+                os.replace(tmp, path)
+                if os.path.lexists(tmp):  # tmp and path were links of one file: rename(2) then does nothing
+                    os.unlink(tmp)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -106,11 +152,29 @@ def atomic_dir(path: str | os.PathLike):
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{path.name}.", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
-        yield tmp
-        replace_dir(tmp, path)
+        with _cleanup_on_sigterm():
+            yield tmp
+            share_like_umask(tmp)
+            with _signals_wait():
+                replace_dir(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def share_like_umask(root: Path) -> None:
+    """Give every file under root the umask's permissions (read/write, execute where the owner has it).
+    Some writers make 0600 files whatever the umask (safetensors: a temporary file renamed), so the
+    weights would be the one result the group sharing a project directory cannot read."""
+    mask = _umask()
+    for p in Path(root).rglob("*"):
+        if p.is_symlink():
+            continue
+        mode = p.stat().st_mode
+        full = 0o777 if p.is_dir() or mode & 0o100 else 0o666
+        if mode & 0o777 != full & ~mask:
+            with contextlib.suppress(PermissionError):  # a hard link to another user's file
+                os.chmod(p, full & ~mask)
 
 
 def replace_dir(tmp: Path, path: Path) -> None:

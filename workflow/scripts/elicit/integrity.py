@@ -55,6 +55,31 @@ def data_problems(results: Path) -> list[str]:
     return problems
 
 
+def source_problems(source: str, expected_rows: int | None, results: Path = Path("results")) -> list[str]:
+    """A local data.source of the user's whose bytes differ from those fetch_data last read (or that it
+    never read): read and validated now, as fetch_data will, so that a file it cannot use (not UTF-8,
+    bad rows) is refused at plan time instead of planning every training and cell and failing in the
+    first job. An unchanged source is not reread (one hash, as the fetch_data rule's params take)."""
+    from elicit.data.s1k import DataError, load_source, validate
+
+    path = Path(source)
+    if source.startswith("results/") or not path.is_file():
+        return []
+    meta = results / "data" / "s1k.json"
+    try:
+        recorded = read_json(meta).get("source_file_sha256") if meta.exists() else None
+    except CorruptFile:  # data_problems reports it
+        recorded = None
+    if recorded == sha256_file(path):
+        return []
+    try:
+        validate(load_source(source), expected_rows)
+    except DataError as e:
+        msg = str(e) if str(e).startswith("data.source") else f"data.source {source}: {e}"
+        return [f"{msg}\n    fix: repair the file or point data.source at a good copy; nothing was run or deleted"]
+    return []
+
+
 def training_problems(results: Path) -> list[str]:
     problems = []
     for run in grid.train_runs(results):

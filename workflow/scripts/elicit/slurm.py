@@ -100,7 +100,11 @@ class StopWatch:
 
     SLURM's own warning signal cannot reach train.py under snakemake's executor (see
     workflow/rules/train.smk), so the job watches its clock instead: `margin_min` before the
-    limit it saves the resume state and exits 143; the retry continues."""
+    limit it saves the resume state and exits 143; the retry continues.
+
+    Test hook: env TRAIN_SIGNAL_AT="7:TERM,12:USR1" makes this process send itself that signal when
+    due() is asked at that step (a real signal through the real handler, landing at an exact step:
+    the kill-and-resume tests choose the steps that matter instead of racing the clock)."""
 
     def __init__(self, margin_min: float = 0.0):
         self.requested = False
@@ -108,11 +112,15 @@ class StopWatch:
             signal.signal(sig, self._request)
         self.end = job_end() if margin_min > 0 else None
         self.deadline = None if self.end is None else self.end - 60 * margin_min
+        self.signal_at = {int(step): getattr(signal, f"SIG{name}") for step, name in
+                          (x.split(":") for x in os.environ.get("TRAIN_SIGNAL_AT", "").split(",") if x)}
 
     def _request(self, *_) -> None:
         self.requested = True
 
-    def due(self) -> bool:
+    def due(self, step: int | None = None) -> bool:
+        if step in self.signal_at:
+            os.kill(os.getpid(), self.signal_at.pop(step))  # handled before os.kill returns (CPython)
         if self.deadline is not None and time.time() >= self.deadline and not self.requested:
             self.requested = True
             print("the job's time limit is within stop_margin_min: saving the resume state", flush=True)

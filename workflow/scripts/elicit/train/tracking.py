@@ -8,9 +8,15 @@ changes no result (tests/test_tracking.py). Scalars, per step:
 
   train/loss, train/lr, train/grad_norm, train/tokens_per_s        every optimizer step
   val/loss, val/best_loss, selection/kept_step, selection/bad      every evaluation
+
+Observability never kills a training: a tracking folder that cannot be written (at the start or
+later: a file in its place, no permission, a full disk) is a warning naming train.tracking, and the
+training goes on untracked.
 """
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
 
 KINDS = ("none", "tensorboard")
@@ -54,9 +60,47 @@ class TensorBoard(Tracker):
         self.writer.close()
 
 
+def _warn(where: Path, e: Exception) -> None:
+    print(f"WARNING: train.tracking: cannot write {where} ({type(e).__name__}: {e}); the training goes on "
+          "untracked (fix the folder, or set train.tracking: none)", file=sys.stderr, flush=True)
+
+
+class Guarded(Tracker):
+    """A tracker whose first failure is a warning and switches tracking off for the rest of the run."""
+
+    def __init__(self, inner: Tracker, where: Path):
+        self.inner, self.where = inner, where
+
+    def _call(self, name, *args):
+        if self.inner is None:
+            return
+        try:
+            getattr(self.inner, name)(*args)
+        except Exception as e:  # noqa: BLE001  (any failure of observability, never the training's)
+            inner, self.inner = self.inner, None
+            _warn(self.where, e)
+            if name != "close":
+                with contextlib.suppress(Exception):
+                    inner.close()
+
+    def train(self, step, row):
+        self._call("train", step, row)
+
+    def evaluation(self, step, val_loss, best, kept_step, bad):
+        self._call("evaluation", step, val_loss, best, kept_step, bad)
+
+    def close(self):
+        self._call("close")
+
+
 def open_tracker(kind: str, out: Path, master: bool, first_step: int) -> Tracker:
     if kind not in KINDS:
         raise SystemExit(f"--tracking must be one of {', '.join(KINDS)}, got {kind!r}")
     if kind == "none" or not master:
         return Tracker()
-    return TensorBoard(Path(out) / "tracking" / "tensorboard", first_step)
+    where = Path(out) / "tracking" / "tensorboard"
+    try:
+        return Guarded(TensorBoard(where, first_step), where)
+    except Exception as e:  # noqa: BLE001
+        _warn(where, e)
+        return Tracker()
