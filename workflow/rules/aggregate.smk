@@ -17,6 +17,7 @@ localrules:
 
 
 import json  # noqa: E402
+import logging  # noqa: E402
 import shlex  # noqa: E402
 
 
@@ -116,6 +117,12 @@ rule report:
 # `snakemake status` needs no --cores: it runs this one local rule and nothing else.
 if workflow.resource_settings.cores is None and "status" in sys.argv[1:]:
     workflow.resource_settings.cores = 1
+# ... and prints only its grid: Snakemake's banners and job lines (info) are dropped, its
+# warnings and errors kept (a failed status job still says why).
+if "status" in sys.argv[1:]:
+    from snakemake.logging import logger as _smk_logger  # noqa: E402
+
+    _smk_logger.addFilter(lambda record: record.levelno >= logging.WARNING)
 
 
 rule status:

@@ -11,6 +11,11 @@ import yaml
 # checkout path in a shell command or in params (a rerun trigger: a moved checkout must not
 # retrain the grid). SCRIPTS only finds the package when it is not installed.
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
+# ... and that `python` (and torchrun) is the interpreter running Snakemake, activated or not
+# (`.venv/bin/snakemake status` without `source .venv/bin/activate`): rule shells inherit PATH.
+_BIN = os.path.dirname(sys.executable)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != _BIN:
+    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
 try:  # the library of the step programs, installed by `make venv` (pip install -e .)
     import elicit  # noqa: F401
 except ImportError:  # snakemake from an environment without this project installed
