@@ -29,11 +29,12 @@ try:
 except ConfigError as e:
     raise WorkflowError(str(e))
 
-from elicit.provenance import is_local, unpinned  # noqa: E402
+from elicit.provenance import floating_summary, is_local, unpinned  # noqa: E402
 
-if workflow.is_main_process:  # hub ids whose revision floats: one line each, with the pin to paste
-    for _line in unpinned(config, Path("results")):
-        logger.warning(_line)
+if workflow.is_main_process:  # hub ids whose revision floats: one line, how many and how to pin them
+    _floating = floating_summary(unpinned(config, Path("results")))
+    if _floating:
+        logger.warning(_floating)
 
 SIZES = list(config["sizes"])
 DATA_TABLE, DATA_MANIFEST = "results/data/s1k.parquet", "results/data/manifest.json"
