@@ -36,6 +36,18 @@ if workflow.is_main_process:  # hub ids whose revision floats: one line, how man
     if _floating:
         logger.warning(_floating)
 
+# --sdm apptainer: the image bakes in workflow/ (envs/elicit.def); one built from other code would
+# silently run old step programs. Its label holds the code's hash: compare it with the checkout's.
+from snakemake.settings.types import DeploymentMethod  # noqa: E402
+
+if workflow.is_main_process and DeploymentMethod.APPTAINER in workflow.deployment_settings.deployment_method:
+    from elicit import code_hash  # noqa: E402
+
+    _image = f"{workflow.basedir}/envs/elicit.sif"
+    _stale = code_hash.image_problem(code_hash.image_label(Path(_image)), Path(workflow.basedir), _image)
+    if _stale:
+        raise WorkflowError(_stale)
+
 SIZES = list(config["sizes"])
 DATA_TABLE, DATA_MANIFEST = "results/data/s1k.parquet", "results/data/manifest.json"
 MODELS = config["models"]
