@@ -154,7 +154,7 @@ def test_every_training_is_tracked(demo):
 
     for run in sorted((demo / "results" / "train").glob("*/*/metrics.jsonl")):
         rows = [json.loads(line) for line in run.read_text().splitlines()]
-        events = EventAccumulator(str(run.parent / "tracking" / "tensorboard"))
+        events = EventAccumulator(str(run.parent))  # the run folder: TensorBoard names it <size>/<config>
         events.Reload()
         assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s"} <= set(events.Tags()["scalars"])
         if rows[0]["val_loss"] is not None:  # not the LoRA (no validation set)

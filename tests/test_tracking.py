@@ -22,15 +22,21 @@ def _train(demo_dir, out, tracking):
 def test_tensorboard_scalars_read_back(demo, tmp_path):  # noqa: F811
     plain = _train(demo, tmp_path / "plain", "none")
     tracked = _train(demo, tmp_path / "tracked", "tensorboard")
-    assert not (tmp_path / "plain" / "tracking").exists()
+    assert not list((tmp_path / "plain").glob("events.out.tfevents.*"))
     clock = ("tokens_per_s", "step_tokens_per_s", "peak_gpu_mem_gib")  # timings, not the training
     timeless = [[{k: v for k, v in r.items() if k not in clock} for r in rows] for rows in (plain, tracked)]
     assert json.dumps(timeless[0], sort_keys=True) == json.dumps(timeless[1], sort_keys=True)  # the same training
     assert sorted(p.name for p in (tmp_path / "plain" / ".done").iterdir()) == \
         sorted(p.name for p in (tmp_path / "tracked" / ".done").iterdir())  # the same finished-work key
 
-    events = EventAccumulator(str(tmp_path / "tracked" / "tracking" / "tensorboard"))
+    events = EventAccumulator(str(tmp_path / "tracked"))  # the run's folder: TensorBoard names the run by it
     events.Reload()
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    start = plugin_data_pb2.HParamsPluginData.FromString(events.PluginTagToContent("hparams")[
+        "_hparams_/session_start_info"]).session_start_info.hparams
+    assert start["configuration"].string_value == "tracked" and start["mode"].string_value == "full"
+    assert start["lr"].number_value > 0 and start["subset"].string_value
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "val/loss", "val/best_loss",
             "selection/kept_step", "selection/bad"} <= tags
