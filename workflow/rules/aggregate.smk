@@ -130,39 +130,6 @@ rule report:
         "python -m elicit.run report --results results --config-json {params.config} --out {output} > {log} 2>&1"
 
 
-# `snakemake --report`: Snakemake 9 draws a rule once per level of the job DAG, so each evaluation
-# rule appeared twice (base/skyline cells sit above the finetunes' cells). Draw each rule once, at
-# the deepest level it reaches (every edge into it still comes from above).
-if "--report" in sys.argv[1:]:
-    import snakemake.report.html_reporter as _html_reporter  # noqa: E402
-    import snakemake.report.rulegraph_spec as _rulegraph  # noqa: E402
-
-    def _rulegraph_once(dag):
-        levels = [list(level) for level in dag.toposorted()]
-        last = {job.rule.name: i for i, level in enumerate(levels) for job in level}
-        chosen = {}
-        for i, level in enumerate(levels):
-            for job in level:
-                if last[job.rule.name] == i:
-                    chosen.setdefault(job.rule.name, job)
-        representatives = {job: chosen[job.rule.name] for level in levels for job in level}
-        jobs = sorted(chosen.values(), key=lambda job: (last[job.rule.name], job.rule.name))
-        nodes = [{"rule": job.rule.name, "fx": 10, "fy": i * 50} for i, job in enumerate(jobs)]
-        idx = {job: i for i, job in enumerate(jobs)}
-        edges = sorted(
-            {(idx[representatives[v]], idx[representatives[u]]) for u in representatives for v in dag.dependencies[u]}
-        )
-        links = lambda direct: [
-            {"source": a, "target": b, "sourcerule": nodes[a]["rule"], "targetrule": nodes[b]["rule"], "value": 1}
-            for a, b in edges
-            if (b - a == 1) == direct
-        ]
-        spec = {"nodes": nodes, "links": links(False), "links_direct": links(True)}
-        return spec, 100, max(node["fy"] for node in nodes)
-
-    _rulegraph.rulegraph_spec = _html_reporter.rulegraph_spec = _rulegraph_once
-
-
 # `snakemake status` needs no --cores: it runs this one local rule and nothing else.
 if workflow.resource_settings.cores is None and "status" in sys.argv[1:]:
     workflow.resource_settings.cores = 1
