@@ -57,3 +57,9 @@ def test_planning_counts_floating_revisions_in_one_line():
     lines = [line for line in text.splitlines() if "float" in line]
     assert len(lines) == 1, lines
     assert lines[0].startswith("12 hub revisions float") and "pin_revisions" in lines[0]
+
+
+def test_task_datasets_come_from_the_task_yamls():
+    """The hub dataset of each paper task, read offline from lm-eval's task files (GPQA's through its
+    include)."""
+    assert {t: pin_revisions.task_dataset(t, None) for t in DATASETS} == DATASETS

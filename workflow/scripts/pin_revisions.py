@@ -58,15 +58,24 @@ def _task_manager(include_path: str | None):
     return TaskManager(include_path=str(repo_path(include_path)) if include_path else None)
 
 
+def _dataset_path(yaml_path: Path, depth: int = 0) -> str | None:
+    """`dataset_path:` of a task YAML, or of the files it `include:`s (upstream GPQA names it there)."""
+    text = yaml_path.read_text()
+    m = re.search(r"^dataset_path:\s*['\"]?([^\s'\"#]+)", text, re.M)
+    if m or depth >= 3:
+        return m[1] if m else None
+    for inc in re.findall(r"^include:\s*['\"]?([^\s'\"#]+)", text, re.M):
+        if (yaml_path.parent / inc).exists() and (found := _dataset_path(yaml_path.parent / inc, depth + 1)):
+            return found
+    return None
+
+
 def task_dataset(task: str, include_path: str | None) -> str | None:
     """The hub dataset a task's YAML names (`dataset_path`, through its `include:`s); None: local."""
-    from fetch_hub import _yaml_text
-
     tm = _task_manager(include_path)
     if task not in tm.task_index:
         raise SystemExit(f"pin_revisions: unknown task {task!r}")
-    m = re.search(r"^dataset_path:\s*['\"]?([^\s'\"#]+)", _yaml_text(Path(tm.task_index[task].yaml_path)), re.M)
-    return m[1] if m else None
+    return _dataset_path(Path(tm.task_index[task].yaml_path))
 
 
 def resolve(kind: str, repo: str, revision: str) -> str:
