@@ -1,6 +1,6 @@
 # The two set-up commands of the README:
 #   make demo   the whole DAG on the embedded CPU demo (config/demo.yaml), offline
-#   make test   the pytest suite (CI runs exactly this through .ci/run, after make lint)
+#   make test   the pytest suite, with the dev extra (CI runs exactly this through .ci/run, after make lint)
 #   make test-fast  the suite without SLURM and slow (whole-DAG) tests: the contributor's loop
 #   make lint   snakemake --lint (demo and paper config), snakefmt --check, ruff
 VENV   ?= .venv
@@ -36,15 +36,15 @@ demo: venv
 	@echo "Hidden:     results/stop_reasons.md, table1_robust.md, scorer_agreement.csv, scaling_fit.csv, variants.csv"
 	@echo "Grid:       snakemake status"
 
-test: venv
+test: $(VENV)/.dev-installed
 	python -m pytest -q --durations=25  # the slowest tests, in every CI log
 
 # SLURM stays on where it is installed: the session starts the test cluster once, and each snakemake
 # call then skips the plugin's 10 s wait for a controller (SLURM_TESTS=off: 5 min instead of 2.7)
-test-fast: venv
+test-fast: $(VENV)/.dev-installed
 	python -m pytest -q -m "not slow and not slurm"
 
-# the dev extra (pyproject.toml): snakefmt and ruff, pinned
+# the dev extra (pyproject.toml): pytest, hypothesis, snakefmt and ruff, pinned (make test, make lint)
 $(VENV)/.dev-installed: $(VENV)/.installed pyproject.toml
 	$(VENV)/bin/pip install -q -e .[dev]
 	touch $@

@@ -18,6 +18,18 @@ def test_licence_and_citation():
     assert "How to cite" in (ROOT / "README.md").read_text()
 
 
+def test_release_metadata_agrees():
+    """Issue 31: CITATION.cff names the released version and date; pyproject.toml and the newest
+    release of CHANGELOG.md say the same."""
+    import tomllib
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    released = re.findall(r"^## \[(\d[^\]]*)\] - (\d{4}-\d{2}-\d{2})$", (ROOT / "CHANGELOG.md").read_text(), re.M)
+    assert str(cff["version"]) == version == released[0][0], (cff["version"], version, released)
+    assert str(cff["date-released"]) == released[0][1]
+
+
 def test_rules_name_no_path_of_the_checkout():
     text = "".join(p.read_text() for p in (ROOT / "workflow" / "rules").glob("*.smk"))
     shells = re.findall(r"shell:\n((?:\s+\".*\"\n)+)", text)
@@ -68,3 +80,21 @@ def test_site_options_are_checked_and_defaulted():
                      ({"mem_increase_per_retry": -1}, "site.mem_increase_per_retry")):
         with pytest.raises(ConfigError, match=re.escape(key)):
             load_site({"sizes": ["7B"], "site": {"partitions": {"default": "gpu"}, **bad}})
+
+
+def test_slurm_profile_documents_real_plugin_options():
+    """Issue 31: the profile's commented options are the plugin's own (uncommenting works), and the
+    site file's remark that plugin 2.8.0 never reads its `no_account` setting holds for the pin."""
+    import dataclasses
+    from pathlib import Path
+
+    import snakemake_executor_plugin_slurm as plugin
+
+    fields = {f.name.replace("_", "-") for f in dataclasses.fields(plugin.ExecutorSettings)}
+    text = (ROOT / "profiles" / "slurm" / "config.yaml").read_text()
+    commented = re.findall(r"^# (slurm-[a-z-]+):", text, re.M)
+    assert "slurm-efficiency-report" in commented and "slurmdbd" in text
+    assert {c.removeprefix("slurm-") for c in commented} <= fields, commented
+    source = "".join(p.read_text() for p in Path(plugin.__file__).parent.rglob("*.py"))
+    assert source.count("no_account") == 1  # the setting's field; nothing reads it
+    assert "never read by 2.8.0" in (ROOT / "profiles" / "slurm" / "site.yaml").read_text()

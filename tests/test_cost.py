@@ -23,7 +23,7 @@ def test_hand_computed():
     # 7 runs x (300 x 16 x 1000 + (300//10 + 1) x 72 x 1000 / 3) tokens / 1000 tok/s / 3600
     assert train["gpu_hours"] == pytest.approx(7 * (4_800_000 + 31 * 72_000 / 3) / 1000 / 3600)
     # 9 models x 4 seeds x 3 tasks x 10 problems x 360 tokens = 388,800 / 100 tok/s / 3600 = 1.08
-    assert ev["gpu_hours"] == pytest.approx(1.08) and ev["jobs"] == 9 * 3 * 4
+    assert ev["gpu_hours"] == pytest.approx(1.08) and ev["cells"] == 9 * 3 * 4
 
 
 def cli(tmp_path, *args):

@@ -168,7 +168,7 @@ def test_every_training_is_tracked(demo):
 
     for run in sorted((demo / "results" / "train").glob("*/*/metrics.jsonl")):
         rows = [json.loads(line) for line in run.read_text().splitlines()]
-        events = EventAccumulator(str(run.parent / "tracking" / "tensorboard"))
+        events = EventAccumulator(str(run.parent))  # the run folder: TensorBoard names it <size>/<config>
         events.Reload()
         assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s"} <= set(events.Tags()["scalars"])
         if rows[0]["val_loss"] is not None:  # not the LoRA (no validation set)
@@ -196,7 +196,28 @@ def test_one_report_holds_the_whole_story(demo, tmp_path):
     page = next(n for n in files if n.endswith("/report.html"))
     with zipfile.ZipFile(tmp_path / "report.zip") as z:
         html = z.read(page).decode()
+        check_report_index(z.read("report/report.html").decode())
     assert "<h2 id='plan'>" in html and "<h2 id='provenance'>" in html
+
+
+def check_report_index(index: str) -> None:
+    """Issue 31, the index page of `snakemake --report`: every entry in a real subcategory (none in
+    "Other"), table1.md an entry of Table 1, the figures labelled by their titles, and each rule
+    once in the rule graph (Snakemake drew a rule once per DAG level: the evaluation rules twice)."""
+    from elicit.report.figure_names import NAMES, title
+
+    def var(name):
+        line = index.rsplit(f"var {name} = ", 1)[1].split("\n", 1)[0]  # the data, after the JS libraries
+        return json.loads(line.rstrip().rstrip(";"))
+
+    categories = var("categories")
+    assert all(sub and "Other" not in sub for sub in categories.values()), categories
+    assert "results/table1.md" in categories["Table 1"]["Table 1"]
+    labels = {path.split("/")[-1]: entry["labels"] for path, entry in var("results").items()}
+    assert {labels[f"{n}.png"]["figure"] for n in NAMES} == {title(n) for n in NAMES}
+    assert all(re.match(r"Figure S?\d\. ", title(n)) for n in NAMES)
+    rules = [node["rule"] for node in var("rulegraph_spec")["data"][0]["values"]]
+    assert len(rules) == len(set(rules)) and any(r.startswith("evaluate_") for r in rules), rules
 
 
 @pytest.mark.slow

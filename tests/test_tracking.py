@@ -22,15 +22,21 @@ def _train(demo_dir, out, tracking):
 def test_tensorboard_scalars_read_back(demo, tmp_path):  # noqa: F811
     plain = _train(demo, tmp_path / "plain", "none")
     tracked = _train(demo, tmp_path / "tracked", "tensorboard")
-    assert not (tmp_path / "plain" / "tracking").exists()
+    assert not list((tmp_path / "plain").glob("events.out.tfevents.*"))
     clock = ("tokens_per_s", "step_tokens_per_s", "peak_gpu_mem_gib")  # timings, not the training
     timeless = [[{k: v for k, v in r.items() if k not in clock} for r in rows] for rows in (plain, tracked)]
     assert json.dumps(timeless[0], sort_keys=True) == json.dumps(timeless[1], sort_keys=True)  # the same training
     assert sorted(p.name for p in (tmp_path / "plain" / ".done").iterdir()) == \
         sorted(p.name for p in (tmp_path / "tracked" / ".done").iterdir())  # the same finished-work key
 
-    events = EventAccumulator(str(tmp_path / "tracked" / "tracking" / "tensorboard"))
+    events = EventAccumulator(str(tmp_path / "tracked"))  # the run's folder: TensorBoard names the run by it
     events.Reload()
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    start = plugin_data_pb2.HParamsPluginData.FromString(events.PluginTagToContent("hparams")[
+        "_hparams_/session_start_info"]).session_start_info.hparams
+    assert start["configuration"].string_value == "tracked" and start["mode"].string_value == "full"
+    assert start["lr"].number_value > 0 and start["subset"].string_value
     tags = set(events.Tags()["scalars"])
     assert {"train/loss", "train/lr", "train/grad_norm", "train/tokens_per_s", "val/loss", "val/best_loss",
             "selection/kept_step", "selection/bad"} <= tags
@@ -46,15 +52,21 @@ def test_tensorboard_scalars_read_back(demo, tmp_path):  # noqa: F811
             assert abs(loss[r["step"]] - r["train_loss"]) <= 1e-6 * max(1.0, abs(r["train_loss"]))
 
 
-def test_unwritable_tracking_folder_warns_and_trains_on(demo, tmp_path):  # noqa: F811
-    """A file where the tracking folder goes (or a read-only folder) raised NotADirectoryError at the
-    training's start: observability must never kill a training. A warning names train.tracking."""
-    out = tmp_path / "run"
+def test_a_tracker_that_cannot_start_warns_and_trains_on(demo, tmp_path):  # noqa: F811
+    """A tracker failing at the training's start (before: NotADirectoryError from a file where the
+    tracking folder went; now the event files go into the run folder itself, so here a broken
+    tensorboard install, shadowed on PYTHONPATH) must never kill a training: a warning names train.tracking."""
+    import os
+
+    out, shadow = tmp_path / "run", tmp_path / "shadow" / "tensorboard"
     out.mkdir()
-    (out / "tracking").write_text("not a folder\n")
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text("raise OSError(30, 'Read-only file system')\n")
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join([str(shadow.parent), env.get("PYTHONPATH", "")])
     proc = subprocess.run(_cmd(demo, out, ["--max-steps", "2", "--eval-every", "2", "--tracking", "tensorboard",
                                            "--progress", "false"]),
-                          env=_env(), capture_output=True, text=True, timeout=600)
+                          env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "train.tracking" in proc.stderr and "training goes on untracked" in proc.stderr, proc.stderr[-3000:]
     assert [r["step"] for r in _rows(out / "metrics.jsonl")] == [0, 2]

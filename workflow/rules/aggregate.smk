@@ -17,6 +17,7 @@ localrules:
 
 
 import json  # noqa: E402
+import logging  # noqa: E402
 import shlex  # noqa: E402
 
 
@@ -32,19 +33,31 @@ rule aggregate:
         summary="results/summary.csv",
         summary_tasks="results/summary_tasks.csv",
         table=report(
-            "results/table1.csv", caption=f"{REPORT}/table1.rst", category="Table 1", labels={"table": "Table 1 (CSV)"}
+            "results/table1.csv",
+            caption=f"{REPORT}/table1.rst",
+            category="Table 1",
+            subcategory="Table 1",
+            labels={"table": "Table 1 (CSV)"},
         ),
-        markdown="results/table1.md",
+        markdown=report(
+            "results/table1.md",
+            caption=f"{REPORT}/table1.rst",
+            category="Table 1",
+            subcategory="Table 1",
+            labels={"table": "Table 1 and Table 1b, 95 % intervals (Markdown)"},
+        ),
         latex=report(
             "results/table1.tex",
             caption=f"{REPORT}/table1_tex.rst",
             category="Table 1",
+            subcategory="Table 1",
             labels={"table": "Table 1 (LaTeX)"},
         ),
         recovered=report(
             "results/recovered.csv",
             caption=f"{REPORT}/recovered_table.rst",
             category="Table 1",
+            subcategory="Recovered %",
             labels={"table": "Recovered % with 95 % intervals, LoRA vs full"},
         ),
         gains="results/gains.csv",
@@ -52,7 +65,8 @@ rule aggregate:
             "results/paper_comparison.csv",
             caption=f"{REPORT}/paper_comparison_table.rst",
             category="Comparison with the paper",
-            labels={"table": "per cell"},
+            subcategory="Table",
+            labels={"table": "Ours vs the paper, per cell"},
         ),
         comparison_md="results/paper_comparison.md",
         gain="results/val_loss_gain.csv",
@@ -60,13 +74,15 @@ rule aggregate:
             "results/stop_reasons.csv",
             caption=f"{REPORT}/stop_reasons.rst",
             category="What a score hides",
-            labels={"table": "why the answers stopped"},
+            subcategory="Why the answers stopped",
+            labels={"table": "Stop reasons per cell"},
         ),
         stops_md="results/stop_reasons.md",
         robust=report(
             "results/table1_robust.csv",
             caption=f"{REPORT}/table1_robust.rst",
             category="What a score hides",
+            subcategory="Second scorer",
             labels={"table": "Table 1, second scorer"},
         ),
         robust_md="results/table1_robust.md",
@@ -103,6 +119,7 @@ rule report:
             "results/report.html",
             caption="../report/report_html.rst",
             category="Report",
+            subcategory="One page",
             labels={"report": "Table 1, figures, plan and provenance"},
         ),
     log:
@@ -115,10 +132,15 @@ rule report:
 
 # `snakemake status` needs no --cores: it runs this one local rule and nothing else. It takes no
 # lock either (as --nolock): it writes only its log and reads, and must never touch a live run's locks.
+# It prints only its grid: Snakemake's banners and job lines (info) are dropped, its warnings and
+# errors kept (a failed status job still says why).
 if "status" in sys.argv[1:]:
     snakemake_locks.take_none()
     if workflow.resource_settings.cores is None:
         workflow.resource_settings.cores = 1
+    from snakemake.logging import logger as _smk_logger  # noqa: E402
+
+    _smk_logger.addFilter(lambda record: record.levelno >= logging.WARNING)
 
 
 rule status:

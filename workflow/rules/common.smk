@@ -11,6 +11,11 @@ import yaml
 # checkout path in a shell command or in params (a rerun trigger: a moved checkout must not
 # retrain the grid). SCRIPTS only finds the package when it is not installed.
 SCRIPTS = Path(workflow.basedir) / "workflow" / "scripts"
+# ... and that `python` (and torchrun) is the interpreter running Snakemake, activated or not
+# (`.venv/bin/snakemake status` without `source .venv/bin/activate`): rule shells inherit PATH.
+_BIN = os.path.dirname(sys.executable)
+if os.environ.get("PATH", "").split(os.pathsep)[0] != _BIN:
+    os.environ.update(PATH=f"{_BIN}{os.pathsep}{os.environ.get('PATH', '')}")  # set, not read: no envvars lint
 try:  # the library of the step programs, installed by `make venv` (pip install -e .)
     import elicit  # noqa: F401
 except ImportError:  # snakemake from an environment without this project installed
@@ -30,11 +35,24 @@ try:
 except ConfigError as e:
     raise WorkflowError(str(e))
 
-from elicit.provenance import is_local, unpinned  # noqa: E402
+from elicit.provenance import floating_summary, is_local, unpinned  # noqa: E402
 
-if workflow.is_main_process:  # hub ids whose revision floats: one line each, with the pin to paste
-    for _line in unpinned(config, Path("results")):
-        logger.warning(_line)
+if workflow.is_main_process:  # hub ids whose revision floats: one line, how many and how to pin them
+    _floating = floating_summary(unpinned(config, Path("results")))
+    if _floating:
+        logger.warning(_floating)
+
+# --sdm apptainer: the image bakes in workflow/ (envs/elicit.def); one built from other code would
+# silently run old step programs. Its label holds the code's hash: compare it with the checkout's.
+from snakemake.settings.types import DeploymentMethod  # noqa: E402
+
+if workflow.is_main_process and DeploymentMethod.APPTAINER in workflow.deployment_settings.deployment_method:
+    from elicit import code_hash  # noqa: E402
+
+    _image = f"{workflow.basedir}/envs/elicit.sif"
+    _stale = code_hash.image_problem(code_hash.image_label(Path(_image)), Path(workflow.basedir), _image)
+    if _stale:
+        raise WorkflowError(_stale)
 
 SIZES = list(config["sizes"])
 DATA_TABLE, DATA_MANIFEST = "results/data/s1k.parquet", "results/data/manifest.json"
@@ -338,6 +356,7 @@ from elicit.report.figure_names import (
     NAMES as FIGURES,
     category as figure_category,
     label as figure_label,
+    subcategory as figure_subcategory,
 )  # noqa: E402
 
 REPORT = "../report"
@@ -349,5 +368,39 @@ def figure_output(name):
         f"results/figures/{name}.png",
         caption=f"{REPORT}/{name}.rst",
         category=figure_category(name),
+        subcategory=figure_subcategory(name),
         labels={"figure": figure_label(name)},
     )
+
+
+# `snakemake --report`: Snakemake 9 draws a rule once per level of the job DAG, so each evaluation
+# rule appeared twice (base/skyline cells sit above the finetunes' cells). Draw each rule once, at
+# the deepest level it reaches (every edge into it still comes from above).
+if "--report" in sys.argv[1:]:
+    import snakemake.report.html_reporter as _html_reporter  # noqa: E402
+    import snakemake.report.rulegraph_spec as _rulegraph  # noqa: E402
+
+    def _rulegraph_once(dag):
+        levels = [list(level) for level in dag.toposorted()]
+        last = {job.rule.name: i for i, level in enumerate(levels) for job in level}
+        chosen = {}
+        for i, level in enumerate(levels):
+            for job in level:
+                if last[job.rule.name] == i:
+                    chosen.setdefault(job.rule.name, job)
+        representatives = {job: chosen[job.rule.name] for level in levels for job in level}
+        jobs = sorted(chosen.values(), key=lambda job: (last[job.rule.name], job.rule.name))
+        nodes = [{"rule": job.rule.name, "fx": 10, "fy": i * 50} for i, job in enumerate(jobs)]
+        idx = {job: i for i, job in enumerate(jobs)}
+        edges = sorted(
+            {(idx[representatives[v]], idx[representatives[u]]) for u in representatives for v in dag.dependencies[u]}
+        )
+        links = lambda direct: [
+            {"source": a, "target": b, "sourcerule": nodes[a]["rule"], "targetrule": nodes[b]["rule"], "value": 1}
+            for a, b in edges
+            if (b - a == 1) == direct
+        ]
+        spec = {"nodes": nodes, "links": links(False), "links_direct": links(True)}
+        return spec, 100, max(node["fy"] for node in nodes)
+
+    _rulegraph.rulegraph_spec = _html_reporter.rulegraph_spec = _rulegraph_once

@@ -40,7 +40,7 @@ def main(argv=None) -> None:
     ap.add_argument("config")
     ap.add_argument("--sizes", nargs="+")
     ap.add_argument("--csv", help="also write the table as CSV")
-    ap.add_argument("--gpu-mem-gb", type=float, help="GiB per GPU: say whether each size's jobs fit")
+    ap.add_argument("--gpu-mem-gb", type=float, help="GiB per GPU: say whether each size's train and eval jobs fit")
     ap.add_argument("--site", help="site.yaml whose gpu_mem_gb and gpu_model to use (e.g. profiles/slurm/site.yaml)")
     ap.add_argument("--gpu", help="GPU model of resources/throughput.yaml (default: the site's gpu_model, else the "
                                   "table's default)")
@@ -49,13 +49,14 @@ def main(argv=None) -> None:
     site = load_site({"site": args.site, "sizes": cfg["sizes"]}) if args.site else {}
     gpu, entry, rates = throughputs(cfg, args.gpu or site.get("gpu_model"))
     rows = estimate(cfg, args.sizes, rates)
-    print(f"{'size':>6} {'stage':>6} {'jobs':>5} {'GPU-hours':>10}")
+    # cells: trainings (train) or evaluation cells (a model x task x seed); "jobs" are Snakemake's only
+    print(f"{'size':>6} {'stage':>6} {'cells':>5} {'GPU-hours':>10}")
     for r in rows:
-        print(f"{r['size']:>6} {r['stage']:>6} {r['jobs']:>5} {r['gpu_hours']:>10.1f}")
+        print(f"{r['size']:>6} {r['stage']:>6} {r['cells']:>5} {r['gpu_hours']:>10.1f}")
     for stage in ("train", "eval"):
-        print(f"{'all':>6} {stage:>6} {sum(r['jobs'] for r in rows if r['stage'] == stage):>5} "
+        print(f"{'all':>6} {stage:>6} {sum(r['cells'] for r in rows if r['stage'] == stage):>5} "
               f"{sum(r['gpu_hours'] for r in rows if r['stage'] == stage):>10.1f}")
-    print(f"{'all':>6} {'total':>6} {sum(r['jobs'] for r in rows):>5} {sum(r['gpu_hours'] for r in rows):>10.1f}")
+    print(f"{'all':>6} {'total':>6} {sum(r['cells'] for r in rows):>5} {sum(r['gpu_hours'] for r in rows):>10.1f}")
     print(f"\nthroughputs per GPU on {gpu} ({THROUGHPUT.relative_to(REPO)}):")
     for size in args.sizes or cfg["sizes"]:
         for stage in ("train", "eval"):

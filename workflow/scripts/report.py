@@ -16,6 +16,8 @@ import argparse
 import base64
 import html
 import json
+import math
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -42,36 +44,57 @@ def caption(name: str) -> str:
         "report_level": 5, "halt_level": 2, "input_encoding": "unicode", "embed_stylesheet": False})["fragment"]
 
 
-def table(path: Path, title: str, cap: str | None = None) -> str:
+def table(path: Path, title: str, cap: str | None = None, shape=None) -> str:
+    """A CSV as an HTML table, its values formatted by `shape` (a DataFrame -> DataFrame of text)."""
     if not path.exists():
         return f"<h3>{title}</h3><p>not produced yet: {html.escape(str(path))}</p>"
     df = pd.read_csv(path)
-    return (f"<h3 id='{path.stem}'>{title}</h3>" + (caption(cap) if cap else "")
-            + df.to_html(index=False, na_rep="—", float_format=lambda v: f"{v:.2f}", border=0))
+    df = shape(df) if shape else df.map(cell)
+    return (f"<h3 id='{path.stem}_table'>{title}</h3>" + (caption(cap) if cap else "")
+            + df.to_html(index=False, na_rep="—", border=0))
 
 
-def markdown_table(text: str) -> str:
-    """The pipe tables and paragraphs of table1.md / paper_comparison.md as HTML."""
-    out, rows = [], []
+def cell(v) -> str:
+    """A value of a results table as text: 2 decimals, '—' for none, ±∞ spelt out (never `inf`/`nan`)."""
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "—"
+        return ("+∞" if v > 0 else "−∞") if math.isinf(v) else f"{v:.2f}"
+    return "—" if v is None else str(v)
 
-    def flush():
-        if rows:
-            head, body = rows[0], [r for r in rows[2:]]
-            out.append("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in head) + "</tr>"
-                       + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
-                       + "</table>")
-            rows.clear()
 
-    for line in text.splitlines():
-        if line.startswith("|"):
-            rows.append([c.strip() for c in line.strip().strip("|").split("|")])
-            continue
-        flush()
-        if line.strip():
-            tag = "h3" if line.startswith("#") else "p"
-            out.append(f"<{tag}>{html.escape(line.lstrip('#').strip())}</{tag}>")
-    flush()
-    return "\n".join(out)
+def recovered_display(df: pd.DataFrame) -> pd.DataFrame:
+    """recovered.csv for reading: Recovered % with its 95 % interval (or why it is undefined), and
+    the denominator skyline − base with its interval and z (±∞ where both standard errors are 0)."""
+    def pct(r):
+        if r["undefined"] or pd.isna(r["recovered_pct"]):
+            return "undefined (skyline = base)" if r["undefined"] else "—"
+        ci = "" if pd.isna(r["ci_lo"]) else f" [{r['ci_lo']:.0f}, {r['ci_hi']:.0f}]"
+        return f"{r['recovered_pct']:.0f}{ci}" + (" (interval of skyline − base contains 0)" if r["undefined_ci"]
+                                                  else "")
+
+    def gap(r):
+        if pd.isna(r["gap"]):
+            return "—"
+        ci = "" if pd.isna(r["denom_lo"]) else f" [{r['denom_lo']:.2f}, {r['denom_hi']:.2f}]"
+        return f"{r['gap']:.2f}{ci}"
+
+    return pd.DataFrame({"Model size": df["size"], "Configuration": df["configuration"],
+                         "Examples": df["train_examples"], "Benchmark": df["benchmark"],
+                         "Recovered % [95 % interval]": df.apply(pct, axis=1),
+                         "Skyline − base (points) [95 %]": df.apply(gap, axis=1),
+                         "z of skyline − base": df["gap_z"].map(cell),
+                         "Note": df.get("reason", pd.Series([""] * len(df))).map(lambda v: "" if pd.isna(v) else str(v))})
+
+
+def markdown_html(text: str) -> str:
+    """table1.md, paper_comparison.md, ... as HTML, rendered by Python-Markdown (pipe tables, lists,
+    emphasis, code); their headings become this page's h3, and their text is escaped first (the
+    disagreement examples quote model answers, which may hold anything)."""
+    import markdown
+
+    text = re.sub(r"^#{1,6} ", "### ", html.escape(text, quote=False), flags=re.M)
+    return markdown.markdown(text, extensions=["tables"], output_format="html")
 
 
 def figure(fig_dir: Path, name: str, title: str) -> str:
@@ -133,7 +156,7 @@ def hidden(results: Path) -> str:
     parts = ["<h2 id='hidden'>What a score hides</h2>"]
     for name, cap in (("stop_reasons.md", "stop_reasons"), ("table1_robust.md", "table1_robust")):
         f = results / name
-        parts.append(caption(cap) + (markdown_table(f.read_text()) if f.exists() else
+        parts.append(caption(cap) + (markdown_html(f.read_text()) if f.exists() else
                                                  f"<p>not produced yet: {html.escape(str(f))}</p>"))
     parts.append(table(results / "scaling_fit.csv", "Scaling fit", "scaling_fit"))
     return "\n".join(parts)
@@ -148,10 +171,10 @@ def build(results: Path, cfg: dict) -> str:
              "<a href='#comparison'>comparison with the paper</a> · <a href='#figures'>figures</a> · "
              "<a href='#hidden'>what a score hides</a> · "
              "<a href='#plan'>plan</a> · <a href='#provenance'>provenance</a></p>", banner(cfg),
-             f"<h2 id='table1'>Table 1</h2>{caption('table1')}{markdown_table(md)}",
-             table(results / "recovered.csv", "Recovered % (with LoRA vs full)", "recovered_table"),
+             f"<h2 id='table1'>Table 1</h2>{caption('table1')}{markdown_html(md)}",
+             table(results / "recovered.csv", "Recovered % (with LoRA vs full)", "recovered_table", recovered_display),
              f"<h2 id='comparison'>Comparison with the paper</h2>{caption('paper_comparison_table')}"
-             f"{markdown_table(cmp)}",
+             f"{markdown_html(cmp)}",
              hidden(results),
              "<h2 id='figures'>Figures</h2>", *(figure(results / "figures", n, figure_names.title(n)) for n in figure_names.NAMES),
              plan(cfg), provenance(results, cfg), "</body></html>"]

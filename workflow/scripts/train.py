@@ -52,7 +52,7 @@ from elicit.train.loss import TokenLoss, validation_loss
 from elicit.provenance import model_fingerprint, sha256_file, sha256_json, versions
 from elicit.train.schedule import batch_indices, grad_accum, lr_at, warmup
 from elicit.slurm import StopWatch
-from elicit.train.tracking import open_tracker
+from elicit.train.tracking import open_tracker, run_hparams
 
 # The code a finished run depends on (its done-cache key): an edit retrains, a rerun does not.
 TRAIN_CODE = done_cache.code_files(Path(__file__))
@@ -87,7 +87,7 @@ class TrainConfig:
     loss_chunk: int = field(metadata=help_("supervised tokens per LM-head chunk (elicit/train/loss.py)"))
     stop_margin_min: float = field(metadata=help_("in a SLURM job: save the resume state and exit 143 this "
                                                   "long before the time limit (0: off); > one step + one save"))
-    tracking: str = field(metadata=help_("none | tensorboard: rank 0 logs to <out>/tracking/ (elicit/train/tracking.py)"))
+    tracking: str = field(metadata=help_("none | tensorboard: rank 0 logs event files into <out> (elicit/train/tracking.py)"))
     revision: str = field(metadata=help_("hub revision of --model ('' = main)"))
     trust_remote_code: bool
     deepspeed: str = field(metadata=help_("'' (plain torch/DDP) | zero2 | zero3 | zero3_offload | path/to/config.json"))
@@ -338,7 +338,8 @@ def train(cfg: TrainConfig) -> int:
     load_data(run)
     build_engine(run)
     restore_state(run)
-    run.tracker = open_tracker(cfg.tracking, run.out, run.ranks.master, run.step)
+    run.tracker = open_tracker(cfg.tracking, run.out, run.ranks.master, run.step,
+                               run_hparams(run.out, dataclasses.asdict(cfg)))
     stop = StopWatch(cfg.stop_margin_min if run.ranks.master else 0.0)  # rank 0 watches the clock
     if not run.ranks.master:
         stop.signal_at = {}  # the test hook's signal reaches rank 0; ranks.any stops every rank

@@ -106,6 +106,19 @@ def _recorded(path: Path, key: str):
         return None
 
 
+def floating_summary(lines: list[str]) -> str | None:
+    """Planning's one line about `unpinned`'s lines: how many revisions float, and the command that
+    pins them all (each one's key and commit: its --dry-run)."""
+    if not lines:
+        return None
+    kinds = {"data": sum("pin it in config: data." in x for x in lines),
+             "models": sum("pin it in config: models." in x for x in lines),
+             "task datasets": sum("pin it in config: eval." in x for x in lines)}
+    what = ", ".join(f"{n} {k}" for k, n in kinds.items() if n)
+    return (f"{len(lines)} hub revisions float ({what}): `python -m elicit.run pin_revisions <config file>` "
+            "pins them in it, on a machine with hub access (--dry-run: each key and commit)")
+
+
 def unpinned(config: dict, results: Path = Path("results")) -> list[str]:
     """One line per hub id of `config` whose revision is not a commit sha, with the YAML line to
     paste: the commit the fetch rules recorded, once they have run."""

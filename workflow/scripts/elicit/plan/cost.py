@@ -54,8 +54,8 @@ def estimate(cfg: dict, sizes: list[str] | None = None, rates: dict | None = Non
         train_h = n_trained * (tokens + val) / train_tps / 3600
         gen = sum(cost["problems"][task] * cost["mean_new_tokens"][task] for task in cfg["eval"]["tasks"])
         eval_h = n_models * len(cfg["eval"]["seeds"]) * gen / eval_tps / 3600
-        rows += [{"size": size, "stage": "train", "jobs": n_trained, "gpu_hours": train_h},
-                 {"size": size, "stage": "eval", "jobs": n_models * len(cfg["eval"]["tasks"]) * len(cfg["eval"]["seeds"]),
+        rows += [{"size": size, "stage": "train", "cells": n_trained, "gpu_hours": train_h},
+                 {"size": size, "stage": "eval", "cells": n_models * len(cfg["eval"]["tasks"]) * len(cfg["eval"]["seeds"]),
                   "gpu_hours": eval_h}]
     return rows
 

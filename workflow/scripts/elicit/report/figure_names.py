@@ -4,14 +4,17 @@ every name, report.py embeds them in this order, elicit/report/figures.py draws 
 caption in workflow/report/<name>.rst. Light on purpose (no matplotlib): the Snakefile imports it."""
 from __future__ import annotations
 
+# name: (title, category, subcategory). The title is the figure's label in `snakemake --report` too
+# (one scheme: "Figure N." for the paper's figures, "Figure SN." for the others).
+PAPER, BEYOND = "The paper's figures", "Beyond the paper"
 FIGURES = {
-    "recovered": ("Figure 1. Recovered %", "1 Recovered %", "Figures"),
-    "val_loss_gain": ("Figure 2. Validation loss and gain", "2 Validation loss vs gain", "Figures"),
-    "bars": ("Figure 3. Base, skyline, full finetune, LoRA", "3 Base, skyline, finetune, LoRA", "Figures"),
-    "absolute": ("Figure 4. Every absolute value", "4 All absolute values", "Figures"),
-    "paper_comparison": ("Ours against the paper", "ours vs paper", "Comparison with the paper"),
-    "training_curves": ("Training curves", "training curves", "Figures"),
-    "scaling_fit": ("Scaling fit: Recovered % against log₂(examples)", "scaling fit", "Figures"),
+    "recovered": ("Figure 1. Recovered %", "Figures", PAPER),
+    "val_loss_gain": ("Figure 2. Validation loss and gain", "Figures", PAPER),
+    "bars": ("Figure 3. Base, skyline, full finetune, LoRA", "Figures", PAPER),
+    "absolute": ("Figure 4. Every absolute value", "Figures", PAPER),
+    "paper_comparison": ("Figure S1. Ours against the paper", "Comparison with the paper", "Figure"),
+    "training_curves": ("Figure S2. Training curves", "Figures", BEYOND),
+    "scaling_fit": ("Figure S3. Scaling fit: Recovered % against log₂(examples)", "Figures", BEYOND),
 }
 NAMES = list(FIGURES)
 
@@ -21,8 +24,12 @@ def title(name: str) -> str:
 
 
 def label(name: str) -> str:
-    return FIGURES[name][1]
+    return FIGURES[name][0]
 
 
 def category(name: str) -> str:
+    return FIGURES[name][1]
+
+
+def subcategory(name: str) -> str:
     return FIGURES[name][2]

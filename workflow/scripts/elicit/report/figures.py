@@ -133,19 +133,37 @@ def recovered(rec: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: 
     return save(fig, path)
 
 
+LINES = ["-", (0, (5, 2)), (0, (1, 1.5)), "-.", (0, (3, 1, 1, 1, 1, 1))]
+MARKERS = ["o", "s", "^", "D", "v", "P"]
+
+
+def _params_label(n: float) -> str:
+    return next(f"{n / u:.3g}{s}" for u, s in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k"), (1, ""))
+                if n >= u or u == 1)
+
+
 def scaling_fit(table: pd.DataFrame, points: dict, sizes: list[str], benchmarks: list[str], path: Path) -> list[Path]:
+    return save(scaling_fit_figure(table, points, sizes, benchmarks), path)
+
+
+def scaling_fit_figure(table: pd.DataFrame, points: dict, sizes: list[str], benchmarks: list[str]):
     """Recovered % against log2(examples) per size with its fitted line (slope and 95 % interval in the
-    legend, 50 % dotted); below, each size's slope against its parameter count (log scale)."""
+    legend, 50 % dotted); below, each size's slope against its parameter count (log scale, a tick per
+    size). Sizes that tie stay visible: each has its own dash pattern and marker, its points dodged
+    sideways by a few % of a doubling."""
     pal = palette(sizes)
+    style = {s: (LINES[i % len(LINES)], MARKERS[i % len(MARKERS)]) for i, s in enumerate(sizes)}
     fig, axes = _panels(len(benchmarks), rows=2, h=3.6)
     for j, bench in enumerate(benchmarks):
         ax, ax2 = axes[0][j], axes[1][j]
         t = table[table["benchmark"] == bench] if not table.empty else table
-        for _, r in t.iterrows():
+        for k, (_, r) in enumerate(t.iterrows()):
             n, y = points[(r["size"], bench)]
+            ls, marker = style[r["size"]]
+            dodge = 2 ** (0.04 * (k - (len(t) - 1) / 2))
             xs = np.linspace(np.log2(n.min()), np.log2(n.max()), 20)
-            ax.plot(n, y, "o", color=pal[r["size"]], ms=5)
-            ax.plot(2 ** xs, r["intercept"] + r["slope"] * xs, color=pal[r["size"]], lw=1.4,
+            ax.plot(np.asarray(n) * dodge, y, marker, color=pal[r["size"]], ms=5, mfc="none", mew=1.4)
+            ax.plot(2 ** xs, r["intercept"] + r["slope"] * xs, color=pal[r["size"]], lw=1.6, ls=ls,
                     label=f"{r['size']}: {r['slope']:+.1f} [{r['slope_lo']:+.1f}, {r['slope_hi']:+.1f}] / doubling")
         if t.empty:
             _empty(ax, "no size with two full finetunes and a defined Recovered %")
@@ -161,9 +179,15 @@ def scaling_fit(table: pd.DataFrame, points: dict, sizes: list[str], benchmarks:
         p = t.dropna(subset=["params"])
         for _, r in p.iterrows():
             ax2.errorbar([r["params"]], [r["slope"]], yerr=[[r["slope"] - r["slope_lo"]], [r["slope_hi"] - r["slope"]]],
-                         color=pal[r["size"]], marker="o", capsize=3)
+                         color=pal[r["size"]], marker=style[r["size"]][1], capsize=3)
         if not p.empty:
             ax2.set_xscale("log")
+            ticks = p.drop_duplicates("size").sort_values("params")
+            ax2.set_xticks(ticks["params"].astype(float), [f"{s}\n{_params_label(v)}" for s, v in
+                                                            zip(ticks["size"], ticks["params"].astype(float))])
+            ax2.minorticks_off()
+            lo, hi = float(p["params"].min()), float(p["params"].max())
+            ax2.set_xlim(lo / 1.5, hi * 1.5)
         if p["size"].nunique() >= 2:  # scaling.slope_vs_params: slope = c + d ln(parameters)
             d, c = np.polyfit(np.log(p["params"].astype(float)), p["slope"].astype(float), 1)
             xs = np.geomspace(p["params"].min(), p["params"].max(), 20)
@@ -171,7 +195,7 @@ def scaling_fit(table: pd.DataFrame, points: dict, sizes: list[str], benchmarks:
             ax2.legend(fontsize=8)
         ax2.set_xlabel("Parameters (log scale)")
         ax2.set_ylabel("Slope b (points per doubling)")
-    return save(fig, path)
+    return fig
 
 
 def val_loss_gain(gain: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: Path) -> list[Path]:

@@ -183,11 +183,12 @@ def _ci(v, lo, hi, fmt="{:.2f}") -> str:
     return fmt.format(v) + ("" if pd.isna(lo) else f" [{fmt.format(lo)}, {fmt.format(hi)}]")
 
 
-def intervals_markdown(summary: pd.DataFrame, gains: pd.DataFrame, rec: pd.DataFrame, sizes: list[str]) -> str:
+def intervals_markdown(summary: pd.DataFrame, gains: pd.DataFrame, rec: pd.DataFrame, sizes: list[str],
+                       title: str = "Table 1b. 95 % intervals") -> str:
     """Table 1b: every score, gain over base and Recovered % with its 95 % paired-bootstrap interval."""
     if summary.empty or summary["ci_lo"].isna().all():
-        return "\nTable 1b (95 % intervals): no per-problem samples to resample.\n"
-    lines = ["", "### Table 1b. 95 % intervals",
+        return f"\n{title}: no per-problem samples to resample.\n"
+    lines = ["", f"### {title}",
              "", "Paired bootstrap over problems (Miller 2024, *Adding Error Bars to Evals*): every replicate "
              "resamples each task's problems, each carrying its answers under all seeds, the same problems for "
              "base, skyline and every finetune of a size. Recovered % is undefined (—) where the interval of "
@@ -246,7 +247,8 @@ def robust_markdown(t1: pd.DataFrame, rec: pd.DataFrame, summary: pd.DataFrame, 
     total = int(agree["answers"].sum()) if not agree.empty else 0
     tail = ["", f"### Where the two scorers disagree: {n} of {total} answers (per cell: scorer_agreement.csv)", ""]
     tail += examples or ["No disagreement."]
-    return "\n".join(head) + "\n" + markdown(t1, rec) + intervals_markdown(summary, gains, rec, sizes) \
+    return "\n".join(head) + "\n" + markdown(t1, rec) \
+        + intervals_markdown(summary, gains, rec, sizes, "95 % intervals under the second scorer") \
         + "\n".join(tail) + "\n"
 
 

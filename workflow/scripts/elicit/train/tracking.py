@@ -1,10 +1,11 @@
 """Experiment tracking of a training run as it trains (train.tracking: none | tensorboard).
 
-Rank 0 only, offline: TensorBoard event files under the run's folder, `<out>/tracking/tensorboard/`
-(`tensorboard --logdir results/train` shows every run of the grid; copy the folder to watch it
-elsewhere). Tracking is job observability, like the progress bar: it is not in the rule's params
-nor in the run's fingerprint or done-cache key, so switching it on or off reruns nothing and
-changes no result (tests/test_tracking.py). Scalars, per step:
+Rank 0 only, offline: TensorBoard event files in the run's folder `<out>` itself, so that
+`tensorboard --logdir results/train` names each run by its configuration (`7B/full-29`, `32B/lora`),
+and the run's hyperparameters (size, configuration, subset, mode, lr, LoRA rank and alpha, ...) as
+TensorBoard HPARAMS, so the grid's runs compare side by side against `val/best_loss`. Tracking is
+job observability, like the progress bar: it is not in the rule's params nor in the run's
+fingerprint or done-cache key, so switching it on or off reruns nothing and changes no result (tests/test_tracking.py). Scalars, per step:
 
   train/loss, train/lr, train/grad_norm, train/tokens_per_s        every optimizer step
   val/loss, val/best_loss, selection/kept_step, selection/bad      every evaluation
@@ -38,11 +39,24 @@ class Tracker:
 
 
 class TensorBoard(Tracker):
-    def __init__(self, log_dir: Path, first_step: int):
+    def __init__(self, log_dir: Path, first_step: int, hparams: dict | None = None):
         from torch.utils.tensorboard import SummaryWriter
 
         # purge_step: a resumed run drops what a killed attempt logged after its resume state
         self.writer = SummaryWriter(log_dir=str(log_dir), purge_step=first_step or None)
+        if hparams:
+            self.hparams(hparams)
+
+    def hparams(self, values: dict) -> None:
+        """The run's settings as TensorBoard HPARAMS (add_hparams's summaries, written into this run's
+        folder instead of a sub-run of its own), against the metric val/best_loss."""
+        from torch.utils.tensorboard.summary import hparams
+
+        clean = {k: v if isinstance(v, (int, float, str, bool)) else str(v) for k, v in values.items()
+                 if v is not None}
+        for summary in hparams(clean, {"val/best_loss": 0.0}):
+            self.writer.file_writer.add_summary(summary)
+        self.writer.flush()
 
     def train(self, step, row):
         for key, tag in TRAIN_KEYS.items():
@@ -93,14 +107,22 @@ class Guarded(Tracker):
         self._call("close")
 
 
-def open_tracker(kind: str, out: Path, master: bool, first_step: int) -> Tracker:
+def open_tracker(kind: str, out: Path, master: bool, first_step: int, hparams: dict | None = None) -> Tracker:
     if kind not in KINDS:
         raise SystemExit(f"--tracking must be one of {', '.join(KINDS)}, got {kind!r}")
     if kind == "none" or not master:
         return Tracker()
-    where = Path(out) / "tracking" / "tensorboard"
+    where = Path(out)
     try:
-        return Guarded(TensorBoard(where, first_step), where)
+        return Guarded(TensorBoard(where, first_step, hparams), where)
     except Exception as e:  # noqa: BLE001
         _warn(where, e)
         return Tracker()
+
+
+def run_hparams(out: Path, settings: dict) -> dict:
+    """The hyperparameters a grid's runs differ in, plus the run's name (results/train/<size>/<config>)."""
+    keep = ("mode", "subset", "lr", "lora_rank", "lora_alpha", "global_batch", "max_steps", "warmup_steps",
+            "weight_decay", "max_seq_len", "seed", "deepspeed", "model", "format")
+    return {"size": Path(out).parent.name, "configuration": Path(out).name,
+            **{k: settings[k] for k in keep if settings.get(k) is not None}}
