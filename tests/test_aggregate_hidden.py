@@ -72,6 +72,15 @@ def test_hidden_outputs(results):
     assert fit.loc["AIME", "slope_lo"] <= 25.0 <= fit.loc["AIME", "slope_hi"]
     assert fit.loc["AIME", "examples_50"] == pytest.approx(8.0) and fit.loc["AIME", "params"] == 7e9
     assert (results / "figures" / "scaling_fit.png").stat().st_size > 10_000
+    # the claim: AIME gains 25/50/75 points at 4/8/16 examples, all positive -> smallest subset 4
+    claim = pd.read_csv(results / "claim.csv", dtype={"smallest_positive": str, "n50": str})
+    row = claim[(claim["benchmark"] == "AIME") & (claim["row"] == "size")].iloc[0]
+    assert (row["size"], row["smallest_positive"], row["n_min"]) == ("7B", "4", 4)
+    assert row["recovered_at_min"] == pytest.approx(25.0) and row["rec_lo"] < 25 < row["rec_hi"]
+    assert row["n50"] == "8" and row["positive_subsets"] == "4 8 16"
+    verdict = claim[(claim["benchmark"] == "AIME") & (claim["row"] == "verdict")].iloc[0]
+    assert verdict["verdict"] == "needs >= 2 sizes"
+    assert (results / "figures" / "claim.png").stat().st_size > 10_000
     # the variant: its LoRA cell beside the default's, Recovered % included
     var = pd.read_csv(results / "variants.csv").set_index(["variant", "configuration", "benchmark"])
     assert var.loc[("a1", "lora", "AIME"), "mean"] == pytest.approx(10.0)

@@ -5,7 +5,9 @@
                      line per model size, one panel per benchmark; bars = 95 % paired-bootstrap
                      intervals; a size whose skyline − base interval contains 0 is drawn dashed
                      (uncertain denominator), only skyline == base is left out
-  scaling_fit        the fitted line Recovered % = a + b log2(examples) per size, and b against
+  claim              the paper's claim as a statistic (elicit/report/claim.py): the smallest subset
+                     with a positive gain per size, and Recovered % at the smallest subset
+  scaling_fit        exploratory: the fitted line Recovered % = a + b log2(examples) per size, and b against
                      the parameter count (elicit/report/scaling.py)
   val_loss_gain      Figure 2: validation-loss decrease against performance gain (trained − base)
                      of every full finetune; × marks each size's centroid
@@ -141,6 +143,7 @@ def scaling_fit(table: pd.DataFrame, points: dict, sizes: list[str], benchmarks:
     for j, bench in enumerate(benchmarks):
         ax, ax2 = axes[0][j], axes[1][j]
         t = table[table["benchmark"] == bench] if not table.empty else table
+        t = t[t["slope"].notna()] if not t.empty else t  # left out: Recovered % undefined (its row says why)
         for _, r in t.iterrows():
             n, y = points[(r["size"], bench)]
             xs = np.linspace(np.log2(n.min()), np.log2(n.max()), 20)
@@ -171,6 +174,55 @@ def scaling_fit(table: pd.DataFrame, points: dict, sizes: list[str], benchmarks:
             ax2.legend(fontsize=8)
         ax2.set_xlabel("Parameters (log scale)")
         ax2.set_ylabel("Slope b (points per doubling)")
+    return save(fig, path)
+
+
+def claim(table: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: Path) -> list[Path]:
+    """The paper's claim (elicit/report/claim.py): per benchmark, the smallest subset whose gain over
+    base is positive (fixed-sequence rule) against model size, "none" drawn above every subset
+    (hollow); the gain there and its interval as a label; below, Recovered % at the smallest subset
+    with its interval (undefined sizes named in the title)."""
+    pal = palette(sizes)
+    fig, axes = _panels(len(benchmarks), rows=2, h=4.0)
+    rows = table[table["row"] == "size"] if not table.empty else table
+    for j, bench in enumerate(benchmarks):
+        ax, ax2 = axes[0][j], axes[1][j]
+        t = rows[rows["benchmark"] == bench] if not rows.empty else rows
+        v = table[(table["benchmark"] == bench) & (table["row"] == "verdict")] if not table.empty else table
+        if t.empty:
+            _empty(ax, "no size with a base and a full finetune")
+            _empty(ax2, "no Recovered %")
+            ax.set_title(bench, fontsize=11)
+            continue
+        subsets = sorted({int(n) for s in t["subsets"] for n in str(s).split()})
+        top = subsets[-1] * 2
+        for k, (_, r) in enumerate(t.iterrows()):
+            none = r["smallest_positive"] == "none"
+            y = top if none else int(r["smallest_positive"])
+            ax.plot([k], [y], "o", ms=9, color=pal[r["size"]], mfc="white" if none else pal[r["size"]])
+            if not none:
+                ax.annotate(f"+{r['gain']:.1f} [{r['gain_lo']:.1f}, {r['gain_hi']:.1f}]", (k, y), fontsize=8,
+                            xytext=(6, 4), textcoords="offset points")
+            if pd.notna(r["recovered_at_min"]):
+                ax2.errorbar([k], [r["recovered_at_min"]], yerr=[[r["recovered_at_min"] - r["rec_lo"]],
+                             [r["rec_hi"] - r["recovered_at_min"]]], color=pal[r["size"]], marker="o", capsize=3)
+        ax.set_yscale("log", base=2)
+        ax.set_yticks(subsets + [top], [str(n) for n in subsets] + ["none"])
+        ax.minorticks_off()
+        for a in (ax, ax2):
+            a.set_xticks(range(len(t)), list(t["size"]))
+            a.set_xlim(-0.5, len(t) - 0.5)
+        verdict = v["verdict"].iloc[0] if len(v) else ""
+        ax.set_title(f"{bench}: smallest subset with a positive gain\n(verdict: {verdict})", fontsize=11)
+        ax.set_ylabel("Training examples")
+        undefined = [s for s, n in zip(t["size"], t["recovered_at_min"]) if pd.isna(n)]
+        ax2.axhline(0, color="grey", lw=0.8)
+        ax2.axhline(100, color="grey", lw=0.8, ls=":")
+        n_min = int(t["n_min"].min())
+        ax2.set_title(f"Recovered % at {n_min} examples" + (f"\n(undefined: {', '.join(undefined)})"
+                                                           if undefined else ""), fontsize=10)
+        ax2.set_xlabel("Model size")
+        ax2.set_ylabel("Recovered (%)")
     return save(fig, path)
 
 
@@ -347,7 +399,8 @@ def training_curves(curves: pd.DataFrame, sel: pd.DataFrame, sizes: list[str], p
 
 
 def all_figures(fig_dir: Path, sizes: list[str], benchmarks: list[str], *, rec, gain, summary, cmp, paper_sizes,
-                curves, selections, scaling=None) -> None:
+                curves, selections, scaling=None, claim_table=None) -> None:
+    claim(claim_table if claim_table is not None else pd.DataFrame(), sizes, benchmarks, fig_dir / "claim.png")
     recovered(rec, sizes, benchmarks, fig_dir / "recovered.png")
     val_loss_gain(gain, sizes, benchmarks, fig_dir / "val_loss_gain.png")
     bars(summary, sizes, benchmarks, fig_dir / "bars.png")
