@@ -55,7 +55,8 @@ from lm_eval.models.huggingface import HFLM
 SIDE_VERSION = 2  # 2: sampling seeds no longer depend on the model (answers of 1 are not reused)
 # Settings that name the model: they key the sidecar's answers, never the sampling seeds.
 MODEL_SETTINGS = ("model", "peft", "revision")
-META = ("n_new_tokens", "stop_reason")  # per answer, from elicit.eval.stops.stop_info (sidecar + samples)
+META = ("n_new_tokens", "stop_reason", "uncut")  # per answer, from elicit.eval.stops.stop_info (sidecar + samples);
+# uncut: hf-cb's whole text, before its stop-string cut, where the cut removed something (lm_backend_cb._finish)
 
 
 class PromptTooLong(ValueError):
