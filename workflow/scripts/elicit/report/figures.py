@@ -37,6 +37,7 @@ from matplotlib.ticker import ScalarFormatter  # noqa: E402
 from elicit import grid  # noqa: E402
 from elicit.atomic import atomic_path  # noqa: E402
 from elicit.report.figure_names import NAMES  # noqa: E402,F401  (the registry: what all_figures draws)
+from elicit.report.stats import NEEDS_SUBSETS  # noqa: E402
 
 # Okabe & Ito (2008), distinguishable under every common colour-vision deficiency
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#F0E442", "#000000"]
@@ -101,6 +102,11 @@ def recovered(rec: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: 
     fig, axes = _panels(len(benchmarks))
     for ax, bench in zip(axes[0], benchmarks):
         b = full[full["benchmark"] == bench]
+        if b["train_examples"].nunique() < 2:  # a pilot: one subset is no curve
+            _empty(ax, f"{NEEDS_SUBSETS} (this run: {', '.join(map(str, sorted(b['train_examples'].unique())))})"
+                   "\nRecovered % of its finetunes: recovered.csv")
+            ax.set_title(bench, fontsize=11)
+            continue
         has_ci = "undefined_ci" in b and b["ci_lo"].notna().any()
         none = b["undefined"].astype(bool)
         shaky = ~none & (b["undefined_ci"].astype(bool) if has_ci else b["gap_z"].abs() <= 1)
@@ -143,6 +149,7 @@ def scaling_fit(table: pd.DataFrame, points: dict, sizes: list[str], benchmarks:
     for j, bench in enumerate(benchmarks):
         ax, ax2 = axes[0][j], axes[1][j]
         t = table[table["benchmark"] == bench] if not table.empty else table
+        left = t["left_out"].fillna("").tolist() if "left_out" in t else []
         t = t[t["slope"].notna()] if not t.empty else t  # left out: Recovered % undefined (its row says why)
         for _, r in t.iterrows():
             n, y = points[(r["size"], bench)]
@@ -151,7 +158,8 @@ def scaling_fit(table: pd.DataFrame, points: dict, sizes: list[str], benchmarks:
             ax.plot(2 ** xs, r["intercept"] + r["slope"] * xs, color=pal[r["size"]], lw=1.4,
                     label=f"{r['size']}: {r['slope']:+.1f} [{r['slope_lo']:+.1f}, {r['slope_hi']:+.1f}] / doubling")
         if t.empty:
-            _empty(ax, "no size with two full finetunes and a defined Recovered %")
+            _empty(ax, NEEDS_SUBSETS if NEEDS_SUBSETS in " ".join(left) else
+                   "no size with two full finetunes and a defined Recovered %")
             _empty(ax2, "no slopes")
             ax.set_title(bench, fontsize=11)
             continue

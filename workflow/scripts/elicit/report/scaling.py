@@ -27,6 +27,7 @@ COLUMNS = ["size", "benchmark", "params", "points", "slope", "slope_lo", "slope_
            "examples_50", "examples_50_lo", "examples_50_hi", "examples_50_note", "left_out"]
 NOT_REACHED = "not reached within the data"
 ALREADY = "above 50 % at the smallest subset"
+NEEDS = "needs >= 2 subsets"  # a pilot with one subset: no line to fit (its row says so)
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -85,7 +86,9 @@ def fit_replicates(reps: dict, params: dict[str, float] | None = None) -> tuple[
     """fit() on {(size, benchmark): Replicates} (bootstrap_ci.replicates, or claim.table_replicates)."""
     params, rows, points = params or {}, [], {}
     for (size, bench), rep in reps.items():
-        why = _undefined(rep)
+        subsets = sorted(n for k, n in rep.configs if k == "full")
+        why = _undefined(rep) or (NEEDS + f" (full finetunes: {', '.join(map(str, subsets)) or 'none'})"
+                                  if len(subsets) < 2 else "")
         if why:
             rows.append({"size": size, "benchmark": bench, "params": params.get(size, math.nan), "left_out": why})
             continue
