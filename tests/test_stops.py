@@ -82,3 +82,33 @@ def test_cb_cut_keeps_the_uncut_text(tmp_path):
     key = {"size": "7B", "configuration": "base", "train_examples": pd.NA, "task": "aime24"}
     stops = answers.stop_table(pd.DataFrame([{**key, **got}, {**key, **plain}]), {"AIME": ["aime24"]})
     assert stops[["cut_lost_answer", "robust_uncut_pct"]].iloc[0].tolist() == [1, 100.0]
+
+
+def test_chat_templates_end_of_turn_is_always_an_eos_id():
+    """Qwen3-Base: the tokenizer declares <|endoftext|> as EOS, its chat template ends a turn with
+    <|im_end|>, and GPQA's `until` holds only "</s>". Before, an answer that ended its turn ran on
+    (hf-cb) and was recorded as max_gen_toks / unknown."""
+    from types import SimpleNamespace
+
+    from elicit.data.demo import train_tokenizer
+    from elicit.eval.lm_backend import ResumableMixin
+    from elicit.eval.lm_backend_cb import ContinuousBatchingHFLM
+    from elicit.eval.stops import turn_end_ids
+
+    tok = train_tokenizer(["the answer is (B)", "seven plus five"], vocab_size=400)
+    tok.eos_token = "<|endoftext|>"  # as Qwen3-Base's tokenizer declares it
+    endoftext, im_end = tok.convert_tokens_to_ids("<|endoftext|>"), tok.convert_tokens_to_ids("<|im_end|>")
+    assert turn_end_ids(tok) == {im_end}
+
+    class Backend(ResumableMixin):
+        pass
+
+    b = object.__new__(Backend)
+    b.tokenizer, b.eot_token_id = tok, endoftext
+    b.model = SimpleNamespace(generation_config=SimpleNamespace(eos_token_id=endoftext))
+    b.tok_decode = lambda ids: tok.decode(ids)
+    assert im_end in ContinuousBatchingHFLM._eos_ids(b, ["</s>"])
+    ids = tok.encode("the answer is (B)", add_special_tokens=False) + [im_end, 5, 6]
+    assert b.stop_meta(ids, ["</s>"], 100) == {"n_new_tokens": len(ids) - 2, "stop_reason": "eos"}
+    tok.chat_template = None
+    assert turn_end_ids(tok) == set()  # no template: nothing to add

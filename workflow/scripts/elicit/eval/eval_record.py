@@ -84,7 +84,7 @@ def describe(args, results: dict, primary: str, samples: list[dict], limit) -> d
         "generation": dict(results["configs"][args.task].get("generation_kwargs") or {}),
         "requested_generation": generation_kwargs(args),
         "seeds": {"python": PYTHON_SEED, "numpy": NUMPY_SEED, "torch": int(args.seed), "fewshot": FEWSHOT_SEED},
-        "chat_template": True,
+        "chat_template": True, "enable_thinking": getattr(args, "enable_thinking", None),
         "task_version": results.get("versions", {}).get(args.task),
         "dtype": args.dtype, "batch_size": args.batch_size, "backend": args.backend, "layout": args.layout,
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),

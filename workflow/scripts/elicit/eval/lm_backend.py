@@ -212,12 +212,22 @@ class ResumableMixin:
                 self.batch_meta[i] = self.stop_meta(ids, until, mgt)
         return answers
 
+    @property
+    def turn_end_ids(self) -> set[int]:
+        """The chat template's end-of-turn token (elicit/eval/stops.turn_end_ids), always an EOS id."""
+        if getattr(self, "_turn_end_ids", None) is None:
+            from elicit.eval.stops import turn_end_ids
+
+            self._turn_end_ids = turn_end_ids(self.tokenizer)
+        return self._turn_end_ids
+
     def stop_meta(self, ids, until, max_gen_toks) -> dict:
         from elicit.eval.stops import stop_info
 
         gc_eos = getattr(self.model.generation_config, "eos_token_id", None)
         eos = set(gc_eos if isinstance(gc_eos, (list, tuple)) else [gc_eos] if gc_eos is not None else [])
         eos |= {int(self.eot_token_id)} if self.eot_token_id is not None else set()
+        eos |= self.turn_end_ids
         n, why = stop_info(ids, eos, until, max_gen_toks, self.tok_decode, self.tokenizer.pad_token_id)
         return {"n_new_tokens": n, "stop_reason": why}
 

@@ -205,6 +205,7 @@ class ContinuousBatchingHFLM(ResumableHFLM):
             ids.update(gc_eos if isinstance(gc_eos, (list, tuple)) else [gc_eos])
         if self.eot_token_id is not None:
             ids.add(int(self.eot_token_id))
+        ids |= self.turn_end_ids  # the chat template's end of turn, whatever the tokenizer declares
         for s in until:
             enc = self.tokenizer.encode(s, add_special_tokens=False)
             if len(enc) == 1:
