@@ -32,7 +32,8 @@ demo: venv
 	@echo "Table 1:    results/table1.md  (also .csv, .tex)"
 	@echo "Recovered:  results/recovered.csv  (with LoRA vs full)"
 	@echo "vs paper:   results/paper_comparison.md"
-	@echo "Figures:    results/figures/  (recovered, val_loss_gain, bars, absolute, paper_comparison, training_curves, scaling_fit)"
+	@echo "Figures:    results/figures/  (recovered, val_loss_gain, bars, absolute, paper_comparison, training_curves, claim, scaling_fit)"
+	@echo "Claim:      results/claim.csv  (smallest subset with a positive gain per size; verdict per benchmark)"
 	@echo "Hidden:     results/stop_reasons.md, table1_robust.md, scorer_agreement.csv, scaling_fit.csv, variants.csv"
 	@echo "Grid:       snakemake status"
 

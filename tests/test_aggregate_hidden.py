@@ -72,6 +72,15 @@ def test_hidden_outputs(results):
     assert fit.loc["AIME", "slope_lo"] <= 25.0 <= fit.loc["AIME", "slope_hi"]
     assert fit.loc["AIME", "examples_50"] == pytest.approx(8.0) and fit.loc["AIME", "params"] == 7e9
     assert (results / "figures" / "scaling_fit.png").stat().st_size > 10_000
+    # the claim: AIME gains 25/50/75 points at 4/8/16 examples, all positive -> smallest subset 4
+    claim = pd.read_csv(results / "claim.csv", dtype={"smallest_positive": str, "n50": str})
+    row = claim[(claim["benchmark"] == "AIME") & (claim["row"] == "size")].iloc[0]
+    assert (row["size"], row["smallest_positive"], row["n_min"]) == ("7B", "4", 4)
+    assert row["recovered_at_min"] == pytest.approx(25.0) and row["rec_lo"] < 25 < row["rec_hi"]
+    assert row["n50"] == "8" and row["positive_subsets"] == "4 8 16"
+    verdict = claim[(claim["benchmark"] == "AIME") & (claim["row"] == "verdict")].iloc[0]
+    assert verdict["verdict"] == "needs >= 2 sizes"
+    assert (results / "figures" / "claim.png").stat().st_size > 10_000
     # the variant: its LoRA cell beside the default's, Recovered % included
     var = pd.read_csv(results / "variants.csv").set_index(["variant", "configuration", "benchmark"])
     assert var.loc[("a1", "lora", "AIME"), "mean"] == pytest.approx(10.0)
@@ -106,3 +115,28 @@ def test_figure1_keeps_an_uncertain_denominator(tmp_path, monkeypatch):
     ax = drawn["fig"].axes[0]
     assert ax.get_legend_handles_labels()[1] == ["1.5B", "7B (uncertain denominator)"]
     assert "contains 0: 7B" in ax.get_title()
+
+
+def test_pilot_with_one_subset_says_what_it_cannot_show(tmp_path, monkeypatch):
+    """A pilot (base, skyline, LoRA, one full finetune): the fits, LoRA vs full and Figure 1 say
+    "needs >= 2 subsets" instead of an empty figure or a LoRA-vs-full(29) ratio."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "manifest.json").write_text(json.dumps({"n_rows": 100}))
+    for config, k in (("base", 0), ("skyline", 20), ("lora", 8), ("full-4", 5)):
+        for task in ("aime", "gpqa"):
+            for seed in (0, 1):
+                put(tmp_path, "7B", config, task, seed, k)
+    drawn = {}
+    real_save = figures.save
+    monkeypatch.setattr(figures, "save", lambda fig, path: drawn.setdefault(path.stem, fig) and real_save(fig, path))
+    aggregate.run(tmp_path, ["7B"], BENCH, paper=None, n_boot=100, params={"7B": 7e9})
+    rec = pd.read_csv(tmp_path / "recovered.csv")
+    lvf = rec[rec["configuration"] == "lora_vs_full"]
+    assert len(lvf) == 2 and lvf["recovered_pct"].isna().all() and lvf["reason"].str.contains("needs >= 2 subsets").all()
+    fit = pd.read_csv(tmp_path / "scaling_fit.csv")
+    assert fit["slope"].isna().all() and fit["left_out"].str.startswith("needs >= 2 subsets").all()
+
+    def texts(name):
+        return " ".join(t.get_text() for ax in drawn[name].axes for t in ax.texts)
+
+    assert "needs >= 2 subsets" in texts("recovered") and "needs >= 2 subsets" in texts("scaling_fit")

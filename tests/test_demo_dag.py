@@ -76,6 +76,11 @@ def test_what_a_score_hides(demo):
     assert set(var["variant"]) == {"lora-alpha1"} and set(var["configuration"]) == {"lora"}
     assert len(var) == len(DEMO["sizes"]) * len(DEMO["benchmarks"]) and "Table 1c. Variants" in (res / "table1.md").read_text()
     assert "Demo run." in (res / "report.html").read_text()
+    claim = pd.read_csv(res / "claim.csv")  # the paper's claim: a row per size and benchmark, a verdict each
+    assert len(claim) == (len(DEMO["sizes"]) + 1) * len(DEMO["benchmarks"])
+    assert set(claim.loc[claim["row"] == "verdict", "verdict"]) <= {"falls", "stays", "rises (against the claim)",
+                                                                    "no size has a positive gain"}
+    assert (res / "figures" / "claim.png").stat().st_size > 10_000 and "id='claim'" in (res / "report.html").read_text()
 
 
 @pytest.mark.slow

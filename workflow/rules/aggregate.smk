@@ -87,6 +87,12 @@ rule aggregate:
         ),
         robust_md="results/table1_robust.md",
         agreement="results/scorer_agreement.csv",
+        claim=report(
+            "results/claim.csv",
+            caption=f"{REPORT}/claim_table.rst",
+            category="The paper's claim",
+            labels={"table": "smallest subset with a positive gain, per size"},
+        ),
         scaling="results/scaling_fit.csv",
         variants="results/variants.csv",
         pdfs=expand("results/figures/{name}.pdf", name=FIGURES),

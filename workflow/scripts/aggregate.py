@@ -31,10 +31,14 @@ a comparison with the paper, and figures.
                       tokens, per (size, configuration, benchmark)
   table1_robust.csv/md  Table 1 under the second scorer (elicit/eval/robust.py), same answers, same rules
   scorer_agreement.csv  per cell (size, configuration, task): answers where the two scorers disagree
-  scaling_fit.csv     Recovered % = a + b log2(examples) per size: slope b with its bootstrap interval,
+  claim.csv           the paper's claim as a statistic (elicit/report/claim.py): per benchmark and size
+                      the smallest subset whose gain over base is positive (fixed-sequence rule), the
+                      gain there, Recovered % at the smallest subset, censored n50; a verdict row per
+                      benchmark (does that subset fall as the model grows)
+  scaling_fit.csv     exploratory: Recovered % = a + b log2(examples) per size: slope b with its bootstrap interval,
                       examples for 50 % recovery, b against ln(parameters) (elicit/report/scaling.py)
   figures/            recovered, val_loss_gain, bars, absolute, paper_comparison, training_curves,
-                      scaling_fit (.png and .pdf); see figures.py
+                      claim, scaling_fit (.png and .pdf); see figures.py
 
 Intervals: bootstrap_ci.py, a paired bootstrap over problems (Miller 2024, "Adding Error Bars to
 Evals"): each replicate resamples every task's problems, each problem carrying its answers under
@@ -58,7 +62,7 @@ from pathlib import Path
 import pandas as pd
 
 from elicit.eval import answers
-from elicit.report import bootstrap_ci, scaling, stats, tables
+from elicit.report import bootstrap_ci, claim, scaling, stats, tables
 from elicit import grid, repo_path
 from elicit.atomic import atomic_path, read_json, read_jsonl, write_text
 
@@ -234,6 +238,8 @@ def run(results: Path, sizes: list[str], benchmarks: dict[str, list[str]], confi
                + tables.variants_markdown(var, sizes))
     write_text(out / "table1.tex", tables.latex(t1, rec))
     fit = hidden(out, tidy, samples, sizes, benchmarks, n_boot, boot_seed, params)
+    claim_df = claim.from_samples(samples, benchmarks, sizes, params, n_boot=n_boot, seed=boot_seed)
+    write_text(out / "claim.csv", claim_df.to_csv(index=False))
     paper_sizes = list(dict.fromkeys(paper_df["size"])) if paper_df is not None else []
     write_text(out / "paper_comparison.md", tables.comparison_markdown(cmp, paper_sizes))
     if figures:
@@ -241,9 +247,10 @@ def run(results: Path, sizes: list[str], benchmarks: dict[str, list[str]], confi
 
         fg.all_figures(out / "figures", sizes, list(benchmarks), rec=rec, gain=gain, summary=summary, cmp=cmp,
                        paper_sizes=paper_sizes, curves=curve, selections=selections(results, sizes, configs),
-                       scaling=fit)
+                       scaling=fit, claim_table=claim_df)
     return {"tidy": tidy, "samples": samples, "tasks": tasks_summary, "summary": summary, "recovered": rec,
-            "gains": gain_ci, "table1": t1, "comparison": cmp, "gain": gain, "curves": curve}
+            "gains": gain_ci, "table1": t1, "comparison": cmp, "gain": gain, "curves": curve,
+            "claim": claim_df}
 
 
 def main(argv=None) -> None:

@@ -114,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="GPUs of the job: single | dp (torchrun, a replica per GPU) | tp (torchrun, "
                         "tensor parallel) | split (one process, layers split over the GPUs)")
     m.add_argument("--trust-remote-code", action="store_true", help="allow custom model code (default: off)")
+    m.add_argument("--enable-thinking", choices=["true", "false"], default=None,
+                   help="the chat template's enable_thinking (Qwen3; eval.enable_thinking): default unset, the "
+                        "template's own default")
     m.add_argument("--allow-hub", action="store_true", help="allow HF hub access (default: offline)")
     t = ap.add_argument_group("task")
     t.add_argument("--task", required=True, nargs="+",
@@ -161,6 +164,10 @@ def model_args(args, n_gpus: int = 0) -> dict:
         margs["peft"] = args.adapter
     if args.max_length:
         margs["max_length"] = int(args.max_length)
+    if getattr(args, "enable_thinking", None) is not None:
+        # a chat-template variable, not lm-eval's enable_thinking (which would also strip the thinking
+        # before scoring): the answers are scored as every other cell's
+        margs["chat_template_args"] = {"enable_thinking": args.enable_thinking == "true"}
     return margs
 
 

@@ -158,8 +158,16 @@ def hidden(results: Path) -> str:
         f = results / name
         parts.append(caption(cap) + (markdown_html(f.read_text()) if f.exists() else
                                                  f"<p>not produced yet: {html.escape(str(f))}</p>"))
-    parts.append(table(results / "scaling_fit.csv", "Scaling fit", "scaling_fit"))
     return "\n".join(parts)
+
+
+def claim(results: Path) -> str:
+    """The paper's claim as a statistic (claim.csv), its figure, and below it the slope fit, exploratory."""
+    return "\n".join([
+        "<h2 id='claim'>The paper's claim</h2>",
+        table(results / "claim.csv", "Smallest subset with a positive gain, per size", "claim_table"),
+        figure(results / "figures", "claim", figure_names.title("claim")),
+        table(results / "scaling_fit.csv", "Scaling fit (exploratory, not the claim's test)", "scaling_fit")])
 
 
 def build(results: Path, cfg: dict) -> str:
@@ -168,15 +176,17 @@ def build(results: Path, cfg: dict) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Reasoning elicitation: results</title>"
              f"<style>{STYLE}</style></head><body><h1>Reasoning elicitation is scale dependent: results</h1>",
              "<p>Contents: <a href='#table1'>Table 1</a> · <a href='#recovered_table'>Recovered %</a> · "
-             "<a href='#comparison'>comparison with the paper</a> · <a href='#figures'>figures</a> · "
+             "<a href='#comparison'>comparison with the paper</a> · <a href='#claim'>the paper's claim</a> · "
+             "<a href='#figures'>figures</a> · "
              "<a href='#hidden'>what a score hides</a> · "
              "<a href='#plan'>plan</a> · <a href='#provenance'>provenance</a></p>", banner(cfg),
              f"<h2 id='table1'>Table 1</h2>{caption('table1')}{markdown_html(md)}",
              table(results / "recovered.csv", "Recovered % (with LoRA vs full)", "recovered_table", recovered_display),
              f"<h2 id='comparison'>Comparison with the paper</h2>{caption('paper_comparison_table')}"
-             f"{markdown_html(cmp)}",
-             hidden(results),
-             "<h2 id='figures'>Figures</h2>", *(figure(results / "figures", n, figure_names.title(n)) for n in figure_names.NAMES),
+            f"{markdown_html(cmp)}",
+            claim(results), hidden(results),
+            "<h2 id='figures'>Figures</h2>", *(figure(results / "figures", n, figure_names.title(n)) for n in figure_names.NAMES
+              if n != "claim"),
              plan(cfg), provenance(results, cfg), "</body></html>"]
     return "\n".join(parts)
 

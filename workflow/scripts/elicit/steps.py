@@ -47,6 +47,8 @@ def eval_args(config: dict, size: str, tasks=None, seeds=None, layout=None) -> d
     # lm-eval's max_length = the context we planned with (elicit.config checks max_gen_toks < context
     # at plan time; eval_cell checks the real prompts).
     args.update(max_length=m["context"], limit=e["limit"], trust_remote_code=m["trust_remote_code"])
+    if e.get("enable_thinking") is not None:  # unset: no flag, the paper's command lines unchanged
+        args["enable_thinking"] = "true" if e["enable_thinking"] else "false"
     revisions = [(e["task_revisions"] or {}).get(t) or "" for t in tasks or []]
     args.update(task_revision=revisions if any(revisions) else None, layout=layout)
     return args

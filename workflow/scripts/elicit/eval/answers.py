@@ -5,7 +5,9 @@
                          answer (elicit/eval/robust.py), upstream's filtered answer, the answer's tail
   robust_tidy(samples)   per-seed scores under the second scorer, shaped like tidy.parquet, so
                          Table 1's own statistics run on it (results/table1_robust.*)
-  stop_table(...)        per (size, configuration, benchmark): answers by stop reason, new tokens
+  stop_table(...)        per (size, configuration, benchmark): answers by stop reason, new tokens,
+                         answers whose final answer the stop-string cut removed, the robust score
+                         of the uncut texts
   agreement(samples)     per cell (size, configuration, task): where the two scorers disagree
   examples(samples, k)   a few disagreements, for the report
 """
@@ -17,14 +19,18 @@ from elicit.eval import robust
 from elicit.eval.stops import kind
 
 CELL = ["size", "configuration", "train_examples"]
-COLUMNS = ["score", "score_robust", "answer_robust", "filtered", "n_new_tokens", "stop_reason", "target", "tail"]
+COLUMNS = ["score", "score_robust", "answer_robust", "score_robust_uncut", "cut_lost_answer", "filtered",
+           "n_new_tokens", "stop_reason", "target", "tail"]
 TAIL = 160  # characters of the answer's end kept for the examples
 
 
 def sample_row(s: dict) -> dict:
     score, answer = robust.score(s.get("response"), s.get("target"))
+    uncut = s.get("uncut")
+    u_score, u_answer = robust.score(uncut, s.get("target")) if uncut else (score, answer)
     filtered = s.get("filtered")
     return {"score": float(s.get("score") or 0.0), "score_robust": float(score), "answer_robust": answer,
+            "score_robust_uncut": float(u_score), "cut_lost_answer": answer is None and u_answer is not None,
             "filtered": None if filtered is None else str(filtered), "n_new_tokens": s.get("n_new_tokens"),
             "stop_reason": s.get("stop_reason"), "target": str(s.get("target")),
             "tail": (s.get("response") or "")[-TAIL:]}
@@ -46,7 +52,7 @@ def _benchmark(samples: pd.DataFrame, benchmarks: dict[str, list[str]]) -> pd.Se
 def stop_table(samples: pd.DataFrame, benchmarks: dict[str, list[str]]) -> pd.DataFrame:
     """Answers per stop reason (counts and % of answers), mean/max new tokens, the stop strings hit."""
     cols = CELL + ["benchmark", "answers", "eos", "stop", "max_gen_toks", "unrecorded", "truncated_pct",
-                   "mean_new_tokens", "max_new_tokens", "stop_strings"]
+                   "mean_new_tokens", "max_new_tokens", "stop_strings", "cut_lost_answer", "robust_uncut_pct"]
     if samples.empty:
         return pd.DataFrame(columns=cols)
     s = samples.assign(benchmark=_benchmark(samples, benchmarks),
@@ -60,7 +66,11 @@ def stop_table(samples: pd.DataFrame, benchmarks: dict[str, list[str]]) -> pd.Da
                      **{r: int(counts.get(r, 0)) for r in ("eos", "stop", "max_gen_toks", "unrecorded")},
                      "truncated_pct": 100.0 * counts.get("max_gen_toks", 0) / len(g),
                      "mean_new_tokens": tokens.mean(), "max_new_tokens": tokens.max(),
-                     "stop_strings": " ".join(strings)})
+                     "stop_strings": " ".join(strings),
+                     "cut_lost_answer": int(g["cut_lost_answer"].fillna(False).astype(bool).sum())
+                     if "cut_lost_answer" in g else 0,
+                     "robust_uncut_pct": 100.0 * g["score_robust_uncut"].mean() if "score_robust_uncut" in g
+                     else float("nan")})
     return pd.DataFrame(rows, columns=cols)
 
 

@@ -43,7 +43,8 @@ def pick_primary(task_results: dict, wanted: str | None) -> str:
 
 def per_sample(logged: list[dict], primary: str, meta: dict | None = None, task: str | None = None) -> list[dict]:
     """One row per document of the primary metric's filter: target, response, score, prompt, and
-    (our backends; None with plain `hf`) n_new_tokens and stop_reason (elicit/eval/stops.py)."""
+    (our backends; None with plain `hf`) n_new_tokens and stop_reason (elicit/eval/stops.py), and
+    uncut: hf-cb's whole text, before its stop-string cut, where the cut removed something."""
     meta = meta or {}
     metric_name, filter_key = primary.split(",", 1)
     samples = []
@@ -61,7 +62,7 @@ def per_sample(logged: list[dict], primary: str, meta: dict | None = None, task:
             "score": ex.get(metric_name),
             "prompt": ex["arguments"][0][0] if ex.get("arguments") else None,
             "prompt_hash": ex.get("prompt_hash"),
-            **{k: (meta.get((task, ex["doc_id"])) or {}).get(k) for k in ("n_new_tokens", "stop_reason")},
+            **{k: (meta.get((task, ex["doc_id"])) or {}).get(k) for k in ("n_new_tokens", "stop_reason", "uncut")},
         })
     return samples
 
@@ -83,7 +84,7 @@ def describe(args, results: dict, primary: str, samples: list[dict], limit) -> d
         "generation": dict(results["configs"][args.task].get("generation_kwargs") or {}),
         "requested_generation": generation_kwargs(args),
         "seeds": {"python": PYTHON_SEED, "numpy": NUMPY_SEED, "torch": int(args.seed), "fewshot": FEWSHOT_SEED},
-        "chat_template": True,
+        "chat_template": True, "enable_thinking": getattr(args, "enable_thinking", None),
         "task_version": results.get("versions", {}).get(args.task),
         "dtype": args.dtype, "batch_size": args.batch_size, "backend": args.backend, "layout": args.layout,
         "world_size": int(os.environ.get("WORLD_SIZE", "1")),

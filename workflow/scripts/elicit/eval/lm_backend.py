@@ -55,7 +55,8 @@ from lm_eval.models.huggingface import HFLM
 SIDE_VERSION = 2  # 2: sampling seeds no longer depend on the model (answers of 1 are not reused)
 # Settings that name the model: they key the sidecar's answers, never the sampling seeds.
 MODEL_SETTINGS = ("model", "peft", "revision")
-META = ("n_new_tokens", "stop_reason")  # per answer, from elicit.eval.stops.stop_info (sidecar + samples)
+META = ("n_new_tokens", "stop_reason", "uncut")  # per answer, from elicit.eval.stops.stop_info (sidecar + samples);
+# uncut: hf-cb's whole text, before its stop-string cut, where the cut removed something (lm_backend_cb._finish)
 
 
 class PromptTooLong(ValueError):
@@ -211,12 +212,22 @@ class ResumableMixin:
                 self.batch_meta[i] = self.stop_meta(ids, until, mgt)
         return answers
 
+    @property
+    def turn_end_ids(self) -> set[int]:
+        """The chat template's end-of-turn token (elicit/eval/stops.turn_end_ids), always an EOS id."""
+        if getattr(self, "_turn_end_ids", None) is None:
+            from elicit.eval.stops import turn_end_ids
+
+            self._turn_end_ids = turn_end_ids(self.tokenizer)
+        return self._turn_end_ids
+
     def stop_meta(self, ids, until, max_gen_toks) -> dict:
         from elicit.eval.stops import stop_info
 
         gc_eos = getattr(self.model.generation_config, "eos_token_id", None)
         eos = set(gc_eos if isinstance(gc_eos, (list, tuple)) else [gc_eos] if gc_eos is not None else [])
         eos |= {int(self.eot_token_id)} if self.eot_token_id is not None else set()
+        eos |= self.turn_end_ids
         n, why = stop_info(ids, eos, until, max_gen_toks, self.tok_decode, self.tokenizer.pad_token_id)
         return {"n_new_tokens": n, "stop_reason": why}
 

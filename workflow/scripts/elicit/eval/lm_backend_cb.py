@@ -210,6 +210,7 @@ class ContinuousBatchingHFLM(ResumableHFLM):
             ids.update(gc_eos if isinstance(gc_eos, (list, tuple)) else [gc_eos])
         if self.eot_token_id is not None:
             ids.add(int(self.eot_token_id))
+        ids |= self.turn_end_ids  # the chat template's end of turn, whatever the tokenizer declares
         for s in until:
             enc = self.tokenizer.encode(s, add_special_tokens=False)
             if len(enc) == 1:
@@ -329,16 +330,20 @@ class ContinuousBatchingHFLM(ResumableHFLM):
 
     def _finish(self, cell, i, toks, until, max_new_tokens) -> None:
         """One answer: decoded, cut at a stop string, appended to its cell's sidecar now with its
-        length and why it stopped (elicit/eval/stops.py)."""
+        length and why it stopped (elicit/eval/stops.py). hf-cb generates past a multi-token stop
+        string until EOS and cuts afterwards: the whole text, as generated, is kept as `uncut` (None where
+        the cut removed nothing), so a scorer can tell what the cut took away."""
         import os
         import signal
 
         req = cell["requests"][i]
-        ans = postprocess_generated_text(generation=self.tok_decode(toks), stop=until, think_end_token=None)
+        text = self.tok_decode(toks)
+        ans = postprocess_generated_text(generation=text, stop=until, think_end_token=None)
         self.cb_stats["generated_tokens"] += len(toks)
         cell["done"][cell["keys"][i]] = ans
         cell["stats"]["generated"] += 1
-        self.answer_meta[cell["keys"][i]] = meta = self.stop_meta(toks, until, max_new_tokens)
+        meta = {**self.stop_meta(toks, until, max_new_tokens), "uncut": text if text != ans else None}
+        self.answer_meta[cell["keys"][i]] = meta
         row = {"key": cell["keys"][i], "task": req.task_name, "doc_id": req.doc_id, "response": ans, **meta}
         side = cell["sidecar"]
         if side is not None and self.writer:

@@ -3,57 +3,117 @@ generation). Table 1 stays on upstream's metric; this one shows how much it depe
 
   score(response, target) -> (0/1, extracted answer or None)
 
-The text scored is what follows the last think-section end (elicit.eval.scoring.strip_thinking).
-  AIME-shaped target (an integer): math-verify (Hugging Face's maintained answer parser) reads
-      the last \\boxed{...} (leading zeros, \\text{}, \\dfrac, "1,000", \\fbox read as \\boxed),
-      else the line after the last "Answer: 42" / "**Answer:** 42" / "The answer is $42$" (a bare
-      number elsewhere is no answer), and compares it with the target symbolically.
-  GPQA-shaped target (a letter A-D, "(C)" or "C"): the LAST of \\boxed{C} (also "(C)", \\text{C},
-      \\textbf{(C)}), "Answer: C", "**Answer:** C", "The answer is (C)", "final answer is C", or a
-      bare "(C)", by position in the text.
+The text scored is what follows the last think-section end (elicit.eval.scoring.strip_thinking),
+NFKC-normalised (full-width letters, digits and brackets read as ASCII), \\fbox read as \\boxed.
+The LAST explicit answer wins, by position: an explicit answer is a \\boxed{...} or an answer
+anchor ("Answer: X", "**Answer:** X", "The (final / correct) answer is X", "Final answer: X",
+"answer is option X"). Wrappers around it are taken off: \\text, \\textbf, \\mathbf, \\mathrm, \\mbox,
+$...$, \\( \\), **bold**, trailing punctuation.
+  AIME-shaped target (an integer): a box's content goes to math-verify (Hugging Face's maintained
+      answer parser: leading zeros, \\dfrac, "1,000", 98^\\circ), and is compared symbolically; an
+      anchor counts when a number starts its sentence ("The answer is 42 because ..."); a bare number
+      elsewhere is no answer.
+  GPQA-shaped target (a letter A-D, "(C)" or "C"): the letter that starts the box or the anchor's
+      text ("C", "(C)", "c)", "Option C", "C: 2.5 eV"); a lower-case letter only where it cannot be a
+      word ("(b)", "b." or "b" at the end). Without any explicit answer, the last bare "(C)".
 """
 from __future__ import annotations
 
 import re
+import unicodedata
 
-from elicit.eval.scoring import last_boxed, strip_thinking
+from elicit.eval.scoring import strip_thinking
 
-_LETTER = r"\(?\s*([A-D])\s*\)?"
-_GPQA = [
-    re.compile(r"\\(?:boxed|fbox)\s*\{\s*(?:\\text(?:bf|rm)?\s*\{\s*)?" + _LETTER + r"\s*\}?\s*\}"),
-    re.compile(r"(?i:answer)\s*(?:\*\*)?\s*(?i:is)?\s*:?\s*(?:\*\*)?\s*:?\s*(?:\*\*)?\s*\$?\s*(?:\\text\{)?"
-               + _LETTER + r"(?![A-Za-z])"),
-    re.compile(r"\(([A-D])\)"),
-]
-_ANCHOR = re.compile(r"(?i)answer\s*(?:\*\*)?\s*(?:is)?\s*:?\s*(?:\*\*)?\s*:?")  # "Answer:", "answer is", ...
+_WRAP = re.compile(r"\\(?:text(?:bf|rm|it)?|math(?:bf|rm|it)|mbox|bf|emph|boldsymbol)\s*\{([^{}]*)\}")
+_ANCHOR = re.compile(r"(?i)(?:final\s+answer|correct\s+(?:answer|option|choice)|answer)\s*(?:\*\*)?\s*"
+                     r"(?:is|should\s+be|would\s+be|=)?\s*:?\s*(?:\*\*)?\s*:?")
+_UPPER = re.compile(r"(?:option|choice)?\s*[(\[]?\s*([A-D])(?![A-Za-z0-9])", re.I)
+_LOWER = re.compile(r"(?:option|choice)?\s*(?:\(([a-d])\)|([a-d])(?=\s*(?:[.):\]]|$)))", re.I)
+_NUMBER = re.compile(r"[+-]?\d[\d,]*(?:\.\d+)?(?![\d*/^+=×-])")
+_BARE = re.compile(r"\(([A-D])\)")
 
 
 def final_text(response) -> str:
-    return strip_thinking(response or "").replace("\\fbox", "\\boxed")
+    text = unicodedata.normalize("NFKC", response or "")
+    return strip_thinking(text).replace("\\fbox", "\\boxed")
+
+
+def unwrap(s: str) -> str:
+    """Formatting around an answer taken off: \\text{..}-style wrappers, $, \\( \\), **, trailing punctuation."""
+    prev = None
+    while prev != s:
+        prev, s = s, _WRAP.sub(r"\1", s)
+    for w in ("$", "**", "\\(", "\\)", "\\[", "\\]", "\\,", "\\!", "\\ ", "\\displaystyle"):
+        s = s.replace(w, " ")
+    return s.strip().rstrip(".,;:!").strip()
+
+
+def boxes(text: str) -> list[tuple[int, str]]:
+    """(end position, content) of every \\boxed{...} (nested braces allowed) and "\\boxed 5"."""
+    out = []
+    for m in re.finditer(r"\\boxed", text):
+        j = m.end()
+        while j < len(text) and text[j] in " \t":
+            j += 1
+        if j < len(text) and text[j] == "{":
+            depth = 0
+            for k in range(j, len(text)):
+                depth += {"{": 1, "}": -1}.get(text[k], 0)
+                if depth == 0:
+                    out.append((k + 1, text[j + 1:k]))
+                    break
+        elif j > m.end() and (tok := re.match(r"[^\s$]+", text[j:])):
+            out.append((j + tok.end(), tok.group(0)))
+    return out
+
+
+def anchors(text: str) -> list[tuple[int, str]]:
+    """(end position, the rest of its line) of every answer anchor not followed by a box on that line
+    (the box is the answer then, and counts by its own position)."""
+    out = []
+    for m in _ANCHOR.finditer(text):
+        rest = text[m.end():].split("\n", 1)[0]
+        if "\\boxed" not in rest:
+            out.append((m.end(), rest))
+    return out
+
+
+def letter_of(chunk: str) -> str | None:
+    """The option letter an answer's text starts with, or None."""
+    s = unwrap(chunk)
+    m = _UPPER.match(s)
+    if m and m.group(1).isupper():
+        return m.group(1)
+    m = _LOWER.match(s)
+    return (m.group(1) or m.group(2)).upper() if m else None
 
 
 def gpqa_letter(response) -> str | None:
-    """The letter of the last answer pattern in the final text, None if there is none."""
+    """The letter of the last explicit answer of the final text, else of its last bare "(X)"."""
     text = final_text(response)
-    best = None
-    for pattern in _GPQA:
-        for m in pattern.finditer(text):
-            if best is None or m.end() > best[0]:
-                best = (m.end(), m.group(1))
-    return best[1] if best else None
+    found = [(end, letter_of(c)) for end, c in boxes(text)] + [(end, letter_of(c)) for end, c in anchors(text)]
+    found = sorted((e, v) for e, v in found if v)
+    if found:
+        return found[-1][1]
+    bare = _BARE.findall(text)
+    return bare[-1] if bare else None
 
 
 def aime_answer(response):
-    """math-verify's parse of the last \\boxed{} of the final text, else of the rest of the line after
-    its last "Answer:" / "answer is": [sympy value, string], or [] (a bare number is no answer)."""
+    """math-verify's parse of the last explicit answer of the final text: [sympy value, string], or []
+    (a bare number is no answer)."""
     from math_verify import parse
 
     text = final_text(response)
-    box = last_boxed(text)
-    if box is not None:
-        return parse(f"$\\boxed{{{box}}}$")
-    anchors = list(_ANCHOR.finditer(text))
-    return parse(re.split(r"\.\s|\n", text[anchors[-1].end():], maxsplit=1)[0]) if anchors else []  # its sentence
+    found = []
+    for end, c in boxes(text):
+        found.append((end, parse(f"$\\boxed{{{unwrap(c)}}}$")))
+    for end, rest in anchors(text):
+        m = _NUMBER.match(unwrap(re.split(r"\.\s|\.$", rest, maxsplit=1)[0]))
+        if m:
+            found.append((end, parse(f"${m.group(0)}$")))
+    found = [p for _, p in sorted(found, key=lambda f: f[0]) if p]
+    return found[-1] if found else []
 
 
 def _letter(target) -> str | None:

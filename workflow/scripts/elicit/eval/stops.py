@@ -13,6 +13,12 @@ the last token of the stop string); trailing padding of a batch is never counted
 
 A backend calls it once per answer with what it generated; nothing here depends on how the
 batch was run (HF generate, continuous batching), so a rewritten backend can keep calling it.
+
+  turn_end_ids(tokenizer) -> the chat template's end-of-turn token id ({} without one)
+
+The backends add it to their EOS ids whatever the tokenizer file declares: Qwen3-Base's tokenizer
+says <|endoftext|> while its chat template ends a turn with <|im_end|>, and GPQA's `until` holds
+only "</s>", so a model that ends its turn would otherwise run on to max_gen_toks.
 """
 from __future__ import annotations
 
@@ -40,6 +46,24 @@ def stop_info(ids: Iterable[int], eos_ids: Iterable[int], until: Iterable[str], 
     while pad_id is not None and ids and ids[-1] == pad_id:
         ids.pop()
     return len(ids), "max_gen_toks" if len(ids) >= max_gen_toks else "unknown"
+
+
+def turn_end_ids(tokenizer) -> set[int]:
+    """The special token the chat template writes right after an assistant message (Qwen's <|im_end|>,
+    R1-Distill's <｜end▁of▁sentence｜>), as a set of one id; empty without a chat template or where
+    the template writes no special token there."""
+    from jinja2.exceptions import TemplateError
+
+    mark = "ELICIT_TURN_END_PROBE"
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": "q"}, {"role": "assistant", "content": mark}],
+                                             tokenize=False)
+    except (ValueError, TypeError, TemplateError):  # no chat template
+        return set()
+    at = text.rfind(mark)
+    ids = tokenizer.encode(text[at + len(mark):], add_special_tokens=False) if at >= 0 else []
+    special = set(tokenizer.all_special_ids) | {i for i, t in tokenizer.added_tokens_decoder.items() if t.special}
+    return {int(ids[0])} if ids and ids[0] in special else set()
 
 
 def kind(reason: str | None) -> str | None:

@@ -5,7 +5,9 @@
                      line per model size, one panel per benchmark; bars = 95 % paired-bootstrap
                      intervals; a size whose skyline − base interval contains 0 is drawn dashed
                      (uncertain denominator), only skyline == base is left out
-  scaling_fit        the fitted line Recovered % = a + b log2(examples) per size, and b against
+  claim              the paper's claim as a statistic (elicit/report/claim.py): the smallest subset
+                     with a positive gain per size, and Recovered % at the smallest subset
+  scaling_fit        exploratory: the fitted line Recovered % = a + b log2(examples) per size, and b against
                      the parameter count (elicit/report/scaling.py)
   val_loss_gain      Figure 2: validation-loss decrease against performance gain (trained − base)
                      of every full finetune; × marks each size's centroid
@@ -35,6 +37,7 @@ from matplotlib.ticker import ScalarFormatter  # noqa: E402
 from elicit import grid  # noqa: E402
 from elicit.atomic import atomic_path  # noqa: E402
 from elicit.report.figure_names import NAMES  # noqa: E402,F401  (the registry: what all_figures draws)
+from elicit.report.stats import NEEDS_SUBSETS  # noqa: E402
 
 # Okabe & Ito (2008), distinguishable under every common colour-vision deficiency
 OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#F0E442", "#000000"]
@@ -99,6 +102,11 @@ def recovered(rec: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: 
     fig, axes = _panels(len(benchmarks))
     for ax, bench in zip(axes[0], benchmarks):
         b = full[full["benchmark"] == bench]
+        if b["train_examples"].nunique() < 2:  # a pilot: one subset is no curve
+            _empty(ax, f"{NEEDS_SUBSETS} (this run: {', '.join(map(str, sorted(b['train_examples'].unique())))})"
+                   "\nRecovered % of its finetunes: recovered.csv")
+            ax.set_title(bench, fontsize=11)
+            continue
         has_ci = "undefined_ci" in b and b["ci_lo"].notna().any()
         none = b["undefined"].astype(bool)
         shaky = ~none & (b["undefined_ci"].astype(bool) if has_ci else b["gap_z"].abs() <= 1)
@@ -157,6 +165,8 @@ def scaling_fit_figure(table: pd.DataFrame, points: dict, sizes: list[str], benc
     for j, bench in enumerate(benchmarks):
         ax, ax2 = axes[0][j], axes[1][j]
         t = table[table["benchmark"] == bench] if not table.empty else table
+        left = t["left_out"].fillna("").tolist() if "left_out" in t else []
+        t = t[t["slope"].notna()] if not t.empty else t  # left out: Recovered % undefined (its row says why)
         for k, (_, r) in enumerate(t.iterrows()):
             n, y = points[(r["size"], bench)]
             ls, marker = style[r["size"]]
@@ -166,7 +176,8 @@ def scaling_fit_figure(table: pd.DataFrame, points: dict, sizes: list[str], benc
             ax.plot(2 ** xs, r["intercept"] + r["slope"] * xs, color=pal[r["size"]], lw=1.6, ls=ls,
                     label=f"{r['size']}: {r['slope']:+.1f} [{r['slope_lo']:+.1f}, {r['slope_hi']:+.1f}] / doubling")
         if t.empty:
-            _empty(ax, "no size with two full finetunes and a defined Recovered %")
+            _empty(ax, NEEDS_SUBSETS if NEEDS_SUBSETS in " ".join(left) else
+                   "no size with two full finetunes and a defined Recovered %")
             _empty(ax2, "no slopes")
             ax.set_title(bench, fontsize=11)
             continue
@@ -196,6 +207,55 @@ def scaling_fit_figure(table: pd.DataFrame, points: dict, sizes: list[str], benc
         ax2.set_xlabel("Parameters (log scale)")
         ax2.set_ylabel("Slope b (points per doubling)")
     return fig
+
+
+def claim(table: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: Path) -> list[Path]:
+    """The paper's claim (elicit/report/claim.py): per benchmark, the smallest subset whose gain over
+    base is positive (fixed-sequence rule) against model size, "none" drawn above every subset
+    (hollow); the gain there and its interval as a label; below, Recovered % at the smallest subset
+    with its interval (undefined sizes named in the title)."""
+    pal = palette(sizes)
+    fig, axes = _panels(len(benchmarks), rows=2, h=4.0)
+    rows = table[table["row"] == "size"] if not table.empty else table
+    for j, bench in enumerate(benchmarks):
+        ax, ax2 = axes[0][j], axes[1][j]
+        t = rows[rows["benchmark"] == bench] if not rows.empty else rows
+        v = table[(table["benchmark"] == bench) & (table["row"] == "verdict")] if not table.empty else table
+        if t.empty:
+            _empty(ax, "no size with a base and a full finetune")
+            _empty(ax2, "no Recovered %")
+            ax.set_title(bench, fontsize=11)
+            continue
+        subsets = sorted({int(n) for s in t["subsets"] for n in str(s).split()})
+        top = subsets[-1] * 2
+        for k, (_, r) in enumerate(t.iterrows()):
+            none = r["smallest_positive"] == "none"
+            y = top if none else int(r["smallest_positive"])
+            ax.plot([k], [y], "o", ms=9, color=pal[r["size"]], mfc="white" if none else pal[r["size"]])
+            if not none:
+                ax.annotate(f"+{r['gain']:.1f} [{r['gain_lo']:.1f}, {r['gain_hi']:.1f}]", (k, y), fontsize=8,
+                            xytext=(6, 4), textcoords="offset points")
+            if pd.notna(r["recovered_at_min"]):
+                ax2.errorbar([k], [r["recovered_at_min"]], yerr=[[r["recovered_at_min"] - r["rec_lo"]],
+                             [r["rec_hi"] - r["recovered_at_min"]]], color=pal[r["size"]], marker="o", capsize=3)
+        ax.set_yscale("log", base=2)
+        ax.set_yticks(subsets + [top], [str(n) for n in subsets] + ["none"])
+        ax.minorticks_off()
+        for a in (ax, ax2):
+            a.set_xticks(range(len(t)), list(t["size"]))
+            a.set_xlim(-0.5, len(t) - 0.5)
+        verdict = v["verdict"].iloc[0] if len(v) else ""
+        ax.set_title(f"{bench}: smallest subset with a positive gain\n(verdict: {verdict})", fontsize=11)
+        ax.set_ylabel("Training examples")
+        undefined = [s for s, n in zip(t["size"], t["recovered_at_min"]) if pd.isna(n)]
+        ax2.axhline(0, color="grey", lw=0.8)
+        ax2.axhline(100, color="grey", lw=0.8, ls=":")
+        n_min = int(t["n_min"].min())
+        ax2.set_title(f"Recovered % at {n_min} examples" + (f"\n(undefined: {', '.join(undefined)})"
+                                                           if undefined else ""), fontsize=10)
+        ax2.set_xlabel("Model size")
+        ax2.set_ylabel("Recovered (%)")
+    return save(fig, path)
 
 
 def val_loss_gain(gain: pd.DataFrame, sizes: list[str], benchmarks: list[str], path: Path) -> list[Path]:
@@ -371,7 +431,8 @@ def training_curves(curves: pd.DataFrame, sel: pd.DataFrame, sizes: list[str], p
 
 
 def all_figures(fig_dir: Path, sizes: list[str], benchmarks: list[str], *, rec, gain, summary, cmp, paper_sizes,
-                curves, selections, scaling=None) -> None:
+                curves, selections, scaling=None, claim_table=None) -> None:
+    claim(claim_table if claim_table is not None else pd.DataFrame(), sizes, benchmarks, fig_dir / "claim.png")
     recovered(rec, sizes, benchmarks, fig_dir / "recovered.png")
     val_loss_gain(gain, sizes, benchmarks, fig_dir / "val_loss_gain.png")
     bars(summary, sizes, benchmarks, fig_dir / "bars.png")

@@ -6,8 +6,13 @@ b in points per doubling of the data. Its 95 % interval is the percentile interv
 paired bootstrap of bootstrap_ci.replicates (problems resampled, the same draws for base, skyline
 and every finetune of the size), refitting the line on each replicate's Recovered %. From the line:
 the examples for 50 % recovery, 2^((50 - a) / b), with the interval of the replicates; "not reached
-within the data" where the line does not cross 50 % inside the examples trained on (or b <= 0).
+within the data" where the line does not cross 50 % inside the examples trained on (or b <= 0),
+"above 50 % at the smallest subset" where it is already there.
 Across sizes: the slope b against log(parameters) (a line through the sizes' slopes).
+
+Exploratory: the claim itself is tested in elicit/report/claim.py (results/claim.csv). A size whose
+skyline − base interval contains 0 has no defined Recovered % and leaves the fit: its row says why
+(`left_out`) and has no slope, so it cannot decide the line across sizes.
 """
 from __future__ import annotations
 
@@ -19,8 +24,10 @@ import pandas as pd
 from elicit.report import bootstrap_ci
 
 COLUMNS = ["size", "benchmark", "params", "points", "slope", "slope_lo", "slope_hi", "intercept",
-           "examples_50", "examples_50_lo", "examples_50_hi", "examples_50_note"]
+           "examples_50", "examples_50_lo", "examples_50_hi", "examples_50_note", "left_out"]
 NOT_REACHED = "not reached within the data"
+ALREADY = "above 50 % at the smallest subset"
+NEEDS = "needs >= 2 subsets"  # a pilot with one subset: no line to fit (its row says so)
 
 
 def _fit(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -35,6 +42,18 @@ def _n50(a, b, lo_n: float, hi_n: float) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         n = np.power(2.0, (50.0 - a) / b)
     return np.where((b > 0) & (n >= lo_n) & (n <= hi_n), n, np.nan)
+
+
+def _undefined(rep: bootstrap_ci.Replicates, level: float = 0.95) -> str:
+    """Why Recovered % is undefined (skyline − base interval contains 0), else ""."""
+    idx = {k: i for i, (k, _) in enumerate(rep.configs) if k in ("base", "skyline")}
+    if len(idx) < 2:
+        return ""
+    d = rep.reps[:, idx["skyline"]] - rep.reps[:, idx["base"]]
+    lo, hi = np.nanpercentile(d, [50 * (1 - level), 50 * (1 + level)])
+    den = rep.point[idx["skyline"]] - rep.point[idx["base"]]
+    return "" if lo > 0 or hi < 0 else (f"Recovered % undefined: skyline − base = {den:.2f}, 95 % interval "
+                                          f"[{lo:.2f}, {hi:.2f}] contains 0")
 
 
 def _recovered(rep: bootstrap_ci.Replicates) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
@@ -57,11 +76,22 @@ def _recovered(rep: bootstrap_ci.Replicates) -> tuple[np.ndarray, np.ndarray, np
 def fit(samples: pd.DataFrame, benchmarks: dict[str, list[str]], params: dict[str, float] | None = None,
         n_boot: int = 2000, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     """(the table of COLUMNS, {(size, benchmark): (examples, Recovered % point)} for the figure)."""
-    params, rows, points = params or {}, [], {}
     if samples.empty:
-        return pd.DataFrame(columns=COLUMNS), points
-    reps = bootstrap_ci.replicates(samples, benchmarks, n_boot=n_boot, seed=seed, resample_seeds=False)
+        return pd.DataFrame(columns=COLUMNS), {}
+    return fit_replicates(bootstrap_ci.replicates(samples, benchmarks, n_boot=n_boot, seed=seed,
+                                                  resample_seeds=False), params)
+
+
+def fit_replicates(reps: dict, params: dict[str, float] | None = None) -> tuple[pd.DataFrame, dict]:
+    """fit() on {(size, benchmark): Replicates} (bootstrap_ci.replicates, or claim.table_replicates)."""
+    params, rows, points = params or {}, [], {}
     for (size, bench), rep in reps.items():
+        subsets = sorted(n for k, n in rep.configs if k == "full")
+        why = _undefined(rep) or (NEEDS + f" (full finetunes: {', '.join(map(str, subsets)) or 'none'})"
+                                  if len(subsets) < 2 else "")
+        if why:
+            rows.append({"size": size, "benchmark": bench, "params": params.get(size, math.nan), "left_out": why})
+            continue
         got = _recovered(rep)
         if got is None or not np.isfinite(got[1]).all():
             continue
@@ -74,12 +104,13 @@ def fit(samples: pd.DataFrame, benchmarks: dict[str, list[str]], params: dict[st
         lo, hi = (np.nanpercentile(rb, [2.5, 97.5]) if np.isfinite(rb).any() else (np.nan, np.nan))
         reached = np.isfinite(n50_r)
         n50_lo, n50_hi = (np.percentile(n50_r[reached], [2.5, 97.5]) if reached.mean() >= 0.975 else (np.nan, np.nan))
-        note = "" if np.isfinite(n50) else NOT_REACHED
+        note = "" if np.isfinite(n50) else ALREADY if a + b * x.min() >= 50 else NOT_REACHED
         if np.isfinite(n50) and not reached.mean() >= 0.975:
             note = f"upper end {NOT_REACHED} ({100 * (1 - reached.mean()):.0f} % of replicates)"
         rows.append({"size": size, "benchmark": bench, "params": params.get(size, math.nan), "points": len(n),
                      "slope": b, "slope_lo": lo, "slope_hi": hi, "intercept": a, "examples_50": float(n50),
-                     "examples_50_lo": n50_lo, "examples_50_hi": n50_hi, "examples_50_note": note})
+                     "examples_50_lo": n50_lo, "examples_50_hi": n50_hi, "examples_50_note": note,
+                     "left_out": ""})
         points[(size, bench)] = (n, point)
     return pd.DataFrame(rows, columns=COLUMNS), points
 

@@ -97,6 +97,9 @@ def gains(summary: pd.DataFrame, sel: pd.DataFrame) -> pd.DataFrame:
     return full.merge(sel, on=["size", "configuration", "train_examples"])[cols]
 
 
+NEEDS_SUBSETS = "needs >= 2 subsets"
+
+
 def _keys_as_objects(df: pd.DataFrame) -> pd.DataFrame:
     df = df.astype({k: object for k in ("size", "configuration", "benchmark") if k in df.columns})
     return df.assign(train_examples=df["train_examples"].astype("Int64")) if "train_examples" in df else df
@@ -120,6 +123,14 @@ def with_intervals(summary: pd.DataFrame, rec: pd.DataFrame, boot: dict | None
     lvf = _keys_as_objects(boot["lora_vs_full"].rename(columns={"full_train_examples": "train_examples",
                                                                 "lora_vs_full_pct": "recovered_pct"}))
     lvf = lvf.assign(configuration="lora_vs_full", undefined=lvf["recovered_pct"].isna(), gap=nan, gap_z=nan)
+    # one subset (a pilot): the only full finetune is no stand-in for the full finetune on the whole data
+    n_full = summary[summary["configuration"] == "full"].groupby(["size", "benchmark"])["train_examples"].nunique()
+    one = [n_full.get((s, b), 0) < 2 for s, b in zip(lvf["size"], lvf["benchmark"])]
+    if any(one):
+        lvf = lvf.astype({"reason": object})
+        lvf.loc[one, ["recovered_pct", "ci_lo", "ci_hi"]] = nan
+        lvf.loc[one, ["undefined", "undefined_ci"]] = True
+        lvf.loc[one, "reason"] = NEEDS_SUBSETS + ": LoRA (every row) against a full finetune on one subset only"
     rec = pd.concat([rec, lvf[rec.columns]], ignore_index=True) if not lvf.empty else rec
     gains_ci = _keys_as_objects(boot["gains"])[gains_cols]
     return summary, rec, gains_ci
