@@ -114,15 +114,28 @@ class Optim:
     max_grad_norm: float
 
 
+def set_recompute(model, layers: int) -> int:
+    """Gradient checkpointing of the first `layers` decoder layers (the others keep their activations
+    for the backward); returns how many layers the model has."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    blocks = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    if layers > 0:
+        model.gradient_checkpointing_enable()
+    for i, block in enumerate(blocks):
+        block.gradient_checkpointing = i < layers
+    return len(blocks)
+
+
 def load_model(path: str, revision: str, dtype: torch.dtype, trust_remote_code: bool,
-               gradient_checkpointing: bool, lora: dict | None, device: torch.device):
-    """from_pretrained, optionally wrapped in a peft LoRA (lora: rank, alpha, dropout, targets)."""
+               recompute: int, lora: dict | None, device: torch.device):
+    """from_pretrained with `recompute` layers checkpointed (set_recompute), optionally wrapped in a
+    peft LoRA (lora: rank, alpha, dropout, targets)."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(path, revision=revision or None, dtype=dtype,
                                                  trust_remote_code=trust_remote_code)
-    if gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    set_recompute(model, recompute)
     if lora is not None:
         from peft import LoraConfig, get_peft_model
 
