@@ -112,7 +112,7 @@ def meta_step(model, seq: int, recompute: int) -> int:
         return flops(lambda: plain_loss(model, x, x).backward())
 
 
-def real_rows(config: dict, sizes: list[str], gpu_mem_gb: float) -> list[dict]:
+def real_rows(config: dict, sizes: list[str], gpu_mem_gb: float, lengths: list[int] | None = None) -> list[dict]:
     from elicit.plan.memory_plan import gib_of, load_arch, planned_recompute, train_parts
 
     rows, batch = [], config["train"]["global_batch"]
@@ -120,7 +120,7 @@ def real_rows(config: dict, sizes: list[str], gpu_mem_gb: float) -> list[dict]:
         layers = load_arch(config, size).layers
         for mode in ("full", "lora"):
             model = meta_model(config, size, mode)
-            for seq in grid_lengths(config):
+            for seq in lengths or grid_lengths(config):
                 k = planned_recompute(config, size, mode, gpu_mem_gb, seq)
                 ref = meta_step(model, seq, 0)
                 done = meta_step(model, seq, k) if k else ref
@@ -146,6 +146,7 @@ def synthetic_run(config: dict, mode: str, model_dir: Path, lengths: list[int], 
     cfg = train.TrainConfig(**{**args, "model": str(model_dir), "table": "", "manifest": "", "out": "",
                                "stop_margin_min": 0, "tracking": "none", "progress": False, **over})
     ranks = engines.Ranks.from_env()
+    ranks.init(deepspeed=bool(cfg.deepspeed))  # one process: DeepSpeed's rendezvous variables
     run = train.Run(cfg, ranks, train.grad_accum(cfg.global_batch, 1, ranks.world), {}, Keeper(cfg.tolerance))
     rng = random.Random(0)
     vocab = json.loads((Path(model_dir) / "config.json").read_text())["vocab_size"]
@@ -208,11 +209,12 @@ def main(argv=None) -> int:
     ap.add_argument("--gpu-mem-gb", type=float, default=80.0, help="GiB per GPU the recompute plan fills (H100: 80)")
     ap.add_argument("--demo-scale", type=float, default=20.0, help="the demo's lengths: the grid's divided by this")
     ap.add_argument("--no-demo", action="store_true")
+    ap.add_argument("--lengths", type=int, nargs="+", help="these sequence lengths instead of the grid's four")
     ap.add_argument("--json", action="store_true", help="one JSON row per setting")
     args = ap.parse_args(argv)
     config = load(Path(args.config))
     rows = ([] if args.no_demo else demo_rows(config, args.demo_scale)) + real_rows(config, args.sizes,
-                                                                                    args.gpu_mem_gb)
+                                                                                    args.gpu_mem_gb, args.lengths)
     if args.json:
         for r in rows:
             print(json.dumps({k: r[k] for k in ("mode", "size", "seq_len", "recompute_planned", "ratio", "padding")}))
