@@ -112,3 +112,26 @@ def test_flop_bench_ratio_where_the_plan_needs_no_recompute(capsys):
     assert free and all(r["ratio"] <= 1.05 for r in free), rows
     paid = [r for r in rows if r["recompute_planned"] > 0]
     assert paid and all(r["ratio"] > 1.0 for r in paid), rows
+
+
+def test_cuda_only_kernels_and_fused_adamw_are_never_chosen_on_cpu(demo_model):
+    """Liger's model kernels and the fused AdamW are CUDA choices: on CPU the step runs torch's, and
+    liger is not even imported; asking for liger without CUDA is refused, named."""
+    import types
+
+    from train_flops import synthetic_run
+
+    from elicit.train import engine as engines
+
+    cpu = torch.device("cpu")
+    assert engines.kernels_choice("auto", "qwen2", cpu) == ("torch", "no CUDA")
+    assert engines.kernels_choice("torch", "qwen2", cpu) == ("torch", "requested")
+    with pytest.raises(SystemExit, match="--kernels liger: no CUDA"):
+        engines.kernels_choice("liger", "qwen2", cpu)
+    with pytest.raises(SystemExit, match="--kernels must be one of"):
+        engines.kernels_choice("triton", "qwen2", cpu)
+    assert engines.adamw_impl([torch.nn.Parameter(torch.zeros(2))]) == {}
+    assert engines.adamw_impl([types.SimpleNamespace(is_cuda=True)] * 2) == {"fused": True}
+    run = synthetic_run(demo_config(), "full", demo_model, [64])
+    assert run.kernels[0] == "torch" and not run.engine.opt.defaults.get("fused")
+    assert "liger_kernel" not in sys.modules
