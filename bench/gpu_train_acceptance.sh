@@ -59,7 +59,7 @@ SMK=("$PY" -m snakemake --profile profiles/local -d "$WORK/dag" --configfile "${
 if [[ ${#REHEARSE[@]} -gt 0 ]]; then
   timeout -k 10 "$LEFT" "${SMK[@]}" -n --quiet rules > "$WORK/dag.log" 2>&1
 else
-  timeout -s TERM -k 20 "$LEFT" "${SMK[@]}" --resources gpu=1 > "$WORK/dag.log" 2>&1
+  timeout -s TERM -k 20 "$LEFT" "${SMK[@]}" --resources gpu=4 > "$WORK/dag.log" 2>&1  # jobs share the GPU, as phase 2 of gpu_acceptance.sh
 fi
 rc=$?
 t2=$(date +%s)

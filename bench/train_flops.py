@@ -29,7 +29,7 @@ mean - sd, mean, mean + sd, max. Attention is counted as the kernels run it on m
 T x T score matrix), on both sides of the ratio alike; MFU (bench/gpu_acceptance.py) counts it causal.
 
 Usage:
-  python bench/train_flops.py                      # the table (~1 min on 2 cores)
+  python bench/train_flops.py                      # the table (~2 min of CPU time)
   python bench/train_flops.py --json               # one row per setting
   python bench/train_flops.py --sizes 1.5B --gpu-mem-gb 141
 """
