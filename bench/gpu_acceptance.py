@@ -56,7 +56,7 @@ def jsonl(path: Path) -> list[dict]:
     return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
 
 
-def memory_row(what: str, measured_gib: float | None, parts: dict, gpu: bool) -> None:
+def memory_row(what: str, measured_gib: float | None, parts: dict, gpu: bool, bounds=RATIO) -> None:
     from elicit.plan.memory_plan import CUDA_OVERHEAD_GIB, gib_of
 
     predicted = gib_of(parts) - CUDA_OVERHEAD_GIB
@@ -65,8 +65,28 @@ def memory_row(what: str, measured_gib: float | None, parts: dict, gpu: bool) ->
             None if not gpu else False)
         return
     ratio = measured_gib / predicted
-    row(what, f"{measured_gib:.2f} GiB ({ratio:.2f} x plan)", f"plan {predicted:.2f} GiB, x {RATIO[0]}-{RATIO[1]}",
-        RATIO[0] <= ratio <= RATIO[1])
+    row(what, f"{measured_gib:.2f} GiB ({ratio:.2f} x plan)", f"plan {predicted:.2f} GiB, x {bounds[0]}-{bounds[1]}",
+        bounds[0] <= ratio <= bounds[1])
+
+
+def model_flops_per_token(a, seq: float, mode: str) -> float:
+    """Model FLOPs per trained token (MFU's numerator): forward 2N + backward 4N over the matmul
+    parameters N (the LM head included), a LoRA 4N (its frozen weights need no weight gradients),
+    plus causal attention (layers x seq x hidden, times the same factor); recomputation not counted."""
+    matmul = a.params() - a.vocab * a.hidden + (a.vocab * a.hidden if a.tied else 0)  # the LM head is a matmul
+    return (6 if mode == "full" else 4) * (matmul + a.layers * seq * a.hidden)
+
+
+def print_table(title: str) -> int:
+    """The rows as one PASS / FAIL / SKIP table; 1 if any failed."""
+    print(f"\n{title}")
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    for r in rows:
+        print(f"{r[3]:<5} {r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  expected {r[2]}")
+    failed = [r for r in rows if r[3] == "FAIL"]
+    print(f"FAILED: {len(failed)} of {len(rows)} checks" if failed else
+          f"ALL PASS: {sum(r[3] == 'PASS' for r in rows)} checks ({sum(r[3] == 'SKIP' for r in rows)} skipped)")
+    return 1 if failed else 0
 
 
 def recorded_on_gpu(config: dict, size: str, workdir: str) -> bool:
@@ -99,7 +119,6 @@ def check_training(config: dict, size: str, gpu: bool, args) -> None:
     from elicit.plan.memory_plan import load_arch, train_parts
 
     a = load_arch(config, size)
-    matmul = a.params() - a.vocab * a.hidden + (a.vocab * a.hidden if a.tied else 0)  # the LM head is a matmul
     for trained in grid.trained(sorted(config["data"]["subsets"], reverse=True)):
         metrics = Path(args.workdir) / grid.train_outputs(size, trained)["metrics"]
         if not metrics.is_file():
@@ -112,10 +131,7 @@ def check_training(config: dict, size: str, gpu: bool, args) -> None:
         warm = steps[1:] or steps
         tps = statistics.median(r["step_tokens_per_s"] for r in warm)
         seq = statistics.mean(r["step_tokens"] for r in warm) / config["train"]["global_batch"]
-        # model FLOPs per token: forward 2N + backward 4N; a LoRA's frozen weights need no weight
-        # gradients (forward 2N + input gradients 2N); gradient checkpointing's recompute not counted
-        per_param = 6 if mode == "full" else 4
-        mfu = tps * per_param * (matmul + a.layers * seq * a.hidden) / (args.peak_tflops * 1e12)
+        mfu = tps * model_flops_per_token(a, seq, mode) / (args.peak_tflops * 1e12)
         row(f"train {trained}: tokens/s, MFU", f"{tps:,.0f} tok/s, MFU {mfu:.1%} (seq {seq:,.0f})",
             f"MFU >= {args.min_mfu:.0%}" if gpu else "> 0", mfu >= args.min_mfu if gpu else tps > 0)
         impl = {r.get("loss_impl") for r in steps}
@@ -226,14 +242,7 @@ def main() -> int:
     row("tensor parallel", f"{torch.cuda.device_count()} GPU(s)", "needs >= 2 GPUs", None)
     where = ("recorded on CUDA" if not torch.cuda.is_available() else torch.cuda.get_device_name()) if gpu \
         else "CPU rehearsal"
-    print(f"\ngpu_acceptance: {where}, torch {torch.__version__}, config {' + '.join(args.configfile)}")
-    widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    for r in rows:
-        print(f"{r[3]:<5} {r[0]:<{widths[0]}}  {r[1]:<{widths[1]}}  expected {r[2]}")
-    failed = [r for r in rows if r[3] == "FAIL"]
-    print(f"FAILED: {len(failed)} of {len(rows)} checks" if failed else
-          f"ALL PASS: {sum(r[3] == 'PASS' for r in rows)} checks ({sum(r[3] == 'SKIP' for r in rows)} skipped)")
-    return 1 if failed else 0
+    return print_table(f"gpu_acceptance: {where}, torch {torch.__version__}, config {' + '.join(args.configfile)}")
 
 
 if __name__ == "__main__":

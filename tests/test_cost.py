@@ -62,9 +62,9 @@ def test_throughputs_come_from_the_benchmark_table(tmp_path):
     gpu, entry, rates = cost.throughputs(PAPER, "H200-141GB", f)
     assert rates["eval"]["7B"]["tokens_per_s"] == 5000 and entry["gpu_mem_gb"] == 141
     assert cost.source(rates["eval"]["7B"]) == "measured: bench/eval_throughput.py --x on H200"
-    del table["gpus"]["H200-141GB"]["train"]["32B"]
+    del table["gpus"]["H200-141GB"]["train"]["lora"]["32B"]
     f.write_text(yaml.safe_dump(table))
-    with pytest.raises(SystemExit, match="H200-141GB.train.32B"):
+    with pytest.raises(SystemExit, match="H200-141GB.train.lora.32B"):
         cost.throughputs(PAPER, "H200-141GB", f)
 
 
@@ -84,11 +84,37 @@ def test_every_measured_throughput_names_its_command_and_machine():
 
     table = yaml.safe_load((ROOT / "resources" / "throughput.yaml").read_text())
     measured = [e for gpu in table["gpus"].values() for stage in ("train", "eval")
-                for e in (gpu[stage].values() if stage == "train" else
-                          [x for per in gpu[stage].values() for x in per.values()]) if e.get("measured")]
+                for per in gpu[stage].values() for e in per.values() if e.get("measured")]
     assert measured  # the H200 1.5B training number
     for e in measured:
-        assert isinstance(e.get("command"), str) and isinstance(e.get("measured_on"), str), e
+        where = e.get("measured_on") or (e.get("gpu") and e.get("versions"))
+        assert isinstance(e.get("command"), str) and isinstance(where, str), e
+
+
+def test_full_and_lora_train_at_their_own_measured_rates(tmp_path):
+    """train: {full: {size: ...}, lora: {size: ...}}: the full finetunes plan at the full rate, the LoRA at
+    its own; a measured entry prints its command, GPU, versions, MFU and peak memory."""
+    table = yaml.safe_load(cost.THROUGHPUT.read_text())
+    train = table["gpus"]["H100-80GB"]["train"]
+    assert set(train) == {"full", "lora"}
+    train["lora"]["7B"] = {"tokens_per_s": 2000, "mfu": 0.31, "peak_gib": 40.25, "measured": True,
+                           "command": "bash bench/gpu_train_acceptance.sh", "gpu": "NVIDIA H100 80GB HBM3",
+                           "versions": "torch 2.11.0"}
+    train["full"]["7B"] = {**train["full"]["7B"], "tokens_per_s": 4000}
+    f = tmp_path / "t.yaml"
+    f.write_text(yaml.safe_dump(table))
+    _, _, rates = cost.throughputs(PAPER, "H100-80GB", f)
+    assert cost.source(rates["train"]["lora"]["7B"]) == ("measured: bash bench/gpu_train_acceptance.sh on NVIDIA H100 "
+                                                         "80GB HBM3, torch 2.11.0, MFU 31.0%, peak 40.2 GiB")
+    assert cost.source(rates["train"]["full"]["7B"]).startswith("estimate (")
+    cfg = copy.deepcopy(PAPER)
+    cfg["cost"] = {**cfg["cost"], "mean_train_tokens": 1000}
+    train_h = estimate(cfg, ["7B"], rates)[0]["gpu_hours"]
+    per_run = 300 * 16 * 1000 + 31 * 72 * 1000 / 3  # tokens of one run, validation included
+    assert train_h == pytest.approx((6 / 4000 + 1 / 2000) * per_run / 3600)
+    # the former form (one entry per size) still plans both modes at that rate
+    assert cost.train_rates({"7B": {"tokens_per_s": 5}}) == {"full": {"7B": {"tokens_per_s": 5}},
+                                                             "lora": {"7B": {"tokens_per_s": 5}}}
 
 
 def test_no_step_program_imports_another():

@@ -7,8 +7,10 @@ makes it cheaper), plus a validation pass every `eval_every` steps (forward only
 a training token); every evaluation cell generates `cost.mean_new_tokens[task]` tokens for
 each of `cost.problems[task]` problems. Throughputs (tokens/s per GPU) come from the table of
 benchmark numbers resources/throughput.yaml, by GPU model (--gpu, else the site's gpu_model,
-else the table's default) and size, for training and for the config's eval.backend; every
-number used is printed with whether it was measured (and by which command) or is an estimate.
+else the table's default) and size, for training (`train: {full: {size: ...}, lora: {size: ...}}`:
+the full finetunes at the full rate, the LoRA at its own) and for the config's eval.backend; every
+number used is printed with whether it was measured (its command, GPU, versions, MFU and peak
+memory: bench/gpu_train_acceptance.sh prints them) or is an estimate.
 
 Beside it: the evaluation's sequences in flight per size (memory_plan.sequences_in_flight: what
 the KV-cache budget of one job holds, which hf-cb keeps busy) and how the cells are grouped into
@@ -59,9 +61,9 @@ def main(argv=None) -> None:
     print(f"{'all':>6} {'total':>6} {sum(r['cells'] for r in rows):>5} {sum(r['gpu_hours'] for r in rows):>10.1f}")
     print(f"\nthroughputs per GPU on {gpu} ({THROUGHPUT.relative_to(REPO)}):")
     for size in args.sizes or cfg["sizes"]:
-        for stage in ("train", "eval"):
-            e = rates[stage][size]
-            print(f"{size:>6} {stage:>6} {e['tokens_per_s']:>8} tokens/s  {source(e)}")
+        for stage, e in (("train full", rates["train"]["full"][size]), ("train lora", rates["train"]["lora"][size]),
+                         ("eval", rates["eval"][size])):
+            print(f"{size:>6} {stage:>10} {e['tokens_per_s']:>8} tokens/s  {source(e)}")
     mem = args.gpu_mem_gb or site.get("gpu_mem_gb")
     print()
     print(flight_table(cfg, args.sizes, mem or entry["gpu_mem_gb"]))

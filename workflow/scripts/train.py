@@ -83,7 +83,9 @@ class TrainConfig:
     max_seq_len: int
     on_too_long: str = field(metadata=help_("truncate | drop (data.on_too_long)"))
     seed: int
-    gradient_checkpointing: bool
+    gradient_checkpointing: bool = field(metadata=help_(
+        "recompute layers in the backward: as many as the memory plan says this GPU needs (none, some, "
+        "all; elicit/plan/memory_plan.py recompute_layers), every one where no GPU memory is known (CPU)"))
     loss_chunk: int = field(metadata=help_("supervised tokens per LM-head chunk (elicit/train/loss.py)"))
     stop_margin_min: float = field(metadata=help_("in a SLURM job: save the resume state and exit 143 this "
                                                   "long before the time limit (0: off); > one step + one save"))
@@ -103,6 +105,10 @@ class TrainConfig:
     dtype: str = field(default="auto", metadata=help_(
         "auto | bf16 | fp32. auto: fp32 on CPU; on GPU bf16 compute over fp32 master weights (DeepSpeed's "
         "optimizer copy, or autocast). Plain bf16 is pure bf16: lr 1e-5 updates mostly round away"))
+    kernels: str = field(default="auto", metadata=help_(
+        "auto | liger | torch: the model's RMSNorm, SwiGLU and RoPE; auto = Liger's on CUDA when installed"))
+    gpu_mem_gib: float = field(default=0.0, metadata=help_(
+        "GiB the recompute plan fills (0: the GPU's own memory; none on CPU: every layer is recomputed)"))
     progress: bool = field(default=True, metadata=help_("tqdm progress bar on rank 0 (stderr)"))
 
     def __post_init__(self):
@@ -118,7 +124,8 @@ def fingerprint_parts(cfg: TrainConfig) -> dict:
     """What the result depends on, by content: every setting (not job control: out, progress, stop
     margin), the bytes of the table and of the manifest (split settings), the base model's fingerprint."""
     settings = {k: v for k, v in dataclasses.asdict(cfg).items()
-                if k not in ("out", "progress", "stop_margin_min", "tracking", "table", "manifest", "model", "chat_template")}
+                if k not in ("out", "progress", "stop_margin_min", "gpu_mem_gib", "kernels", "tracking", "table",
+                             "manifest", "model", "chat_template")}
     template = {"chat_template": sha256_file(repo_path(cfg.chat_template))} if cfg.chat_template else {}  # its bytes
     return {"settings": sha256_json(settings), "table": sha256_file(cfg.table),
             "manifest": sha256_file(cfg.manifest),
@@ -144,6 +151,8 @@ class Run:
     tokens: int = 0
     t0: float = 0.0
     tracker: object = None
+    recompute: dict = field(default_factory=dict)
+    kernels: tuple = ("torch", "")
 
     fp = property(lambda self: sha256_json(self.parts)[:16])
     out = property(lambda self: Path(self.cfg.out))
@@ -179,8 +188,37 @@ def load_data(run: Run) -> None:
                   f"truncated, {rep['dropped']} dropped (see {run.out / grid.DATA_REPORT})", flush=True)
 
 
+def plan_recompute(run: Run, model_config: dict) -> dict:
+    """How many layers the backward recomputes: the memory plan's fewest for this job (its longest
+    sequence, DeepSpeed stage, world size) on this GPU's memory; every layer without a known GPU
+    memory or with a DeepSpeed config file the plan does not know; none without checkpointing."""
+    from elicit.plan import memory_plan as mp
+
+    cfg, device = run.cfg, run.ranks.device
+    a = mp.Arch.from_config(model_config)
+    seq = max((len(ids) for ids, _ in run.train_set), default=1)
+    gib = cfg.gpu_mem_gib or (torch.cuda.get_device_properties(device).total_memory / mp.GIB
+                              if device.type == "cuda" else 0.0)
+    lora = {"rank": cfg.lora_rank, "targets": cfg.lora_targets.split(",")} if cfg.mode == "lora" else None
+    plan = {"of": a.layers, "longest_sequence": seq, "gpu_mem_gib": round(gib, 2)}
+    if not cfg.gradient_checkpointing:
+        return {**plan, "layers": 0, "why": "--gradient-checkpointing false"}
+    if not gib or cfg.deepspeed not in ("", "zero2", "zero3", "zero3_offload"):
+        return {**plan, "layers": a.layers, "why": "no GPU memory to plan with" if not gib else "own DeepSpeed file"}
+    job = mp.job_config(a, seq, cfg.mode, cfg.deepspeed, run.ranks.world, lora, cfg.loss_chunk)
+    parts = mp.train_parts(job, "job", cfg.mode, seq=seq, gpu_mem_gb=gib)
+    k = mp.recompute_layers(a, seq, sum(parts.values()) - parts["activations"], gib * mp.GIB)
+    return {**plan, "layers": k, "why": "memory plan", "predicted_peak_gib": round(mp.gib_of(parts), 2)}
+
+
 def build_engine(run: Run) -> None:
     cfg, device = run.cfg, run.ranks.device
+    from transformers import AutoConfig
+
+    model_config = AutoConfig.from_pretrained(cfg.model, revision=cfg.revision or None,
+                                              trust_remote_code=cfg.trust_remote_code).to_dict()
+    run.recompute = plan_recompute(run, model_config)
+    run.kernels = engines.kernels_choice(cfg.kernels, model_config.get("model_type", ""), device)
     optim = engines.Optim(cfg.lr, (cfg.adam_beta1, cfg.adam_beta2), cfg.weight_decay, cfg.max_grad_norm)
     bf16 = cfg.dtype == "bf16" or (cfg.dtype == "auto" and device.type == "cuda")
     ds = engines.deepspeed_config(cfg.deepspeed, cfg.micro_batch, run.accum, cfg.global_batch, optim,
@@ -190,7 +228,8 @@ def build_engine(run: Run) -> None:
     lora = None if cfg.mode == "full" else {"rank": cfg.lora_rank, "alpha": cfg.lora_alpha,
                                              "dropout": cfg.lora_dropout, "targets": cfg.lora_targets.split(",")}
     run.engine = engines.build(lambda: engines.load_model(cfg.model, cfg.revision, dtype, cfg.trust_remote_code,
-                                                          cfg.gradient_checkpointing, lora, device),
+                                                          run.recompute["layers"], lora, device,
+                                                          run.kernels[0]),
                                run.ranks, optim, ds)
     # bf16 autocast over fp32 weights on the plain GPU path; DeepSpeed runs a bf16 module itself
     run.loss_fn = TokenLoss(run.engine.model, cfg.loss_impl, cfg.loss_chunk, zero3=run.engine.zero3, device=device,
@@ -220,13 +259,18 @@ def announce(run: Run, stop: StopWatch) -> None:
     print(f"trainable parameters: {e.trainable:,} of {e.total:,} ({100 * e.trainable / e.total:.4f}%)", flush=True)
     print(f"world_size {run.ranks.world}, grad_accum {run.accum}, global_batch {cfg.global_batch}, "
           f"deepspeed {cfg.deepspeed or 'off'}, loss {run.loss_fn.impl} ({run.loss_fn.why})", flush=True)
+    r = run.recompute
+    print(f"model kernels {run.kernels[0]} ({run.kernels[1]}), optimizer AdamW "
+          f"{'fused' if getattr(e.opt, 'defaults', {}).get('fused') else 'for-each'}", flush=True)
+    print(f"recompute {r['layers']} of {r['of']} layers ({r['why']}; longest sequence {r['longest_sequence']} "
+          f"tokens, GPU {r['gpu_mem_gib']:g} GiB)", flush=True)
     if stop.end is not None:
         print(f"SLURM job ends in {(stop.end - time.time()) / 60:.1f} min: saving a resume state "
               f"{cfg.stop_margin_min:g} min before", flush=True)
 
 
 def log(run: Run, row: dict) -> None:
-    row["loss_impl"] = run.loss_fn.impl
+    row["loss_impl"], row["recompute_layers"] = run.loss_fn.impl, run.recompute.get("layers")
     run.metrics.append(row)
     if run.ranks.master:
         write_jsonl(grid.run_outputs(run.work)[grid.METRICS], run.metrics)
@@ -235,7 +279,8 @@ def log(run: Run, row: dict) -> None:
 
 def save_checkpoint(run: Run, step: int) -> int | None:
     """Write step-<step> (every rank takes part), then drop every other; rank 0: how many were on disk."""
-    provenance = {"train_fingerprint": run.fp, "step": step, "fingerprint_parts": run.parts, "versions": versions()}
+    provenance = {"train_fingerprint": run.fp, "step": step, "fingerprint_parts": run.parts, "versions": versions(),
+                  "recompute": run.recompute, "kernels": run.kernels[0]}
     run.engine.save_weights(grid.step_dir(run.ckpts, step), run.tokenizer, provenance)
     if not run.ranks.master:
         return None

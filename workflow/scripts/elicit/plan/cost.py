@@ -21,17 +21,29 @@ class CostError(SystemExit):
 THROUGHPUT = REPO / "resources" / "throughput.yaml"
 
 
+MODES = ("full", "lora")
+
+
+def train_rates(train: dict) -> dict:
+    """{"full": {size: entry}, "lora": {size: entry}} from a table's `train` entry: its full / lora
+    parts, or (the former form) one entry per size for both."""
+    if set(train) & set(MODES):
+        return {mode: train.get(mode) or {} for mode in MODES}
+    return {mode: train for mode in MODES}
+
+
 def throughputs(cfg: dict, gpu: str | None = None, table: Path = THROUGHPUT) -> tuple[str, dict, dict]:
-    """(GPU model, its table entry, {"train": {size: entry}, "eval": {size: entry}}) for the
-    config's sizes and eval.backend (plain `hf` decodes as hf-resumable does)."""
+    """(GPU model, its table entry, {"train": {"full": {size: entry}, "lora": {size: entry}}, "eval":
+    {size: entry}}) for the config's sizes and eval.backend (plain `hf` decodes as hf-resumable does)."""
     t = yaml.safe_load(Path(table).read_text())
     gpu = gpu or t["default"]
     if gpu not in t["gpus"]:
         raise CostError(f"estimate_cost: GPU model {gpu!r} not in {table} (known: {', '.join(t['gpus'])})")
     g, backend = t["gpus"][gpu], {"hf": "hf-resumable"}.get(cfg["eval"]["backend"], cfg["eval"]["backend"])
-    rates = {"train": g.get("train") or {}, "eval": (g.get("eval") or {}).get(backend) or {}}
-    missing = [f"{gpu}.{stage}{'.' + backend if stage == 'eval' else ''}.{size}" for stage in ("train", "eval")
-               for size in cfg["sizes"] if size not in rates[stage]]
+    rates = {"train": train_rates(g.get("train") or {}), "eval": (g.get("eval") or {}).get(backend) or {}}
+    missing = [f"{gpu}.train.{mode}.{size}" for mode in MODES for size in cfg["sizes"]
+               if size not in rates["train"][mode]]
+    missing += [f"{gpu}.eval.{backend}.{size}" for size in cfg["sizes"] if size not in rates["eval"]]
     if missing:
         raise CostError(f"estimate_cost: {table} has no throughput for {', '.join(missing)}: add a measured "
                          "number (or an estimate marked measured: false)")
@@ -39,30 +51,39 @@ def throughputs(cfg: dict, gpu: str | None = None, table: Path = THROUGHPUT) -> 
 
 
 def estimate(cfg: dict, sizes: list[str] | None = None, rates: dict | None = None) -> list[dict]:
+    """GPU-hours per size and stage: the full finetunes at the table's full rate, the LoRA at its lora rate."""
     cost, t, d = cfg.get("cost") or {}, cfg["train"], cfg["data"]
     missing = [k for k in ("mean_train_tokens", "mean_new_tokens", "problems") if k not in cost]
     if missing:
         raise CostError(f"estimate_cost: config lacks cost.{', cost.'.join(missing)}")
     rates = rates or throughputs(cfg)[2]
+    train = train_rates(rates["train"])
     rows = []
-    n_trained = len(d["subsets"]) + 1  # full finetunes + LoRA
-    n_models = n_trained + 2           # + base, skyline
+    n_full = len(d["subsets"])         # full finetunes; + one LoRA
+    n_models = n_full + 1 + 2          # + base, skyline
     for size in sizes or cfg["sizes"]:
-        train_tps, eval_tps = rates["train"][size]["tokens_per_s"], rates["eval"][size]["tokens_per_s"]
+        eval_tps = rates["eval"][size]["tokens_per_s"]
         tokens = t["max_steps"] * t["global_batch"] * cost["mean_train_tokens"]
         val = (t["max_steps"] // t["eval_every"] + 1) * d["n_val"] * cost["mean_train_tokens"] / 3
-        train_h = n_trained * (tokens + val) / train_tps / 3600
+        train_h = (n_full / train["full"][size]["tokens_per_s"] + 1 / train["lora"][size]["tokens_per_s"]) \
+            * (tokens + val) / 3600
         gen = sum(cost["problems"][task] * cost["mean_new_tokens"][task] for task in cfg["eval"]["tasks"])
         eval_h = n_models * len(cfg["eval"]["seeds"]) * gen / eval_tps / 3600
-        rows += [{"size": size, "stage": "train", "cells": n_trained, "gpu_hours": train_h},
+        rows += [{"size": size, "stage": "train", "cells": n_full + 1, "gpu_hours": train_h},
                  {"size": size, "stage": "eval", "cells": n_models * len(cfg["eval"]["tasks"]) * len(cfg["eval"]["seeds"]),
                   "gpu_hours": eval_h}]
     return rows
 
 
 def source(entry: dict) -> str:
-    return (f"measured: {entry.get('command')} on {entry.get('measured_on')}" if entry.get("measured")
-            else f"estimate ({entry.get('why', 'no measurement yet')})")
+    """Where a throughput comes from: measured (command, GPU and versions; MFU and peak memory when
+    recorded) or an estimate (why)."""
+    if not entry.get("measured"):
+        return f"estimate ({entry.get('why', 'no measurement yet')})"
+    where = entry.get("measured_on") or ", ".join(str(entry[k]) for k in ("gpu", "versions") if entry.get(k))
+    extra = "".join(f", {label} {fmt.format(entry[k])}" for k, label, fmt in
+                    (("mfu", "MFU", "{:.1%}"), ("peak_gib", "peak", "{:.1f} GiB")) if entry.get(k) is not None)
+    return f"measured: {entry.get('command')} on {where}{extra}"
 
 
 def flight_table(cfg: dict, sizes, gpu_mem_gb: float) -> str:

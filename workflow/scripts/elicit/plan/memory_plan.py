@@ -40,6 +40,8 @@ def load_arch(config: dict, size: str, role: str = "base") -> Arch:
     """models.<size>.arch.<role> file, else the demo spec, else resources/models/<hub id>.json,
     else a local model directory's config.json."""
     m = config["models"][size]
+    if isinstance(m.get(role), Arch):  # a job's own architecture (job_config)
+        return m[role]
     if path := (m.get("arch") or {}).get(role):
         return Arch.from_config(json.loads((REPO / path).read_text()))
     if (d := m.get("demo")) and d.get("arch"):  # a shipped architecture with random weights
@@ -54,19 +56,39 @@ def load_arch(config: dict, size: str, role: str = "base") -> Arch:
 
 
 # ------------------------------------------------------------------------- training
-def activation_bytes(a: Arch, seq: int, dtype_bytes: int = 2, checkpointing: bool = True) -> int:
+def activation_bytes(a: Arch, seq: int, dtype_bytes: int = 2, checkpointing: bool = True,
+                     recompute: int | None = None) -> int:
     """One sequence's forward + backward. Per layer the backward keeps: the norms' inputs and
     outputs, q/k after RoPE, v, the attention output (twice), the MLP's gate, silu, up and
     product (3h + 3q + 2kv + 4i; q = heads x head_dim, which is h for Qwen2 but not for Qwen3)
     plus the RMSNorms' fp32 copies when computing in 16 bit, and gradients in flight (2h + 2i).
-    Checkpointing keeps each layer's input and recomputes one layer at a time in the backward."""
+    A recomputed (checkpointed) layer keeps only its input and is recomputed one at a time in the
+    backward. `recompute`: how many layers are, the first ones (None: all of them with checkpointing,
+    else none): the backward reaches them after the kept layers' activations are freed, so their
+    recompute adds nothing to the peak while one kept layer is left."""
     b, h = dtype_bytes, a.hidden
+    k = (a.layers if checkpointing else 0) if recompute is None else max(0, min(a.layers, recompute))
     norm32 = 4 * h if b < 4 else 0
     saved = b * (3 * h + 3 * a.q_dim + 2 * a.kv_dim + 4 * a.inter) + 2 * norm32
     in_flight = b * (2 * h + 2 * a.inter)
     final_norm = 2 * b * h + norm32
-    layers = a.layers * b * h + saved if checkpointing else a.layers * saved
+    layers = k * b * h + max(a.layers - k, 1 if k else 0) * saved
     return seq * (layers + in_flight + final_norm)
+
+
+# Share of the GPU's memory the recompute plan fills at most (the allocator fragments the rest).
+RECOMPUTE_HEADROOM = 0.9
+
+
+def recompute_layers(a: Arch, seq: int, fixed_bytes: int, gpu_bytes: float, dtype_bytes: int = 2) -> int:
+    """The fewest layers to recompute (0 .. a.layers) so that fixed_bytes (everything but the
+    activations) + the activations of one `seq`-token sequence fit RECOMPUTE_HEADROOM of gpu_bytes;
+    every layer when even that does not fit (check() then says so)."""
+    budget = RECOMPUTE_HEADROOM * gpu_bytes - fixed_bytes
+    for k in range(a.layers + 1):
+        if activation_bytes(a, seq, dtype_bytes, recompute=k) <= budget:
+            return k
+    return a.layers
 
 
 def loss_chunked_bytes(a: Arch, chunk: int, dtype_bytes: int = 2) -> int:
@@ -111,14 +133,45 @@ def ds_buffer_bytes(stage: str | None, trainable: int | None = None) -> int:
     return int(2 * (buckets * (4.5 if z.get("overlap_comm") else 1) + prefetch))
 
 
-def train_parts(config: dict, size: str, mode: str, stage: str | None = "config", cache=None) -> dict[str, int]:
+def train_parts(config: dict, size: str, mode: str, stage: str | None = "config", cache=None,
+                seq: int | None = None, gpu_mem_gb: float | None = None) -> dict[str, int]:
+    """One training job's parts on one GPU at `seq` tokens (default data.max_seq_len). With
+    train.gradient_checkpointing the job recomputes as many layers as gpu_mem_gb needs
+    (planned_recompute; every layer where gpu_mem_gb is None), else none."""
     a, tr = load_arch(config, size), config["train"]
     req, outside = zero_request(config, size, mode, stage)
-    seq, stage = config["data"]["max_seq_len"], req and req["stage"]
-    return {"model states": outside + (zero_estimates.estimates([req], cache)[0] if req else 0),
-            "activations": activation_bytes(a, seq, 2, tr.get("gradient_checkpointing", False)),
-            "loss": loss_chunked_bytes(a, min(seq, tr.get("loss_chunk", 512))),
-            "deepspeed buckets": ds_buffer_bytes(stage, req and req["total_params"]), "overhead": int(CUDA_OVERHEAD_GIB * GIB)}
+    seq, stage = seq or config["data"]["max_seq_len"], req and req["stage"]
+    parts = {"model states": outside + (zero_estimates.estimates([req], cache)[0] if req else 0),
+             "activations": 0, "loss": loss_chunked_bytes(a, min(seq, tr.get("loss_chunk", 512))),
+             "deepspeed buckets": ds_buffer_bytes(stage, req and req["total_params"]),
+             "overhead": int(CUDA_OVERHEAD_GIB * GIB)}
+    k = a.layers if tr.get("gradient_checkpointing", False) else 0
+    if k and gpu_mem_gb:
+        k = recompute_layers(a, seq, sum(parts.values()), gpu_mem_gb * GIB)
+    parts["activations"] = activation_bytes(a, seq, 2, recompute=k)
+    return parts
+
+
+def planned_recompute(config: dict, size: str, mode: str, gpu_mem_gb: float | None, seq: int | None = None,
+                      cache=None) -> int:
+    """How many of the model's layers a training job recomputes in its backward (see train_parts)."""
+    if not config["train"].get("gradient_checkpointing", False):
+        return 0
+    a = load_arch(config, size)
+    if not gpu_mem_gb:
+        return a.layers
+    parts = train_parts(config, size, mode, cache=cache, seq=seq, gpu_mem_gb=None)
+    return recompute_layers(a, seq or config["data"]["max_seq_len"], sum(parts.values()) - parts["activations"],
+                            gpu_mem_gb * GIB)
+
+
+def job_config(a: Arch, seq: int, mode: str, stage: str, world: int, lora: dict | None, loss_chunk: int) -> dict:
+    """The config of one training job as train_parts reads it, from what train.py knows (its model's
+    architecture, its longest sequence, its DeepSpeed stage and world size): train.py plans its own
+    recompute with it (size "job")."""
+    return {"models": {"job": {"base": a, "train": {"gpus": world, "nodes": 1, "deepspeed": stage or None}}},
+            "lora": lora or {"rank": 1, "targets": []}, "data": {"max_seq_len": seq},
+            "train": {"loss_chunk": loss_chunk, "gradient_checkpointing": True}}
 
 
 # ------------------------------------------------------------------------- evaluation

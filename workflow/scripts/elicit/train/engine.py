@@ -114,15 +114,64 @@ class Optim:
     max_grad_norm: float
 
 
+def set_recompute(model, layers: int) -> int:
+    """Gradient checkpointing of the first `layers` decoder layers (the others keep their activations
+    for the backward); returns how many layers the model has."""
+    from transformers.modeling_layers import GradientCheckpointingLayer
+
+    blocks = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+    if layers > 0:
+        model.gradient_checkpointing_enable()
+    for i, block in enumerate(blocks):
+        block.gradient_checkpointing = i < layers
+    return len(blocks)
+
+
+KERNELS = ("auto", "liger", "torch")
+
+
+def kernels_choice(kernels: str, model_type: str, device: torch.device) -> tuple[str, str]:
+    """(liger | torch, why) for the model's RMSNorm, SwiGLU and RoPE: Liger's Triton kernels on CUDA where
+    installed and the model type is one Liger patches; on CPU liger is never imported."""
+    if kernels not in KERNELS:
+        raise SystemExit(f"--kernels must be one of {KERNELS}, got {kernels!r}")
+    if kernels == "torch":
+        return "torch", "requested"
+    if device.type != "cuda":
+        why = "no CUDA"
+    else:
+        import importlib.util
+
+        if importlib.util.find_spec("liger_kernel") is None:
+            why = "liger-kernel not installed"
+        else:
+            from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+
+            why = "" if model_type in MODEL_TYPE_TO_APPLY_LIGER_FN else f"Liger does not patch {model_type}"
+    if why and kernels == "liger":
+        raise SystemExit(f"--kernels liger: {why}")
+    return ("torch", why) if why else ("liger", "CUDA and liger-kernel available")
+
+
+def apply_kernels(model, kernels: str) -> None:
+    """Liger's RMSNorm, SwiGLU and RoPE on this model instance (the loss stays elicit/train/loss.py's)."""
+    if kernels == "liger":
+        from liger_kernel.transformers.monkey_patch import MODEL_TYPE_TO_APPLY_LIGER_FN
+
+        MODEL_TYPE_TO_APPLY_LIGER_FN[model.config.model_type](
+            rope=True, rms_norm=True, swiglu=True, cross_entropy=False, fused_linear_cross_entropy=False, model=model)
+
+
 def load_model(path: str, revision: str, dtype: torch.dtype, trust_remote_code: bool,
-               gradient_checkpointing: bool, lora: dict | None, device: torch.device):
-    """from_pretrained, optionally wrapped in a peft LoRA (lora: rank, alpha, dropout, targets)."""
+               recompute: int, lora: dict | None, device: torch.device, kernels: str = "torch"):
+    """from_pretrained with `recompute` layers checkpointed (set_recompute) and `kernels` (kernels_choice's
+    answer), optionally wrapped in a peft LoRA (lora: rank, alpha, dropout, targets)."""
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(path, revision=revision or None, dtype=dtype,
                                                  trust_remote_code=trust_remote_code)
-    if gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+    apply_kernels(model, kernels)
+    set_recompute(model, recompute)
     if lora is not None:
         from peft import LoraConfig, get_peft_model
 
@@ -174,6 +223,12 @@ def speed_and_memory(device, tokens: int, seconds: float) -> dict:
     return row
 
 
+def adamw_impl(params) -> dict:
+    """torch's fused AdamW (one kernel for every tensor) where every parameter is on CUDA; on CPU the
+    default (for-each) one."""
+    return {"fused": True} if params and all(p.is_cuda for p in params) else {}
+
+
 class Engine:
     model: torch.nn.Module
     opt: torch.optim.Optimizer
@@ -211,7 +266,8 @@ class PlainEngine(Engine):
     def __init__(self, model, params, ranks: Ranks, optim: Optim):
         super().__init__(ranks)
         self.params, self.max_grad_norm = params, optim.max_grad_norm
-        self.opt = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas)
+        self.opt = torch.optim.AdamW(params, lr=optim.lr, weight_decay=optim.weight_decay, betas=optim.betas,
+                                     **adamw_impl(params))
         self.model = torch.nn.parallel.DistributedDataParallel(model) if ranks.world > 1 else model
 
     def backward(self, compute_loss, last: bool) -> torch.Tensor:

@@ -11,7 +11,9 @@ one: a model that changes the logits after its head (soft-capping, a logit scale
 
   chunked       pure torch: `loss_chunk` supervised positions at a time, each chunk under
                 torch.utils.checkpoint (its logits are recomputed in backward, never stored), so
-                the peak holds one chunk's logits. Works on CPU and GPU, with peft-wrapped models
+                the peak holds one chunk's logits; the last chunk is not (its logits are the
+                backward's first use and freed at once: a one-chunk sequence recomputes nothing).
+                Works on CPU and GPU, with peft-wrapped models
                 (the head's own forward is reused, LoRA or not) and with DeepSpeed ZeRO-3: the head
                 is still called ONCE per forward as a module, so ZeRO-3 gathers its partitioned
                 weight in its pre-forward hook (and again in its pre-backward hook for the
@@ -99,7 +101,8 @@ def _head_loss(head, forward, labels, impl: str, chunk: int, hidden):
     grad = torch.is_grad_enabled() and (h.requires_grad or any(p.requires_grad for p in head.parameters()))
     for s in range(0, h.size(0), chunk):
         hc, yc = h[s:s + chunk], y[s:s + chunk]
-        if grad:
+        # the last chunk's logits are freed by the backward's first step: recomputing them saves nothing
+        if grad and s + chunk < h.size(0):
             total = total + torch.utils.checkpoint.checkpoint(_chunk_ce, forward, hc, yc, use_reentrant=False)
         else:
             total = total + _chunk_ce(forward, hc, yc)
