@@ -56,36 +56,39 @@ class SlotsHFLM(ContinuousBatchingHFLM):
 
     def __init__(self, **kwargs):
         self._load_lock = None
-        if kwargs.get("layout") == "tp" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            # Each rank loads the whole model on the host, keeps its share (on its GPU) and frees the rest;
-            # the ranks of a node take turns (a file lock), so the host holds one whole copy at a time.
-            import fcntl
+        tp = kwargs.get("layout") == "tp" and int(os.environ.get("WORLD_SIZE", "1")) > 1
+        if tp:
+            # Each rank loads the whole model on the host, keeps its share and frees the rest; the ranks
+            # of a node take turns (a file lock around the load alone: lm-eval's own set-up around it
+            # has collectives), so the host holds one whole copy at a time. Then the share goes to its GPU.
             import tempfile
 
             kwargs["device"] = "cpu"
             job = os.environ.get("TORCHELASTIC_RUN_ID") or os.environ.get("MASTER_PORT", "0")
-            self._load_lock = open(os.path.join(tempfile.gettempdir(), f"elicit-tp-load-{job}.lock"), "w")
-            fcntl.flock(self._load_lock, fcntl.LOCK_EX)
+            self._load_lock = os.path.join(tempfile.gettempdir(), f"elicit-tp-load-{job}.lock")
         super().__init__(**kwargs)
+        if tp:
+            self._to_gpu()
 
-    def _resumable_init(self, *args, **kwargs):
-        if self._load_lock is not None:  # loaded, before the first collective: shard, then the next rank's turn
-            self._shard()
-            self._load_lock.close()
-            self._load_lock = None
-        super()._resumable_init(*args, **kwargs)
-
-    def _shard(self) -> None:
+    def _create_model(self, *args, **kwargs):
+        if self._load_lock is None:
+            return super()._create_model(*args, **kwargs)
+        import fcntl
         import gc
-
-        import torch
 
         from elicit.eval.slots_tp import shard
 
-        if hasattr(self._model, "merge_and_unload"):  # a LoRA: merged, then sharded like any weight
-            self._model = self._model.merge_and_unload()
-        shard(self._model, int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]))
-        gc.collect()
+        with open(self._load_lock, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            super()._create_model(*args, **kwargs)
+            if hasattr(self._model, "merge_and_unload"):  # a LoRA: merged, then sharded like any weight
+                self._model = self._model.merge_and_unload()
+            shard(self._model, int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]))
+            gc.collect()
+
+    def _to_gpu(self) -> None:
+        import torch
+
         if torch.cuda.is_available():
             target = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
             torch.cuda.set_device(target)
