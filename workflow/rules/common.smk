@@ -21,7 +21,7 @@ try:  # the library of the step programs, installed by `make venv` (pip install 
 except ImportError:  # snakemake from an environment without this project installed
     sys.path.insert(0, str(SCRIPTS))
 from elicit import grid, repo_path, slurm, steps  # noqa: E402
-from elicit.config import ConfigError, check, load_site  # noqa: E402
+from elicit.config import ConfigError, check, load_site, profile_site_file  # noqa: E402
 from elicit.slurm import cli  # noqa: E402
 
 # A run that exits deletes its own lock files only, not a live run's (elicit/snakemake_locks.py).
@@ -80,6 +80,12 @@ if workflow.is_main_process and not set(TASKS) <= set(grid.fetched_tasks(Path("r
     _unknown = unknown_tasks(TASKS, INCLUDE_PATH or None)
     if _unknown:
         raise WorkflowError(_unknown)
+# The SLURM profile names its site file in default-resources (a command-line --configfile replaces the
+# profile's config files but not that): site settings given in the config (e.g. --configfile ...
+# site.yaml, the tests' sites) take precedence.
+_site_file = profile_site_file(workflow.resource_settings.default_resources)
+if _site_file and "site" not in config:
+    config["site"] = _site_file
 try:
     SITE = load_site(config)  # {} without site settings (the demo, a local dry-run)
 except ConfigError as e:

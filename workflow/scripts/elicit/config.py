@@ -91,6 +91,23 @@ def check(config: dict) -> dict:
 SITE_SCHEMA = REPO / "workflow" / "schemas" / "site.schema.yaml"
 
 
+SITE_FILE_RESOURCE = "site_file"  # profiles/slurm/config.yaml's default-resources name the site file
+
+
+def profile_site_file(default_resources) -> str | None:
+    """The site file a profile names in its default-resources (`site_file='profiles/slurm/site.yaml'`),
+    as this process can open it (elicit.repo_path). A command-line --configfile replaces the profile's
+    config files, not its default resources, so the site settings survive the README's commands."""
+    from elicit import repo_path
+
+    try:
+        res = default_resources.get(SITE_FILE_RESOURCE) if default_resources is not None else None
+    except AttributeError:
+        return None
+    raw = getattr(res, "raw", None)
+    return repo_path(str(raw).strip("'\"")) if raw else None
+
+
 def load_site(config: dict) -> dict:
     """The site settings of `config` ({} when there are none), checked against the site schema.
 
@@ -108,9 +125,11 @@ def load_site(config: dict) -> dict:
         try:
             loaded = yaml.safe_load(Path(site).read_text())
         except (OSError, yaml.YAMLError) as e:
-            raise ConfigError(f"site settings {site}: cannot read ({type(e).__name__}: {e})")
+            raise ConfigError(f"site settings {site}: cannot read ({type(e).__name__}: {e}); it needs a top-level "
+                              "key `site:` with at least `partitions:` (copy profiles/slurm/site.yaml of the checkout)")
         if not isinstance(loaded, dict) or "site" not in loaded:
-            raise ConfigError(f"site settings {site}: empty or without its top-level key `site:`")
+            raise ConfigError(f"site settings {site}: empty or without its top-level key `site:`; it needs `site:` "
+                              "with at least `partitions:` (see profiles/slurm/site.yaml of the checkout)")
         site = loaded["site"]
     if not isinstance(site, dict) or not site:
         raise ConfigError(f"site settings ({where}): `site:` is empty; it needs at least `partitions:`")

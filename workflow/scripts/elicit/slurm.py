@@ -143,9 +143,9 @@ def cli(args: dict) -> str:
 # ----------------------------------------------------------------------------- onstart guards
 def missing_site(executor: str | None, site: dict) -> str:
     if executor == "slurm" and not site:
-        return ("site settings missing for the slurm executor: the profile's config files "
-                "(config/config.yaml, profiles/slurm/site.yaml) were replaced by a command-line "
-                "--configfile; name profiles/slurm/site.yaml there too")
+        return ("site settings missing for the slurm executor (no partition for any job): run with the "
+                "project's profile, `snakemake --profile profiles/slurm ...` (its default-resources name "
+                "profiles/slurm/site.yaml), or add `--config site=profiles/slurm/site.yaml`")
     return ""
 
 
