@@ -150,3 +150,9 @@ def copy_run(src: Path, dst: Path) -> Path:
 
     shutil.copytree(src, dst, symlinks=True, ignore=shutil.ignore_patterns("locks", "incomplete", "log"))
     return dst
+
+
+def table_rows(out: str) -> dict[str, str]:
+    """{check: PASS | FAIL | SKIP} of an acceptance script's printed table (bench/gpu_*acceptance.py)."""
+    return {line[6:].split("  ")[0].strip(): line[:5].strip() for line in out.splitlines()
+            if line[:5].strip() in ("PASS", "FAIL", "SKIP")}

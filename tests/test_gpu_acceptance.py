@@ -9,7 +9,7 @@ import subprocess
 import pytest
 import yaml
 
-from tests.conftest import ROOT, child_env
+from tests.conftest import ROOT, child_env, table_rows
 
 
 @pytest.mark.slow
@@ -21,8 +21,7 @@ def test_rehearsal_passes_every_check(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert "ALL PASS" in out
-    rows = {line[6:].split("  ")[0].strip(): line[:5].strip() for line in out.splitlines()
-            if line[:5].strip() in ("PASS", "FAIL", "SKIP")}
+    rows = table_rows(out)
     for check in ("rules: whole DAG finished", "rules: rerun plans nothing", "train full-16: tokens/s, MFU",
                   "train lora: loss", "eval speed: default vs plain hf (batches of 8)", "eval attention (hf-cb)"):
         assert rows.get(check) == "PASS", (check, rows)

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, child_env
+from tests.conftest import ROOT, child_env, table_rows
 
 
 @pytest.mark.slow  # ~2 min on 2 cores: three processes, each builds its model
@@ -21,8 +21,7 @@ def test_rehearsal_runs_every_part_and_prints_the_table(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert "ALL PASS" in out
-    rows = {line[6:].split("  ")[0].strip(): line[:5].strip() for line in out.splitlines()
-            if line[:5].strip() in ("PASS", "FAIL", "SKIP")}
+    rows = table_rows(out)
     assert rows["answers, order shuffled (slots fixed)"] == "PASS"
     assert rows["first-step logits vs forward"] == "PASS"
     assert rows["GPU busy / wall"] == "SKIP"  # no GPU

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import ROOT, child_env
+from tests.conftest import ROOT, child_env, table_rows
 
 
 @pytest.mark.slow
@@ -21,8 +21,7 @@ def test_training_rehearsal_passes_every_check(tmp_path):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-4000:]
     assert "ALL PASS" in out
-    rows = {line[6:].split("  ")[0].strip(): line[:5].strip() for line in out.splitlines()
-            if line[:5].strip() in ("PASS", "FAIL", "SKIP")}
+    rows = table_rows(out)
     for mode in ("full", "lora"):
         for seq in (256, 512):
             assert rows[f"train {mode} {seq} tokens: tokens/s, MFU"] == "PASS", rows

@@ -274,19 +274,22 @@ class ContinuousBatchingHFLM(ResumableHFLM):
                 c["done"].update(part[n])
             c["stats"]["generated"] += len(c["done"]) - before
 
+    def run_settings(self, items) -> tuple[dict, list[str], bool]:
+        """(generation kwargs, stop strings, sampling?) of one run: its items share their gen_kwargs."""
+        gen_kwargs = items[0][0]["requests"][items[0][1]].args[1]
+        kwargs = normalize_gen_kwargs(dict(gen_kwargs), self.max_gen_toks)
+        until = handle_stop_sequences(kwargs.pop("until", None),
+                                      eos=self.tok_decode(self.eot_token_id, skip_special_tokens=False))
+        if (kwargs.get("repetition_penalty") or 1.0) != 1.0:
+            raise ValueError(f"{self.BACKEND} samples without repetition_penalty (eval.repetition_penalty must be 1.0)")
+        return kwargs, until, bool(kwargs.get("do_sample"))
+
     def _run_manager(self, items) -> None:
         import torch
 
         if not items:
             return
-
-        gen_kwargs = items[0][0]["requests"][items[0][1]].args[1]
-        kwargs = normalize_gen_kwargs(dict(gen_kwargs), self.max_gen_toks)
-        until = handle_stop_sequences(kwargs.pop("until", None),
-                                      eos=self.tok_decode(self.eot_token_id, skip_special_tokens=False))
-        sample = bool(kwargs.get("do_sample"))
-        if (kwargs.get("repetition_penalty") or 1.0) != 1.0:
-            raise ValueError("hf-cb samples without repetition_penalty (eval.repetition_penalty must be 1.0)")
+        kwargs, until, sample = self.run_settings(items)
         gcfg = generation_config_for(self.model, {**kwargs, "do_sample": False, "repetition_penalty": None},
                                      self._eos_ids(until), self.tokenizer.pad_token_id)
         inputs = [self.tok_encode(c["requests"][i].args[0]) for c, i in items]

@@ -23,7 +23,6 @@ import os
 import time
 
 from lm_eval.api.registry import register_model
-from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs
 
 from elicit.eval.lm_backend_cb import ContinuousBatchingHFLM, kv_bytes_per_token
 from elicit.eval.slots import Sampling, SlotDecoder
@@ -107,13 +106,7 @@ class SlotsHFLM(ContinuousBatchingHFLM):
     def _run_manager(self, items) -> None:
         if not items:
             return
-        gen_kwargs = items[0][0]["requests"][items[0][1]].args[1]
-        kwargs = normalize_gen_kwargs(dict(gen_kwargs), self.max_gen_toks)
-        until = handle_stop_sequences(kwargs.pop("until", None),
-                                      eos=self.tok_decode(self.eot_token_id, skip_special_tokens=False))
-        if (kwargs.get("repetition_penalty") or 1.0) != 1.0:
-            raise ValueError("hf-slots samples without repetition_penalty (eval.repetition_penalty must be 1.0)")
-        sample = bool(kwargs.get("do_sample"))
+        kwargs, until, sample = self.run_settings(items)
         sampling = Sampling(temperature=float(kwargs.get("temperature") or 0.0) if sample else 0.0,
                             top_k=int(kwargs.get("top_k") or 0), top_p=float(kwargs.get("top_p") or 1.0),
                             min_p=float(kwargs.get("min_p") or 0.0))
