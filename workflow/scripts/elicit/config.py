@@ -83,7 +83,7 @@ def check(config: dict) -> dict:
         for t in tasks:
             if t not in config["eval"]["tasks"]:
                 problems.append(f"benchmarks.{name}: task {t!r} is not in eval.tasks")
-    problems += backend_problems(config)
+    problems += backend_problems(config) + label_problems(config)
     fixed = {v: lines for v in config["variants"] if (lines := fixed_settings(config, v))}
     problems += [line for lines in fixed.values() for line in lines]
     free = {**config, "variants": {v: s for v, s in config["variants"].items() if v not in fixed}}
@@ -112,6 +112,27 @@ def fixed_settings(config: dict, variant: str) -> list[str]:
     out += [f"variants.{variant}: eval.{k} schedules the work and changes no answer (backend {backend}): set it "
             f"under eval, where changing it reruns nothing, not in a variant" for k in sched]
     return out
+
+
+def label_problems(config: dict) -> list[str]:
+    """The tables' names of the configurations (labels, models.<size>.labels): no line break or control
+    character (a Markdown row would break), and the four of each size distinct (two rows of one name)."""
+    from elicit.grid import KINDS, REFERENCES
+
+    out = [f"labels.{k}: a line break or control character in {v!r} would break the tables' rows"
+           for k, v in config["labels"].items() if any(ord(c) < 32 for c in v)]
+    for size, m in config["models"].items():
+        own = {k: v for k, v in (m.get("labels") or {}).items() if k in REFERENCES and v}
+        out += [f"models.{size}.labels.{k}: a line break or control character in {v!r} would break the tables' "
+                "rows" for k, v in own.items() if any(ord(c) < 32 for c in v)]
+        names = {k: (f"models.{size}.labels.{k}", own[k]) if k in own else (f"labels.{k}", config["labels"][k])
+                 for k in KINDS}
+        for i, a in enumerate(KINDS):
+            for b in KINDS[i + 1:]:
+                if names[a][1] == names[b][1]:
+                    out.append(f"{names[a][0]} and {names[b][0]}: both {names[a][1]!r}, so two rows of size {size} "
+                               "would have one name; give each configuration its own label")
+    return list(dict.fromkeys(out))
 
 
 def backend_problems(config: dict) -> list[str]:
