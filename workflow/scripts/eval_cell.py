@@ -83,6 +83,7 @@ from elicit.atomic import write_json, write_jsonl
 from elicit.train.checkpoints import published_model_problems
 from elicit.eval.eval_record import PRIMARY_METRICS, describe, generation_kwargs, per_sample, pick_primary, scrub
 from elicit.grid import samples_path
+from elicit.integrity import model_weights_problems
 from elicit.eval.lm_tasks import FEWSHOT_SEED, NUMPY_SEED, PYTHON_SEED, build_task
 from elicit.provenance import sha256_file, versions
 
@@ -318,11 +319,15 @@ def main(argv=None):
 
 
 def refuse_damaged_model(args) -> None:
-    """A published model whose files differ from what select_checkpoint recorded is never loaded."""
+    """A published model whose files differ from what select_checkpoint recorded, or a base/skyline model whose
+    files differ from what fetch_hub / make_demo recorded (sha256), is never loaded."""
     damaged = published_model_problems(Path(args.adapter or args.model))
     if damaged:
         raise SystemExit("eval_cell: damaged model:\n  " + "\n  ".join(damaged) + "\n  fix: rm -rf "
                          f"{Path(args.adapter or args.model)}, then rerun: it is re-published from its checkpoint")
+    weights = model_weights_problems(args.model, args.revision)  # a base or skyline model the workflow fetched/built
+    if weights:
+        raise SystemExit("eval_cell: damaged model weights:\n  " + "\n  ".join(weights))
 
 
 def main_cell(args, lm=None) -> dict:
