@@ -141,7 +141,10 @@ def eval_inputs(wc):
     inputs, kind = ["results/hub/tasks.json"], variants.split(wc.config)[0]
     if kind in ("base", "skyline"):
         return inputs + [model_input(wc.size, kind)]
-    inputs.append(grid.selection(wc.size, variants.model_run(config, wc.config)))
+    run = variants.model_run(config, wc.config)
+    # the published model too (select_checkpoint's other output): a targeted cell whose model was
+    # deleted plans its re-publication (the selection alone exists, so it would plan none)
+    inputs += [grid.selection(wc.size, run), grid.model_dir(wc.size, run)]
     if kind == "lora":
         inputs.append(model_input(wc.size, "base"))
     return inputs
