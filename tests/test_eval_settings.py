@@ -143,6 +143,9 @@ def test_a_variant_of_a_scheduling_setting_is_refused():
         c["variants"] = {"v": {"eval": {key: value}}}
         with pytest.raises(ConfigError, match=rf"variants.v: eval.{key} .*schedules"):
             check(c)
+    c = copy.deepcopy(cfg)  # where the batch size changes the answers, a variant of it is other answers
+    c["variants"] = {"v": {"eval": {"backend": "hf-resumable", "batch_size": 4}}}
+    check(c)
 
 
 def test_seeds_are_a_set():

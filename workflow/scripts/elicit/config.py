@@ -107,7 +107,9 @@ def fixed_settings(config: dict, variant: str) -> list[str]:
     out = [f"variants.{variant}: eval.{k} cannot vary: a variant's cells are the default's tasks and seeds under "
            f"other settings (a seed's answers would be the default's); change eval.{k} itself (finished cells "
            "are kept)" for k in CELL_SETTINGS if k in e]
-    backend = e.get("backend", config["eval"].get("backend", "hf-cb"))
+    backend = e.get("backend", config["eval"]["backend"])
+    if backend not in backends.REGISTRY:
+        return out  # the variant's schema check names it
     sched = [k for k in SCHEDULE_SETTINGS if k in e and k in ("seeds_per_job", *backends.scheduling(backend))]
     out += [f"variants.{variant}: eval.{k} schedules the work and changes no answer (backend {backend}): set it "
             f"under eval, where changing it reruns nothing, not in a variant" for k in sched]
