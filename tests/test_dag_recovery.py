@@ -106,3 +106,19 @@ def test_forced_training_killed_by_sigterm_resumes_on_the_plain_rerun(demo_run, 
     snakemake(work)
     assert "resumed at step" in log.read_text()
     assert NOTHING in (lambda o: o.stdout + o.stderr)(snakemake(work, "-n"))
+
+
+@pytest.mark.slow
+def test_a_targeted_cell_rebuilds_its_deleted_model(demo_run, tmp_path):
+    """Issue 29, item 6: after `rm -rf` of a published model, asking for one of its cells plans the
+    model's re-publication (before: no selection was planned and the job failed on the missing model,
+    every time); then the plain run plans nothing."""
+    work = copy_run(demo_run, tmp_path / "run")
+    shutil.rmtree(work / "results" / "models" / SIZE / "lora" / "model")
+    cell = work / "results" / "eval" / SIZE / "lora" / "demo_aime" / "seed1.json"
+    cell.unlink()
+    target = str(cell.relative_to(work))
+    jobs = planned_jobs(work, "--", target)
+    assert jobs.get("select_checkpoint") == 1 and "train" not in jobs and jobs["evaluate"] == 1, jobs
+    snakemake(work, "--", target)
+    assert cell.is_file() and (work / "results" / "models" / SIZE / "lora" / "model" / "adapter_config.json").is_file()

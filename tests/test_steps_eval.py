@@ -38,6 +38,16 @@ def paper_config(extra: dict) -> dict:
     return check(cfg)
 
 
+def parsed(flags: str) -> dict:
+    """eval_cell's namespace of these flags (the model and the outputs made up)."""
+    import shlex
+
+    import eval_cell
+
+    return vars(eval_cell.build_parser().parse_args([*shlex.split(flags), "--model", "m", "--layout", "single",
+                                                     "--out", "o.json"]))
+
+
 @pytest.mark.parametrize("grouping", ["grouped", "single"])
 def test_rule_commands_are_what_steps_builds(tmp_path, grouping):
     """Every planned evaluation job's flags between the model and --layout are eval_args' (its size,
@@ -55,7 +65,10 @@ def test_rule_commands_are_what_steps_builds(tmp_path, grouping):
                 assert len(cells) == 1
             applied = variants.apply(cfg, variants.split(config)[1])
             flags = cmd[cmd.index(" --task "):cmd.index(" --layout ")].strip()
-            assert flags == steps.eval_shell(steps.eval_args(applied, size, tasks, seeds)), cmd
+            # the cells and scheduling flags (a resource) come first, then the answer's (params): the
+            # same settings as eval_args, in another order
+            assert parsed(flags) == parsed(steps.eval_shell(steps.eval_args(applied, size, tasks, seeds))), cmd
+            assert flags.startswith(f"--task {' '.join(tasks)} --seed {' '.join(map(str, seeds))}"), cmd
             seen |= {("limit", "--limit 5" in flags), ("pinned", "--task-revision abc123" in flags),
                      ("custom code", "--trust-remote-code" in flags), ("variant", "@" in config)}
         elif "elicit.run select_checkpoint" in cmd:

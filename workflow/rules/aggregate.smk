@@ -107,7 +107,9 @@ rule aggregate:
         benchmarks=" ".join(f"{k}={','.join(v)}" for k, v in config["benchmarks"].items()),
         paper=PAPER_TABLE,
         paper_sha256=external_sha256(repo_path(PAPER_TABLE)),  # its content, not its (checkout's) path
-        labels=canonical(grid.size_labels(config)),  # + models.<size>.labels where set
+        # + models.<size>.labels where set; a function: a string param is formatted with the wildcards
+        # (a label with braces would be read as one), a function's value is not
+        labels=lambda wc: canonical(grid.size_labels(config)),
         variants=" ".join(f"{v}={','.join(variants.evaluated(config, v))}" for v in config["variants"]),
         params=" ".join(f"{s}={memory_plan_params(s)}" for s in MODELS),
     shell:

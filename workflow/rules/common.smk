@@ -21,7 +21,7 @@ try:  # the library of the step programs, installed by `make venv` (pip install 
 except ImportError:  # snakemake from an environment without this project installed
     sys.path.insert(0, str(SCRIPTS))
 from elicit import grid, repo_path, slurm, steps  # noqa: E402
-from elicit.config import ConfigError, check, load_site, profile_site_file  # noqa: E402
+from elicit.config import ConfigError, check, layout_problems, load_site, profile_site_file  # noqa: E402
 from elicit.slurm import cli  # noqa: E402
 
 # A run that exits deletes its own lock files only, not a live run's (elicit/snakemake_locks.py).
@@ -90,6 +90,10 @@ try:
     SITE = load_site(config)  # {} without site settings (the demo, a local dry-run)
 except ConfigError as e:
     raise WorkflowError(str(e))
+# The layouts the memory plan picks for the site's GPUs, against what eval.backend runs (elicit/eval/backends.py).
+_layouts = layout_problems(config, SITE.get("gpu_mem_gb"))
+if _layouts:
+    raise WorkflowError("invalid config:\n" + "\n".join(f"  {p}" for p in _layouts))
 
 
 # Damaged result files stop the plan before any job could delete or build on them
@@ -171,7 +175,10 @@ def eval_inputs(wc):
     inputs, kind = ["results/hub/tasks.json"], variants.split(wc.config)[0]
     if kind in ("base", "skyline"):
         return inputs + [model_input(wc.size, kind)]
-    inputs.append(grid.selection(wc.size, variants.model_run(config, wc.config)))
+    run = variants.model_run(config, wc.config)
+    # the published model too (select_checkpoint's other output): a targeted cell whose model was
+    # deleted plans its re-publication (the selection alone exists, so it would plan none)
+    inputs += [grid.selection(wc.size, run), grid.model_dir(wc.size, run)]
     if kind == "lora":
         inputs.append(model_input(wc.size, "base"))
     return inputs
@@ -329,12 +336,39 @@ def train_cli(wc):
 
 
 # ---------------------------------------------------------------- eval rules
-def eval_cli(wc, tasks=None, seeds=None):
-    """eval_cell.py's flags for one cell (wildcards task, seed) or a job of several (tasks x seeds),
-    from the config in one place (elicit/steps.py); a variant's cell (<configuration>@<variant>)
-    takes the variant's evaluation settings."""
+def eval_job_args(wc, tasks=None, seeds=None):
+    """eval_cell.py's settings for one cell (wildcards task, seed) or a job of several (tasks x seeds), from
+    the config in one place (elicit/steps.py); a variant's cell (<configuration>@<variant>) takes the
+    variant's evaluation settings. Split in two (elicit/eval/backends.py): (the settings that define the
+    answers: the rule's params, a rerun trigger; the cells and the settings that only schedule the work:
+    a resource, no rerun trigger)."""
+    from elicit.eval import backends
+
     cfg = variants.apply(config, variants.split(wc.config)[1])
-    return steps.eval_shell(steps.eval_args(cfg, wc.size, tasks or [wc.task], seeds or [wc.seed]))
+    if tasks is None and hasattr(wc, "task"):  # the rule evaluate: one cell
+        tasks, seeds = [wc.task], [wc.seed]
+    args = steps.eval_args(cfg, wc.size, tasks, seeds)
+    job = (*backends.CELLS, *backends.scheduling(cfg["eval"]["backend"]))
+    return {k: v for k, v in args.items() if k not in job}, {k: v for k, v in args.items() if k in job}
+
+
+def eval_cli(wc):
+    """The params: what defines the answers of this size's and configuration's cells, the same text
+    for every job of them (no cell list, no batch size where it changes no answer), so regrouping the
+    cells (eval.seeds_per_job, the order of eval.seeds) or another batch size reruns nothing."""
+    return steps.eval_shell(eval_job_args(wc, [], [])[0])
+
+
+def eval_cells(wc, tasks=None, seeds=None):
+    """A resource: the job's cells (--task/--seed/--task-revision) and its scheduling flags (--batch-size)."""
+    return steps.eval_shell(eval_job_args(wc, tasks, seeds)[1])
+
+
+def eval_revisions(wc):
+    """The params' task data: every pinned task revision of the config (its --task-revision flags
+    follow the job's cells, a resource), one value whatever the grouping."""
+    cfg = variants.apply(config, variants.split(wc.config)[1])
+    return canonical({t: r for t, r in (cfg["eval"]["task_revisions"] or {}).items() if r})
 
 
 def select_setting(key):
@@ -353,8 +387,8 @@ def size_pattern(sizes):
     return "|".join(re.escape(s) for s in sizes) or "(?!)"  # (?!): no size
 
 
-def group_cli(job):
-    return lambda wildcards: eval_cli(wildcards, job["tasks"], job["seeds"])
+def group_cells(job):
+    return lambda wildcards: eval_cells(wildcards, job["tasks"], job["seeds"])
 
 
 # ---------------------------------------------------------------- aggregate rules

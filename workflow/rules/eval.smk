@@ -25,17 +25,20 @@ rule evaluate:
         # the layout is recorded in every result (dp gives one process's answers).
         eval_layout=eval_layout,
         eval_launcher=eval_launcher,
+        # the cell and the settings that only schedule the work (batch size): not params either
+        eval_cells=eval_cells,
     params:
         model=eval_model_args,
         definition=lambda wc: model_definition(
             wc.size, "skyline" if variants.split(wc.config)[0] == "skyline" else "base"
         ),
-        cli=eval_cli,
+        cli=eval_cli,  # what defines the answers (tests/test_eval_settings.py)
+        revisions=eval_revisions,
         include=INCLUDE_ARG,  # relative to the checkout (elicit.repo_path)
     shell:
         "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
         "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 {resources.eval_launcher} -m elicit.run eval_cell "
-        "{params.model} {params.cli} {params.include} --layout {resources.eval_layout} "
+        "{params.model} {resources.eval_cells} {params.cli} {params.include} --layout {resources.eval_layout} "
         "--out {output} >> {log} 2>&1"
 
 
@@ -58,16 +61,18 @@ for _name, _job in EVAL_GROUP_RULES.items():
             **gpu_resources("eval"),
             eval_layout=eval_layout,
             eval_launcher=eval_launcher,
+            eval_cells=group_cells(_job),  # which cells, and the batch size: no rerun trigger
         params:
             model=eval_model_args,
             definition=lambda wc: model_definition(
                 wc.size, "skyline" if variants.split(wc.config)[0] == "skyline" else "base"
             ),
-            cli=group_cli(_job),
+            cli=eval_cli,  # the same for every grouping of the cells: regrouping reruns nothing
+            revisions=eval_revisions,
             include=INCLUDE_ARG,  # relative to the checkout (elicit.repo_path)
         shell:
             "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log[0]}; "
             "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 {resources.eval_launcher} -m elicit.run eval_cell "
-            "{params.model} {params.cli} {params.include} --layout {resources.eval_layout} "
+            "{params.model} {resources.eval_cells} {params.cli} {params.include} --layout {resources.eval_layout} "
             "--out {output} >> {log[0]} 2>&1; rc=$?; "
             "for l in {log}; do [ $l = {log[0]} ] || cp {log[0]} $l; done; exit $rc"

@@ -78,18 +78,18 @@ import time
 from pathlib import Path
 
 from elicit import PACKAGE, done_cache
+from elicit.eval import backends
 from elicit.atomic import write_json, write_jsonl
 from elicit.train.checkpoints import published_model_problems
 from elicit.eval.eval_record import PRIMARY_METRICS, describe, generation_kwargs, per_sample, pick_primary, scrub
 from elicit.grid import samples_path
+from elicit.integrity import model_weights_problems
 from elicit.eval.lm_tasks import FEWSHOT_SEED, NUMPY_SEED, PYTHON_SEED, build_task
 from elicit.provenance import sha256_file, versions
 
-BACKENDS = ("hf-resumable", "hf-cb", "hf-slots", "hf")
 HERE = Path(__file__).resolve().parent
 # this program, every elicit module it imports, and those the tasks' scoring files (lm-eval loads them) import
 EVAL_CODE = done_cache.code_files(HERE / "eval_cell.py", *sorted((PACKAGE.parents[1] / "tasks").glob("*/utils.py")))
-LAYOUTS = ("single", "dp", "tp", "split")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -106,11 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--batch-size", required=True, help="an integer, or auto / auto:N (eval.batch_size)")
     m.add_argument("--max-length", type=int, required=True,
                    help="context length lm-eval allows, prompt + generation (models.<size>.context)")
-    m.add_argument("--backend", required=True, choices=BACKENDS,
-                   help="lm-eval model (eval.backend): hf-resumable (HF generate, resumable, prompt-length "
-                        "check), hf-cb (transformers continuous batching, resumable), hf-slots (static slots, "
-                        "a captured decode step, resumable), hf (plain lm-eval)")
-    m.add_argument("--layout", required=True, choices=LAYOUTS,
+    m.add_argument("--backend", required=True, choices=backends.NAMES,
+                   help="lm-eval model (eval.backend; elicit/eval/backends.py): hf-resumable (HF generate, resumable, "
+                        "prompt-length check), hf-cb (transformers continuous batching, resumable), hf-slots (static "
+                        "slots, a captured decode step, resumable), hf (plain lm-eval)")
+    m.add_argument("--layout", required=True, choices=backends.ALL_LAYOUTS,
                    help="GPUs of the job: single | dp (torchrun, a replica per GPU) | tp (torchrun, "
                         "tensor parallel) | split (one process, layers split over the GPUs)")
     m.add_argument("--trust-remote-code", action="store_true", help="allow custom model code (default: off)")
@@ -178,26 +178,26 @@ def partial_path(out) -> Path:
 
 
 def make_lm(args, device):
-    """The lm-eval LM object; our backends also get the sidecar path and the seed."""
-    from elicit.eval import lm_backend  # noqa: F401  (registers hf-resumable)
+    """The lm-eval LM object of --backend (elicit/eval/backends.py); ours also get the sidecar path, the
+    seed, the model's fingerprint and the layout."""
     from lm_eval.api.registry import get_model
 
     import torch
 
+    backend = backends.get(args.backend)
+    layout = backends.layout_problem(args.backend, args.layout, "--layout")
+    if layout and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise SystemExit(layout)
+    if backend.register:
+        backend.register()  # imports the module that registers it with lm-eval
     margs = model_args(args, torch.cuda.device_count() if torch.cuda.is_available() else 0)
-    if args.backend != "hf":
-        if args.backend == "hf-cb":
-            from elicit.eval import lm_backend_cb  # noqa: F401  (registers hf-cb)
-        if args.backend == "hf-slots":
-            from elicit.eval import lm_backend_slots  # noqa: F401  (registers hf-slots)
+    if backend.resumable:
         margs.update(partial_path=str(partial_path(args.out)), resume_seed=int(args.seed),
                      model_fingerprint=model_identity(args)["fingerprint"], layout=args.layout)
-    elif args.layout in ("dp", "tp") and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise SystemExit("--backend hf runs lm-eval's own layouts only; use hf-resumable for dp/tp")
     extra = {"batch_size": _batch_size(args.batch_size), "max_batch_size": 64}
     if not margs.get("parallelize") and "tp_plan" not in margs:
         extra["device"] = device
-    return get_model(args.backend).create_from_arg_obj(margs, extra)
+    return get_model(backend.lm_eval).create_from_arg_obj(margs, extra)
 
 
 def set_offline(allow_hub: bool) -> None:
@@ -278,14 +278,18 @@ def evaluate(args, lm, limit):
 
 
 def cache_key(args) -> str:
-    """What a finished cell depends on: the model's content, every setting, the task files, the
-    package versions and this program's code (done_cache.py). Computed before torch is imported."""
+    """What a finished cell depends on: the model's content, every setting that defines its answers, the
+    task files, the package versions and this program's code (done_cache.py). Computed before torch is
+    imported."""
     tasks = {}
     for d in args.include_path or []:
         for f in sorted(Path(d).rglob("*")):
             if f.is_file() and "__pycache__" not in f.parts:
                 tasks[str(f.relative_to(d))] = sha256_file(f)
-    settings = {k: v for k, v in vars(args).items() if k not in ("out", "device", "allow_hub", "include_path")}
+    # not the settings that schedule the work (batch size where it changes no answer, layout, device):
+    # a cell finished under other ones is the same answer (the record says what it was made with)
+    skip = ("out", "include_path", *backends.scheduling(args.backend))
+    settings = {k: v for k, v in vars(args).items() if k not in skip}
     return done_cache.key({"model": model_identity(args)["fingerprint"], "settings": settings, "tasks": tasks,
                            "versions": versions(), "code": done_cache.code_sha(*EVAL_CODE)})
 
@@ -323,11 +327,15 @@ def main(argv=None):
 
 
 def refuse_damaged_model(args) -> None:
-    """A published model whose files differ from what select_checkpoint recorded is never loaded."""
+    """A published model whose files differ from what select_checkpoint recorded, or a base/skyline model whose
+    files differ from what fetch_hub / make_demo recorded (sha256), is never loaded."""
     damaged = published_model_problems(Path(args.adapter or args.model))
     if damaged:
         raise SystemExit("eval_cell: damaged model:\n  " + "\n  ".join(damaged) + "\n  fix: rm -rf "
                          f"{Path(args.adapter or args.model)}, then rerun: it is re-published from its checkpoint")
+    weights = model_weights_problems(args.model, args.revision)  # a base or skyline model the workflow fetched/built
+    if weights:
+        raise SystemExit("eval_cell: damaged model weights:\n  " + "\n  ".join(weights))
 
 
 def main_cell(args, lm=None) -> dict:

@@ -3,8 +3,10 @@
 
   model: snapshot a model repo at a revision into the HF cache; the marker JSON names
          the local snapshot and the COMMIT the revision resolved to (pin it in config:
-         models.<size>.base_revision / skyline_revision). Jobs then load the hub id with
-         HF_HUB_OFFLINE=1.
+         models.<size>.base_revision / skyline_revision), and the size and sha256 of every
+         file, each checked against the hash its blob is named by. Jobs then load the hub id
+         with HF_HUB_OFFLINE=1; planning compares the sizes, a job the sha256 before loading
+         (elicit/integrity.py).
   tasks: build the lm-eval tasks once (lm_tasks.build_task, exactly as evaluation builds
          them) so their datasets land in the HF datasets cache; the marker records each
          task's hub dataset and the commit it resolved to (pin: eval.task_revisions), and the
@@ -34,8 +36,37 @@ def fetch_model(repo: str, revision: str | None) -> dict:
     path = snapshot_download(repo, revision=revision or None,
                              allow_patterns=["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja"])
     commit = Path(path).name
+    files, bad = verify_snapshot(Path(path))
+    if bad:
+        raise SystemExit("fetch_hub: damaged download(s) in the HF cache:\n  " + "\n  ".join(bad) + "\n  fix: rm "
+                         "each blob named, then fetch again (the same command): the hub serves it anew")
+    # the sizes and sha256 of every file: planning compares the sizes, a job the sha256 before loading
     return {"repo": repo, "revision": revision or None, "commit": commit if is_commit(commit) else None,
-            "snapshot": path, "versions": versions()}
+            "snapshot": path, "files": files, "versions": versions()}
+
+
+def verify_snapshot(snapshot: Path) -> tuple[dict, list[str]]:
+    """({relative path: {size, sha256}}, problems) of a hub snapshot: each file's blob is named by its hash
+    (sha256 for LFS files, git's blob sha1 for the others); a blob whose content has another hash is
+    damaged (a torn or tampered download)."""
+    import hashlib
+
+    files, bad = {}, []
+    for p in sorted(snapshot.rglob("*")):
+        if not p.is_file():
+            continue
+        blob = p.resolve()
+        sha, git = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % blob.stat().st_size)
+        with open(blob, "rb") as fh:
+            for chunk in iter(lambda: fh.read(1 << 24), b""):
+                sha.update(chunk)
+                git.update(chunk)
+        files[str(p.relative_to(snapshot))] = {"size": blob.stat().st_size, "sha256": sha.hexdigest()}
+        want = blob.name
+        if len(want) in (40, 64) and all(c in "0123456789abcdef" for c in want) and \
+                want not in (sha.hexdigest(), git.hexdigest()):
+            bad.append(f"{p} -> {blob}: content hash differs from the blob's name")
+    return files, bad
 
 
 GATED = "Idavidrein/gpqa"  # the hub dataset behind GPQA tasks; needs accepted terms + a token

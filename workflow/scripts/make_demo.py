@@ -35,6 +35,7 @@ import random
 from pathlib import Path
 
 from elicit.atomic import atomic_dir, write_jsonl
+from elicit.integrity import write_weights
 from elicit.data import demo
 from elicit import repo_path
 from elicit.data.chat import IGNORE_INDEX
@@ -262,6 +263,7 @@ def cmd_model(args) -> None:
     with atomic_dir(args.out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        write_weights(tmp)  # sizes and sha256, checked at plan time and before a job loads it
 
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks" / "demo"
@@ -299,6 +301,7 @@ def cmd_skyline(args) -> None:
 
         with atomic_dir(args.out) as tmp:
             shutil.copytree(args.base, tmp, dirs_exist_ok=True)
+            write_weights(tmp)
         return
     torch.manual_seed(args.seed)
     tok = AutoTokenizer.from_pretrained(args.base)
@@ -326,6 +329,7 @@ def cmd_skyline(args) -> None:
     with atomic_dir(args.out) as tmp:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        write_weights(tmp)
 
 
 def main(argv=None) -> None:

@@ -47,6 +47,7 @@ from elicit.data.chat import supervised_tokens, use_template
 from elicit.train.checkpoints import (Keeper, checkpoint_count, divergence, keep_only, load_resume, publish, restore,
                                 restore_finished, save_resume, store_finished)
 from elicit.data.s1k import training_examples
+from elicit.integrity import model_weights_problems
 from elicit.flags import dataclass_parser, help_
 from elicit.train.loss import TokenLoss, validation_loss
 from elicit.provenance import model_fingerprint, sha256_file, sha256_json, versions
@@ -174,6 +175,9 @@ def load_data(run: Run) -> None:
     from transformers import AutoTokenizer
 
     cfg = run.cfg
+    damaged = model_weights_problems(cfg.model, cfg.revision) if run.ranks.master else []
+    if damaged:  # a base model whose files differ from what fetch_hub / make_demo recorded (sha256)
+        raise SystemExit("train.py: damaged base model weights:\n  " + "\n  ".join(damaged))
     run.tokenizer = AutoTokenizer.from_pretrained(cfg.model, revision=cfg.revision or None,
                                                   trust_remote_code=cfg.trust_remote_code)
     use_template(run.tokenizer, cfg.chat_template)  # saved with every checkpoint: the finetunes evaluate with it

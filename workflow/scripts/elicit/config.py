@@ -17,6 +17,7 @@ import yaml
 
 from elicit import REPO
 from elicit import variants
+from elicit.eval import backends
 from elicit.data.s1k import split_problems
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -42,6 +43,7 @@ def check(config: dict) -> dict:
     validate(config, str(SCHEMA), set_default=True)  # fills every `default:` of the schema, in place
     # a set, stored canonically (largest first, as the paper lists them): reordering reruns nothing
     config["data"]["subsets"] = sorted(config["data"]["subsets"], reverse=True)
+    config["eval"]["seeds"] = sorted(config["eval"]["seeds"])  # a set too: reordering reruns nothing
     problems = []
     for size in config["sizes"]:
         if size not in config["models"]:
@@ -81,11 +83,87 @@ def check(config: dict) -> dict:
         for t in tasks:
             if t not in config["eval"]["tasks"]:
                 problems.append(f"benchmarks.{name}: task {t!r} is not in eval.tasks")
-    problems += variants.problems(config, lambda cfg: [
-        f"{_key(e.absolute_path)}: {e.message}" for e in jsonschema.Draft202012Validator(schema).iter_errors(cfg)])
+    problems += backend_problems(config) + label_problems(config)
+    fixed = {v: lines for v in config["variants"] if (lines := fixed_settings(config, v))}
+    problems += [line for lines in fixed.values() for line in lines]
+    free = {**config, "variants": {v: s for v, s in config["variants"].items() if v not in fixed}}
+    problems += variants.problems(free, lambda cfg: [
+        f"{_key(e.absolute_path)}: {e.message}" for e in jsonschema.Draft202012Validator(schema).iter_errors(cfg)]
+        or backend_problems(cfg))
     if problems:
         raise ConfigError("invalid config:\n" + "\n".join(f"  {p}" for p in problems))
     return config
+
+
+# eval settings a variant may not set: which cells exist (a variant's cells are every configuration's at
+# the default's tasks and seeds), and those that only schedule the work (elicit/eval/backends.py).
+CELL_SETTINGS = ("tasks", "seeds", "include_path")
+SCHEDULE_SETTINGS = ("seeds_per_job", "batch_size")
+
+
+def fixed_settings(config: dict, variant: str) -> list[str]:
+    """Why the variant's eval settings cannot vary, one line per setting ([] when they can)."""
+    e = (config["variants"][variant] or {}).get("eval") or {}
+    out = [f"variants.{variant}: eval.{k} cannot vary: a variant's cells are the default's tasks and seeds under "
+           f"other settings (a seed's answers would be the default's); change eval.{k} itself (finished cells "
+           "are kept)" for k in CELL_SETTINGS if k in e]
+    backend = e.get("backend", config["eval"]["backend"])
+    if backend not in backends.REGISTRY:
+        return out  # the variant's schema check names it
+    sched = [k for k in SCHEDULE_SETTINGS if k in e and k in ("seeds_per_job", *backends.scheduling(backend))]
+    out += [f"variants.{variant}: eval.{k} schedules the work and changes no answer (backend {backend}): set it "
+            f"under eval, where changing it reruns nothing, not in a variant" for k in sched]
+    return out
+
+
+def label_problems(config: dict) -> list[str]:
+    """The tables' names of the configurations (labels, models.<size>.labels): no line break or control
+    character (a Markdown row would break), and the four of each size distinct (two rows of one name)."""
+    from elicit.grid import KINDS, REFERENCES
+
+    out = [f"labels.{k}: a line break or control character in {v!r} would break the tables' rows"
+           for k, v in config["labels"].items() if any(ord(c) < 32 for c in v)]
+    for size, m in config["models"].items():
+        own = {k: v for k, v in (m.get("labels") or {}).items() if k in REFERENCES and v}
+        out += [f"models.{size}.labels.{k}: a line break or control character in {v!r} would break the tables' "
+                "rows" for k, v in own.items() if any(ord(c) < 32 for c in v)]
+        names = {k: (f"models.{size}.labels.{k}", own[k]) if k in own else (f"labels.{k}", config["labels"][k])
+                 for k in KINDS}
+        for i, a in enumerate(KINDS):
+            for b in KINDS[i + 1:]:
+                if names[a][1] == names[b][1]:
+                    out.append(f"{names[a][0]} and {names[b][0]}: both {names[a][1]!r}, so two rows of size {size} "
+                               "would have one name; give each configuration its own label")
+    return list(dict.fromkeys(out))
+
+
+def backend_problems(config: dict) -> list[str]:
+    """What eval.backend cannot honour (elicit/eval/backends.py): a sampling option, a layout set in
+    models.<size>.eval.layout. The memory plan's own pick (auto) is checked with the site: layout_problems."""
+    e = config["eval"]
+    out = backends.sampling_problems(e)
+    for size, m in config["models"].items():
+        layout = m["eval"].get("layout", "auto")
+        if layout != "auto":
+            out.append(backends.layout_problem(e["backend"], layout, f"models.{size}.eval.layout"))
+    return [p for p in out if p]
+
+
+def layout_problems(config: dict, gpu_mem_gb: float | None) -> list[str]:
+    """The layouts the memory plan picks (models.<size>.eval.layout: auto) for the site's GPUs, of the
+    config and of every variant, that the backend cannot run (plan time, once the site is known)."""
+    from elicit.plan import memory_plan
+
+    out = []
+    for name in [None, *(config.get("variants") or {})]:
+        cfg = variants.apply(config, name)
+        for size in cfg["sizes"]:
+            if cfg["models"][size]["eval"].get("layout", "auto") != "auto":
+                continue  # checked by check()
+            where = f"{'variants.' + name + ': ' if name else ''}models.{size}.eval.layout (auto)"
+            out.append(backends.layout_problem(cfg["eval"]["backend"],
+                                               memory_plan.eval_layout(cfg, size, gpu_mem_gb), where))
+    return list(dict.fromkeys(p for p in out if p))
 
 
 SITE_SCHEMA = REPO / "workflow" / "schemas" / "site.schema.yaml"

@@ -25,6 +25,9 @@ PACKAGES = ("lm-eval", "transformers", "torch", "peft", "deepspeed", "accelerate
 SHA = re.compile(r"^[0-9a-f]{40}$")
 MODEL_FILES = ("*.safetensors", "*.bin", "*.json", "*.model", "*.txt", "*.jinja")
 PROVENANCE = "provenance.json"
+# A base or skyline model's own record of its files (sizes, sha256), written where it is built
+# (make_demo.py) and verified before use (elicit/integrity.py); not part of the model's fingerprint.
+WEIGHTS = "weights.json"
 
 
 def versions() -> dict:
@@ -71,7 +74,7 @@ def hub_commit(repo: str, revision: str | None = None, repo_type: str = "model")
 def dir_fingerprint(path: Path) -> str:
     """sha256 over the names and contents of a model directory's files."""
     h = hashlib.sha256()
-    files = sorted({p for pat in MODEL_FILES for p in path.glob(pat) if p.name != PROVENANCE})
+    files = sorted({p for pat in MODEL_FILES for p in path.glob(pat) if p.name not in (PROVENANCE, WEIGHTS)})
     for p in files:
         h.update(p.name.encode() + b"\0" + sha256_file(p).encode() + b"\0")
     return h.hexdigest()

@@ -21,6 +21,7 @@ from __future__ import annotations
 def run_cells(cells, ec) -> list[dict]:
     """Records of every cell (`ec`: the eval_cell module: cache, make_lm, evaluate, main_cell)."""
     from elicit import done_cache
+    from elicit.eval import backends
 
     records, pending = {}, []
     for c in cells:
@@ -29,7 +30,7 @@ def run_cells(cells, ec) -> list[dict]:
             records[c.out] = ec.main_cell(c)  # restored, nothing generated
         else:
             pending.append(c)
-    if pending and pending[0].backend in ("hf-cb", "hf-slots"):
+    if pending and backends.get(pending[0].backend).pooled:
         ec.set_offline(pending[0].allow_hub)
         ec.refuse_damaged_model(pending[0])  # every cell of a job evaluates the same model
         lm = ec.make_lm(pending[0], ec.resolve_device(pending[0]))

@@ -44,7 +44,7 @@ OKABE_ITO = ["#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "
 COLOURS = {"base": "#999999", "skyline": "#0072B2", "full": "#E69F00", "lora": "#009E73"}
 def kind_label(kind: str) -> str:
     """The legend's name of a configuration kind: grid.LABELS (the config's `labels`), read at draw time."""
-    return grid.LABELS[kind] + (", largest subset" if kind == "full" else "")
+    return grid.LABELS[kind].replace("$", r"\$") + (", largest subset" if kind == "full" else "")  # no mathtext
 
 
 def _style() -> None:

@@ -27,6 +27,11 @@ def row_label(r) -> str:
     return grid.label(r["configuration"], r["train_examples"], size=r["size"])
 
 
+def md_escape(s: str) -> str:
+    """A name in a Markdown table cell: `|` would start another column."""
+    return str(s).replace("\\", "\\\\").replace("|", r"\|")
+
+
 def fmt_cell(mean: float, se: float) -> str:
     return f"{mean:.2f} ± {se:.2f}" if not pd.isna(se) else f"{mean:.2f}"
 
@@ -65,7 +70,7 @@ def markdown(t1: pd.DataFrame, rec: pd.DataFrame) -> str:
     for _, r in t1.iterrows():
         size = r["size"] if r["size"] != prev else ""
         prev = r["size"]
-        lines.append(f"| {size} | {row_label(r)} | "
+        lines.append(f"| {size} | {md_escape(row_label(r))} | "
                      + " | ".join(str(r[c]) if not pd.isna(r[c]) else "—" for c in cols) + " |")
     lines.append("\n" + SE_RULE)
     lines += [f"\n¹ {f}" for f in footnotes(rec)]
@@ -74,7 +79,7 @@ def markdown(t1: pd.DataFrame, rec: pd.DataFrame) -> str:
 
 def tex_escape(s: str) -> str:
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"), ("#", r"\#"),
-                 ("_", r"\_"), ("{", r"\{"), ("}", r"\}")):
+                 ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\textasciitilde{}"), ("^", r"\textasciicircum{}")):
         s = s.replace(a, b) if a != "\\" else s.replace(a, "\x00")
     return s.replace("\x00", r"\textbackslash{}")
 
@@ -167,7 +172,7 @@ def comparison_markdown(cmp: pd.DataFrame, paper_sizes: list[str]) -> str:
                   "|---|---|---|---|---|---|---|"]
         for _, r in both.iterrows():
             z = "—" if pd.isna(r["z"]) else (f"**{r['z']:+.2f}**" if abs(r["z"]) > 2 else f"{r['z']:+.2f}")
-            lines.append(f"| {r['size']} | {row_label(r)} | {r['benchmark']} | "
+            lines.append(f"| {r['size']} | {md_escape(row_label(r))} | {r['benchmark']} | "
                          f"{fmt_cell(r['mean'], r['stderr'])} | {fmt_cell(r['paper_mean'], r['paper_stderr'])} | "
                          f"{r['diff']:+.2f} | {z} |")
     missing = [s for s in dict.fromkeys(cmp["size"])] if not cmp.empty else []
@@ -205,7 +210,7 @@ def intervals_markdown(summary: pd.DataFrame, gains: pd.DataFrame, rec: pd.DataF
             recov = "undefined" if rr["undefined_ci"] else _ci(rr["recovered_pct"], rr["ci_lo"], rr["ci_hi"], "{:.0f}")
         else:
             recov = "—"
-        lines.append(f"| {row['size']} | {row_label(row)} | "
+        lines.append(f"| {row['size']} | {md_escape(row_label(row))} | "
                      f"{row['benchmark']} | {_ci(row['mean'], row['ci_lo'], row['ci_hi'])} | {gain} | {recov} |")
     lvf = rec[rec["configuration"] == "lora_vs_full"]
     if not lvf.empty:
@@ -233,7 +238,7 @@ def stops_markdown(stops: pd.DataFrame, sizes: list[str]) -> str:
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in order(stops, sizes).iterrows() if not stops.empty else []:
         mean = "—" if pd.isna(r["mean_new_tokens"]) else f"{r['mean_new_tokens']:.0f}"
-        lines.append(f"| {r['size']} | {row_label(r)} | {r['benchmark']} | "
+        lines.append(f"| {r['size']} | {md_escape(row_label(r))} | {r['benchmark']} | "
                      f"{r['answers']} | {r['eos']} | {r['stop']} | {r['max_gen_toks']} | {r['truncated_pct']:.1f} | "
                      f"{mean} | {r['stop_strings'] or '—'} | {r['unrecorded']} | {r['cut_lost_answer']} | "
                      f"{'—' if pd.isna(r['robust_uncut_pct']) else format(r['robust_uncut_pct'], '.1f')} |")
@@ -269,7 +274,7 @@ def variants_markdown(var: pd.DataFrame, sizes: list[str]) -> str:
     for _, r in var.iterrows():
         rec = "—" if pd.isna(r["recovered_pct"]) else _ci(r["recovered_pct"], r["rec_ci_lo"], r["rec_ci_hi"], "{:.0f}")
         dflt = "—" if pd.isna(r["default_recovered_pct"]) else f"{r['default_recovered_pct']:.0f}"
-        lines.append(f"| {r['variant']} | {r['size']} | {row_label(r)} | "
+        lines.append(f"| {r['variant']} | {r['size']} | {md_escape(row_label(r))} | "
                      f"{r['benchmark']} | {_ci(r['mean'], r['ci_lo'], r['ci_hi'])} | {r['default_mean']:.2f} | "
                      f"{r['diff']:+.2f} | {rec} | {dflt} |")
     return "\n".join(lines) + "\n"

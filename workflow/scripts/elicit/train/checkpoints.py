@@ -21,7 +21,7 @@ from pathlib import Path
 
 from elicit import done_cache, grid
 from elicit.atomic import atomic_dir, read_json, read_jsonl, replace_dir, write_json, write_jsonl
-from elicit.provenance import PROVENANCE, sha256_file
+from elicit.provenance import PROVENANCE, WEIGHTS, sha256_file
 
 
 def within(loss: float, best: float, tolerance: float) -> bool:
@@ -158,9 +158,10 @@ def copy_tree(src: Path, dst: Path) -> None:
 
 
 def file_manifest(d: Path) -> dict[str, dict]:
-    """{relative path: {size, sha256}} of a model directory's files (its provenance.json aside)."""
+    """{relative path: {size, sha256}} of a model directory's files (its provenance.json and weights.json
+    aside); a hub snapshot's symlinks are followed to their blobs."""
     return {str(p.relative_to(d)): {"size": p.stat().st_size, "sha256": sha256_file(p)}
-            for p in sorted(Path(d).rglob("*")) if p.is_file() and p.name != PROVENANCE}
+            for p in sorted(Path(d).rglob("*")) if p.is_file() and p.name not in (PROVENANCE, WEIGHTS)}
 
 
 def manifest_problems(d: Path, files: dict, full: bool) -> list[str]:

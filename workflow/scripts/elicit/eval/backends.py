@@ -1,0 +1,114 @@
+"""The evaluation backends (eval.backend) and what each can honour: the one registry that eval_cell.py
+(which model class to build, which model args to pass) and the plan-time checks (elicit/config.py:
+an option a backend cannot honour is refused before any job starts) read.
+
+A new backend: its class registered with lm-eval (`register_model`) in its module, an entry here and
+its name in the schema's eval.backend enum (tests/test_backend_limits.py checks they agree).
+
+Fields:
+  lm_eval     lm-eval's registry name of the model class
+  register    imports the module that registers it (None: lm-eval's own); an import statement, not a
+              name, so that the finished-cell cache key (done_cache.code_files) covers the module's code
+  resumable   our ResumableMixin: gets the sidecar path, the seed, the model fingerprint and the layout
+  sampling    the sampling options (eval.*) it honours at a value other than their off value (OFF)
+  layouts     the GPU layouts of a job it runs (models.<size>.eval.layout, or the memory plan's pick)
+  pooled      the cells of one job share one generation run (eval_pool.py: `generate_pool`, `use_cell`)
+  batch_defines_answers
+              whether eval.batch_size changes the answers (hf-resumable: fixed batches seeded per batch;
+              hf: lm-eval's batches draw from one torch stream). False: it only schedules the work (how
+              many sequences are in flight), no rerun trigger, not in the finished-cell cache key.
+  why         what it cannot do, in the refusal's words
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+# The off value of each sampling option (what every backend honours).
+OFF = {"top_p": 1.0, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0}
+ALL_LAYOUTS = ("single", "dp", "tp", "split")
+
+
+@dataclass(frozen=True)
+class Backend:
+    name: str
+    lm_eval: str
+    register: Callable[[], None] | None
+    resumable: bool
+    sampling: frozenset
+    layouts: tuple
+    pooled: bool
+    batch_defines_answers: bool
+    why: str = ""
+
+
+def _hf_cb() -> None:
+    from elicit.eval import lm_backend_cb  # noqa: F401  (registers hf-cb)
+
+
+def _hf_slots() -> None:
+    from elicit.eval import lm_backend_slots  # noqa: F401  (registers hf-slots)
+
+
+def _hf_resumable() -> None:
+    from elicit.eval import lm_backend  # noqa: F401  (registers hf-resumable)
+
+
+REGISTRY = {b.name: b for b in (
+    Backend("hf-cb", lm_eval="hf-cb", register=_hf_cb, resumable=True, sampling=frozenset({"top_p", "top_k", "min_p"}),
+            layouts=("single", "dp", "split"), pooled=True, batch_defines_answers=False,
+            why="continuous batching passes no token history to logits processors (no repetition_penalty) and "
+                "runs a replica per GPU (no tp)"),
+    Backend("hf-slots", lm_eval="hf-slots", register=_hf_slots, resumable=True,
+            sampling=frozenset({"top_p", "top_k", "min_p"}), layouts=("single", "dp", "tp"), pooled=True,
+            batch_defines_answers=False,
+            why="the captured step samples without the token history (no repetition_penalty); its own tensor "
+                "parallel, no layer split"),
+    Backend("hf-resumable", lm_eval="hf-resumable", register=_hf_resumable, resumable=True, sampling=frozenset(OFF),
+            layouts=ALL_LAYOUTS, pooled=False, batch_defines_answers=True),
+    Backend("hf", lm_eval="hf", register=None, resumable=False, sampling=frozenset(OFF), layouts=("single", "split"),
+            pooled=False, batch_defines_answers=True, why="plain lm-eval runs one process (no dp/tp under torchrun)"),
+)}
+NAMES = tuple(REGISTRY)
+
+
+# eval_cell.py's flags that only schedule the work, for every backend: never a rerun trigger (the eval rules'
+# params) nor in the finished-cell cache key (eval_cell.cache_key); the result records them
+# (tests/test_eval_settings.py lists every setting and its side).
+SCHEDULING = ("layout", "device", "allow_hub")
+# The flags naming a job's cells (--task, --seed, and --task-revision, one per --task): the result
+# paths say which cells; the rules' params hold the config's task revisions as one value instead.
+CELLS = ("task", "seed", "task_revision")
+
+
+def scheduling(backend: str) -> tuple:
+    """The flags that schedule the work of `backend`: SCHEDULING, and batch_size where it does not
+    change the answers."""
+    return SCHEDULING + (() if REGISTRY[backend].batch_defines_answers else ("batch_size",))
+
+
+def get(name: str) -> Backend:
+    return REGISTRY[name]
+
+
+def able(option: str | None = None, layout: str | None = None) -> list[str]:
+    """The backends that honour a sampling option / run a layout."""
+    return [b.name for b in REGISTRY.values()
+            if (option is None or option in b.sampling) and (layout is None or layout in b.layouts)]
+
+
+def sampling_problems(e: dict, where: str = "eval") -> list[str]:
+    """One line per sampling option of the eval settings `e` that its backend cannot honour."""
+    b = REGISTRY[e["backend"]]
+    return [f"{where}.{k}: {e[k]} is not supported by {where}.backend {b.name} ({b.why}); "
+            f"set {where}.{k}: {off} or a backend that can: {', '.join(able(option=k))}"
+            for k, off in OFF.items() if e.get(k, off) != off and k not in b.sampling]
+
+
+def layout_problem(backend: str, layout: str, where: str) -> str:
+    """'' when `backend` runs `layout`; else the refusal, naming the backends that can."""
+    b = REGISTRY[backend]
+    if layout in b.layouts:
+        return ""
+    return (f"{where}: layout {layout} is not run by eval.backend {b.name} ({b.why}); set eval.backend to "
+            f"one that can ({', '.join(able(layout=layout))}) or the layout to one of {', '.join(b.layouts)}")
