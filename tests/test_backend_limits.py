@@ -47,7 +47,7 @@ def test_a_layout_the_backend_cannot_run():
     cfg = demo()
     cfg["models"]["tiny-a"]["eval"].update(gpus=2, layout="tp")
     with pytest.raises(ConfigError, match=r"models.tiny-a.eval.layout: layout tp is not run by eval.backend hf-cb"
-                                          r".*\(hf-resumable\)"):
+                                          r".*\(hf-slots, hf-resumable\)"):
         check(cfg)
     cfg["eval"]["backend"] = "hf-resumable"
     check(cfg)

@@ -28,7 +28,7 @@ CONFIG = {
     "tasks": "cell", "seeds": "cell",
     "task_revisions": "answer", "include_path": "answer", "max_gen_toks": "answer", "temperature": "answer",
     "top_p": "answer", "top_k": "answer", "min_p": "answer", "repetition_penalty": "answer",
-    "backend": "answer", "limit": "answer",
+    "backend": "answer", "limit": "answer", "enable_thinking": "answer",
     "batch_size": "schedule",  # answer for hf-resumable and hf (see above)
     "seeds_per_job": "schedule",
 }
@@ -39,7 +39,7 @@ FLAGS = {
     "backend": "answer", "trust_remote_code": "answer", "include_path": "answer", "limit": "answer",
     "task_revision": "answer", "metric": "answer", "max_gen_toks": "answer", "temperature": "answer",
     "top_p": "answer", "top_k": "answer", "min_p": "answer", "repetition_penalty": "answer",
-    "batch_size": "schedule", "layout": "schedule", "device": "schedule", "allow_hub": "schedule",
+    "enable_thinking": "answer", "batch_size": "schedule", "layout": "schedule", "device": "schedule", "allow_hub": "schedule",
 }
 
 
@@ -56,7 +56,7 @@ CHANGED = {"model": "OTHER", "adapter": "OTHER", "revision": "v2", "dtype": "flo
            "backend": "hf-resumable", "trust_remote_code": True, "include_path": "OTHER_TASKS", "limit": 3,
            "task_revision": "abc123", "metric": "exact_match,none", "max_gen_toks": 20, "temperature": 0.7,
            "top_p": 0.9, "top_k": 5, "min_p": 0.1, "repetition_penalty": 1.1, "batch_size": "7",
-           "layout": "dp", "device": "cpu", "allow_hub": True}
+           "layout": "dp", "device": "cpu", "allow_hub": True, "enable_thinking": "false"}
 
 
 def _cell(tmp_path, **over):

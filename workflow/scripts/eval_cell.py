@@ -156,7 +156,7 @@ def model_args(args, n_gpus: int = 0) -> dict:
         # One process, the model split layer-wise over every GPU of the job (lm-eval's
         # parallelize = accelerate device_map "auto"): fits, but the GPUs take turns.
         margs["parallelize"] = True
-    elif args.layout == "tp" and args.backend != "hf-slots":  # hf-slots shards the weights itself
+    elif args.layout == "tp" and not backends.get(args.backend).own_tp:
         margs["tp_plan"] = "auto"  # transformers tensor parallel over the torchrun ranks
     if args.revision:
         margs["revision"] = args.revision

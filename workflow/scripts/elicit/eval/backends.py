@@ -18,6 +18,7 @@ Fields:
               hf: lm-eval's batches draw from one torch stream). False: it only schedules the work (how
               many sequences are in flight), no rerun trigger, not in the finished-cell cache key.
   why         what it cannot do, in the refusal's words
+  own_tp      under layout tp it shards the weights itself (hf-slots), so lm-eval gets no tp_plan
 """
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ class Backend:
     pooled: bool
     batch_defines_answers: bool
     why: str = ""
+    own_tp: bool = False  # shards the weights itself under tp (no transformers tp_plan)
 
 
 def _hf_cb() -> None:
@@ -63,7 +65,7 @@ REGISTRY = {b.name: b for b in (
             sampling=frozenset({"top_p", "top_k", "min_p"}), layouts=("single", "dp", "tp"), pooled=True,
             batch_defines_answers=False,
             why="the captured step samples without the token history (no repetition_penalty); its own tensor "
-                "parallel, no layer split"),
+                "parallel, no layer split", own_tp=True),
     Backend("hf-resumable", lm_eval="hf-resumable", register=_hf_resumable, resumable=True, sampling=frozenset(OFF),
             layouts=ALL_LAYOUTS, pooled=False, batch_defines_answers=True),
     Backend("hf", lm_eval="hf", register=None, resumable=False, sampling=frozenset(OFF), layouts=("single", "split"),
