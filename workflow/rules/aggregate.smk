@@ -91,6 +91,7 @@ rule aggregate:
             "results/claim.csv",
             caption=f"{REPORT}/claim_table.rst",
             category="The paper's claim",
+            subcategory="Table",
             labels={"table": "smallest subset with a positive gain, per size"},
         ),
         scaling="results/scaling_fit.csv",

@@ -164,7 +164,7 @@ def hidden(results: Path) -> str:
 def claim(results: Path) -> str:
     """The paper's claim as a statistic (claim.csv), its figure, and below it the slope fit, exploratory."""
     return "\n".join([
-        "<h2 id='claim'>The paper's claim</h2>",
+        "<h2 id='the_claim'>The paper's claim</h2>",
         table(results / "claim.csv", "Smallest subset with a positive gain, per size", "claim_table"),
         figure(results / "figures", "claim", figure_names.title("claim")),
         table(results / "scaling_fit.csv", "Scaling fit (exploratory, not the claim's test)", "scaling_fit")])
@@ -176,7 +176,7 @@ def build(results: Path, cfg: dict) -> str:
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Reasoning elicitation: results</title>"
              f"<style>{STYLE}</style></head><body><h1>Reasoning elicitation is scale dependent: results</h1>",
              "<p>Contents: <a href='#table1'>Table 1</a> · <a href='#recovered_table'>Recovered %</a> · "
-             "<a href='#comparison'>comparison with the paper</a> · <a href='#claim'>the paper's claim</a> · "
+             "<a href='#comparison'>comparison with the paper</a> · <a href='#the_claim'>the paper's claim</a> · "
              "<a href='#figures'>figures</a> · "
              "<a href='#hidden'>what a score hides</a> · "
              "<a href='#plan'>plan</a> · <a href='#provenance'>provenance</a></p>", banner(cfg),
