@@ -345,7 +345,7 @@ def eval_job_args(wc, tasks=None, seeds=None):
     from elicit.eval import backends
 
     cfg = variants.apply(config, variants.split(wc.config)[1])
-    if tasks is None and hasattr(wc, "task"):  # the rule evaluate: one cell
+    if tasks is None and hasattr(wc, "task"):  # one cell (the evaluate rule)
         tasks, seeds = [wc.task], [wc.seed]
     args = steps.eval_args(cfg, wc.size, tasks, seeds)
     job = (*backends.CELLS, *backends.scheduling(cfg["eval"]["backend"]))
