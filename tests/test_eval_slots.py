@@ -107,11 +107,10 @@ def test_the_sampler_in_the_step_draws_hf_cb_noise():
     import torch
 
     from elicit.eval.lm_backend_cb import gumbel_noise, row_key
-    from elicit.eval.slots import row_keys
 
     seeds, pos = torch.tensor([3, 99, 2**31 - 1]), torch.tensor([0, 17, 30000])
-    assert row_keys(seeds, pos).tolist() == [row_key(s, p) for s, p in zip(seeds.tolist(), pos.tolist())]
-    assert torch.equal(gumbel_noise(row_keys(seeds, pos), 50)[1], gumbel_noise(torch.tensor([row_key(99, 17)]), 50)[0])
+    assert row_key(seeds, pos).tolist() == [row_key(s, p) for s, p in zip(seeds.tolist(), pos.tolist())]
+    assert torch.equal(gumbel_noise(row_key(seeds, pos), 50)[1], gumbel_noise(torch.tensor([row_key(99, 17)]), 50)[0])
 
 
 # ---------------------------------------------------------------------------- through eval_cell

@@ -57,7 +57,7 @@ def _mix32(x):
 
 def row_key(seed: int, position: int) -> int:
     """The noise key of one request at one position (31 bits: the CB argument storage is int32).
-    Plain ints: it runs for every sequence at every step."""
+    Plain ints here (it runs for every sequence at every step); int64 tensors in hf-slots' captured step."""
     return _mix32((seed ^ _mix32(position & M32)) & M32) & 0x7FFFFFFF
 
 

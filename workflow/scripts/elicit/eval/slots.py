@@ -33,19 +33,12 @@ same shapes at every step, and rows do not mix). So answers are bitwise reproduc
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from elicit.eval.lm_backend_cb import _mix32, gumbel_noise
-
-M32 = 0xFFFFFFFF
-
-
-def row_keys(seeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-    """lm_backend_cb.row_key on tensors: the noise key of each request at the position it predicts."""
-    return _mix32((seeds ^ _mix32(positions & M32)) & M32) & 0x7FFFFFFF
+from elicit.eval.lm_backend_cb import gumbel_noise, row_key
 
 
 @dataclass(frozen=True)
@@ -70,7 +63,7 @@ class Sampling:
         scores = logits / float(self.temperature)
         for w in warpers:
             scores = w(None, scores)
-        return (scores + gumbel_noise(row_keys(seeds, positions), scores.size(-1))).argmax(-1)
+        return (scores + gumbel_noise(row_key(seeds, positions), scores.size(-1))).argmax(-1)
 
 
 def decoder_parts(model):
@@ -107,10 +100,10 @@ class Stats:
     tokens: int = 0  # answer tokens kept (junk of idle slots excluded)
     step_s: float = 0.0
     prefill_s: float = 0.0
-    in_flight: list = field(default_factory=list)  # active slots per step (mean in summary)
+    slot_steps: int = 0  # active slots summed over steps (their mean in summary)
 
     def summary(self) -> dict:
-        busy = sum(self.in_flight) / max(1, len(self.in_flight))
+        busy = self.slot_steps / max(1, self.steps)
         return {"steps": self.steps, "prefills": self.prefills, "tokens": self.tokens,
                 "mean_in_flight": round(busy, 2), "step_s": round(self.step_s, 3),
                 "prefill_s": round(self.prefill_s, 3)}
@@ -316,7 +309,7 @@ class SlotDecoder:
                 event.record()
             pending = (run.launched - 1, event)
             self.stats.steps += 1
-            self.stats.in_flight.append(run.active())
+            self.stats.slot_steps += run.active()
             self.stats.step_s += time.perf_counter() - t0
         if pending is not None and pending[1] is not None:
             pending[1].synchronize()
