@@ -7,10 +7,6 @@
 
 
 localrules:
-    fetch_data,
-    fetch_model,
-    fetch_tasks,
-    select_checkpoint,
     aggregate,
     report,
     status,

@@ -1,5 +1,14 @@
 # Data: fetch s1K-1.1 once (on the submit host), split into validation + nested subsets.
 # The demo builds its table, tokenizer and tiny models here too.
+# Local jobs: the hub downloads run on the submit host (compute nodes may have no network);
+# data_lengths tokenizes 1000 rows, CPU work of a minute at most.
+
+
+localrules:
+    fetch_data,
+    fetch_model,
+    fetch_tasks,
+    data_lengths,
 
 
 rule fetch_data:
@@ -49,11 +58,7 @@ rule split_data:
 
 # Token counts per subset under one size's tokenizer (cost estimates, length policy).
 # Not yet a target of `all`: request results/data/lengths/{size}.json explicitly, or add it
-# to a consumer's inputs. Local: tokenizing 1000 rows is CPU work of a minute at most.
-localrules:
-    data_lengths,
-
-
+# to a consumer's inputs.
 rule data_lengths:
     input:
         table="results/data/s1k.parquet",

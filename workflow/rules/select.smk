@@ -1,4 +1,9 @@
-# Checkpoint selection: the last checkpoint within train.tolerance nats of the best.
+# Checkpoint selection: the last checkpoint within train.tolerance nats of the best (a local job:
+# it reads the metrics and copies the chosen checkpoint's files, no GPU).
+
+
+localrules:
+    select_checkpoint,
 
 
 rule select_checkpoint:
