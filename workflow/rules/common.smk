@@ -1,4 +1,5 @@
-# Config validation, wildcard constraints, input functions and resources.
+# What the rules call: the validated config and the grid it defines, input functions, resources and
+# command-line builders (the plan-time checks and onstart: checks.smk, included next).
 import json
 import os
 import re
@@ -21,38 +22,16 @@ try:  # the library of the step programs, installed by `make venv` (pip install 
 except ImportError:  # snakemake from an environment without this project installed
     sys.path.insert(0, str(SCRIPTS))
 from elicit import grid, repo_path, slurm, steps  # noqa: E402
-from elicit.config import ConfigError, check, layout_problems, load_site, profile_site_file  # noqa: E402
+from elicit.config import ConfigError, check, load_site, profile_site_file  # noqa: E402
 from elicit.slurm import cli  # noqa: E402
 
-# A run that exits deletes its own lock files only, not a live run's (elicit/snakemake_locks.py).
-from elicit import snakemake_locks  # noqa: E402
-
-if not snakemake_locks.keep_others():
-    logger.warning("snakemake_locks: this Snakemake is not the pinned 9.27.1; its locks are left as they are")
-
+# the config the rules read: validated, the schema's defaults filled in (elicit/config.py)
 try:
     check(config)
 except ConfigError as e:
     raise WorkflowError(str(e))
 
-from elicit.provenance import floating_summary, is_local, unpinned  # noqa: E402
-
-if workflow.is_main_process:  # hub ids whose revision floats: one line, how many and how to pin them
-    _floating = floating_summary(unpinned(config, Path("results")))
-    if _floating:
-        logger.warning(_floating)
-
-# --sdm apptainer: the image bakes in workflow/ (envs/elicit.def); one built from other code would
-# silently run old step programs. Its label holds the code's hash: compare it with the checkout's.
-from snakemake.settings.types import DeploymentMethod  # noqa: E402
-
-if workflow.is_main_process and DeploymentMethod.APPTAINER in workflow.deployment_settings.deployment_method:
-    from elicit import code_hash  # noqa: E402
-
-    _image = f"{workflow.basedir}/envs/elicit.sif"
-    _stale = code_hash.image_problem(code_hash.image_label(Path(_image)), Path(workflow.basedir), _image)
-    if _stale:
-        raise WorkflowError(_stale)
+from elicit.provenance import is_local  # noqa: E402
 
 SIZES = list(config["sizes"])
 DATA_TABLE, DATA_MANIFEST = "results/data/s1k.parquet", "results/data/manifest.json"
@@ -67,19 +46,9 @@ from elicit import variants  # noqa: E402
 VARIANT_CONFIGS, VARIANT_TRAINED = variants.cells(config), variants.trained_runs(config)
 TASKS = list(config["eval"]["tasks"])
 SEEDS = list(config["eval"]["seeds"])
-# lm-eval task YAMLs of the project (the demo tasks), resolved against the workflow.
-INCLUDE_PATH = str(Path(workflow.basedir) / config["eval"]["include_path"]) if config["eval"]["include_path"] else ""
 # Commands get the config's own, relative eval.include_path (the step programs resolve it against
 # the checkout: elicit.repo_path), never an absolute path (a moved checkout reruns nothing).
 INCLUDE_ARG = steps.eval_shell(steps.include_args(config))
-# An unknown task is refused here, naming it, before fetch_tasks could delete results/hub/tasks.json;
-# lm-eval is asked only when tasks.json does not list every task yet (elicit/eval/lm_tasks.py).
-if workflow.is_main_process and not set(TASKS) <= set(grid.fetched_tasks(Path("results"))):
-    from elicit.eval.lm_tasks import unknown_tasks
-
-    _unknown = unknown_tasks(TASKS, INCLUDE_PATH or None)
-    if _unknown:
-        raise WorkflowError(_unknown)
 # The SLURM profile names its site file in default-resources (a command-line --configfile replaces the
 # profile's config files but not that): site settings given in the config (e.g. --configfile ...
 # site.yaml, the tests' sites) take precedence.
@@ -90,57 +59,6 @@ try:
     SITE = load_site(config)  # {} without site settings (the demo, a local dry-run)
 except ConfigError as e:
     raise WorkflowError(str(e))
-# The layouts the memory plan picks for the site's GPUs, against what eval.backend runs (elicit/eval/backends.py).
-_layouts = layout_problems(config, SITE.get("gpu_mem_gb"))
-if _layouts:
-    raise WorkflowError("invalid config:\n" + "\n".join(f"  {p}" for p in _layouts))
-
-
-# Damaged result files stop the plan before any job could delete or build on them
-# (elicit/integrity.py: each message names the file and what to do).
-if workflow.is_main_process and not os.environ.get("WORKFLOW_SKIP_INTEGRITY"):  # status.py reports damage itself
-    from elicit import integrity
-
-    _damaged = integrity.problems(Path("results"))
-    if _damaged:
-        raise WorkflowError(
-            f"{len(_damaged)} damaged result file(s); nothing was run or deleted:\n"
-            + "\n".join(f"  {d}" for d in _damaged)
-        )
-    # a source of the user's that changed is read now, not in the first job (52 jobs planned for nothing)
-    _source = integrity.source_problems(config["data"]["source"], config["data"]["expected_rows"])
-    if _source:
-        raise WorkflowError("\n".join(_source))
-
-
-onstart:
-    # Once the DAG is known, before the first job (elicit/slurm.py): no SLURM submission
-    # without site settings, no race with the jobs of an earlier, killed snakemake.
-    _executor = workflow.executor_plugin.name if workflow.executor_plugin is not None else None
-    for _msg in (
-        slurm.missing_site(_executor, SITE),
-        slurm.orphan_slurm_jobs(os.getcwd()) if _executor == "slurm" else "",
-    ):
-        if _msg:
-            raise WorkflowError(_msg)
-
-
-# Memory plan: every train/eval job's predicted per-GPU peak against the site's GPU memory
-# (elicit/plan/memory_plan.py; DeepSpeed's estimators cached under .snakemake/).
-if SITE.get("gpu_mem_gb"):
-    from elicit.plan import memory_plan
-
-    try:
-        _memory_problems = memory_plan.check(config, SITE["gpu_mem_gb"])
-    except memory_plan.PlanError as e:
-        raise WorkflowError(f"memory plan: {e}")
-    if _memory_problems:
-        raise WorkflowError(
-            f"memory plan: jobs that cannot fit {SITE['gpu_mem_gb']} GiB per GPU "
-            "(site setting gpu_mem_gb):\n" + "\n".join(f"  {p}" for p in _memory_problems)
-        )
-elif workflow.is_main_process and any(MODELS[s][k]["gpus"] for s in SIZES for k in ("train", "eval")):
-    print("memory plan not checked: no gpu_mem_gb in the site settings (profiles/slurm/site.yaml)", file=sys.stderr)
 
 
 wildcard_constraints:
@@ -239,7 +157,32 @@ def eval_outputs(sizes=None):
     )
 
 
+def all_targets():
+    """The targets of rule all: every file a later job reads, not the tables alone. Snakemake 9 does not
+    rebuild a missing intermediate file when the outputs downstream of it are present and newer, so a
+    deleted (damaged) cell, table, manifest, published model, selection, training output or figure is
+    rebuilt by the next run only as a target itself (issue 19)."""
+    return [
+        *eval_outputs(),
+        DATA_TABLE,
+        DATA_MANIFEST,
+        "results/table1.csv",
+        "results/table1.md",
+        "results/figures/recovered.png",
+        "results/report.html",
+        *expand("results/data/lengths/{size}.json", size=SIZES),
+        *expand(grid.model_dir("{size}", "{trained}"), size=SIZES, trained=TRAINED),
+        *expand(grid.selection("{size}", "{trained}"), size=SIZES, trained=TRAINED),
+        *[p for s in SIZES for t in TRAINED for p in grid.train_outputs(s, t).values()],
+        *rules.aggregate.output,
+    ]
+
+
 # ---------------------------------------------------------------- resources
+# The first line of a GPU job's log: the partition SLURM ran it on (tests/test_slurm_grid.py reads it).
+LOG_PARTITION = "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log[0]}; "
+
+
 def job_spec(size, stage):
     return MODELS[size][stage]
 
@@ -377,10 +320,11 @@ def select_setting(key):
     return lambda wc: steps.select_args(variants.apply(config, variants.split(wc.trained)[1]))[key]
 
 
-# Evaluation jobs: one cell each (rule evaluate) or several cells together (elicit/plan/eval_jobs.py).
-from elicit.plan import eval_jobs  # noqa: E402
-
-EVAL_SINGLE_SIZES, EVAL_GROUP_RULES = eval_jobs.plan(config, SITE.get("gpu_mem_gb"))
+def eval_rule_files(path, job):
+    """An evaluation rule's outputs or logs (path: grid.eval_output or grid.eval_log), task-major."""
+    if job["tasks"] is None:
+        return [path("{size}", "{config}", "{task}", "{seed}")]
+    return [path("{size}", "{config}", t, s) for t in job["tasks"] for s in job["seeds"]]
 
 
 def size_pattern(sizes):
@@ -388,6 +332,7 @@ def size_pattern(sizes):
 
 
 def group_cells(job):
+    """A resource: the cells of the rule's job (rule evaluate: its wildcards' cell)."""
     return lambda wildcards: eval_cells(wildcards, job["tasks"], job["seeds"])
 
 

@@ -43,7 +43,6 @@ rule train:
         definition=lambda wc: model_definition(wc.size, "base"),
         out=lambda wc: grid.train_dir(wc.size, wc.trained),
     shell:
-        "echo SLURM_JOB_PARTITION=${{SLURM_JOB_PARTITION:-none}} > {log}; "
-        "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 {params.launcher} -m elicit.run train "
+        LOG_PARTITION + "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 {params.launcher} -m elicit.run train "
         "--model {params.model} --table {input.table} --manifest {input.manifest} --out {params.out} {params.cli} "
         "--stop-margin-min {resources.stop_margin_min} --tracking {resources.tracking} >> {log} 2>&1"
