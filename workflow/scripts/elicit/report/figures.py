@@ -36,7 +36,7 @@ from matplotlib.ticker import ScalarFormatter  # noqa: E402
 
 from elicit import grid  # noqa: E402
 from elicit.atomic import atomic_path  # noqa: E402
-from elicit.report.figure_names import NAMES  # noqa: E402,F401  (the registry: what all_figures draws)
+from elicit.report.figure_names import NAMES  # noqa: E402  (the registry: what all_figures draws)
 from elicit.report.stats import NEEDS_SUBSETS  # noqa: E402
 
 # Okabe & Ito (2008), distinguishable under every common colour-vision deficiency
@@ -432,12 +432,19 @@ def training_curves(curves: pd.DataFrame, sel: pd.DataFrame, sizes: list[str], p
 
 def all_figures(fig_dir: Path, sizes: list[str], benchmarks: list[str], *, rec, gain, summary, cmp, paper_sizes,
                 curves, selections, scaling=None, claim_table=None) -> None:
-    claim(claim_table if claim_table is not None else pd.DataFrame(), sizes, benchmarks, fig_dir / "claim.png")
-    recovered(rec, sizes, benchmarks, fig_dir / "recovered.png")
-    val_loss_gain(gain, sizes, benchmarks, fig_dir / "val_loss_gain.png")
-    bars(summary, sizes, benchmarks, fig_dir / "bars.png")
-    absolute(summary, sizes, benchmarks, fig_dir / "absolute.png")
-    paper_comparison(cmp, sizes, benchmarks, fig_dir / "paper_comparison.png", paper_sizes)
-    training_curves(curves, selections, sizes, fig_dir / "training_curves.png")
+    """Every figure of the registry (figure_names.NAMES), in its order, drawn to <fig_dir>/<name>.png and .pdf."""
     table, points = scaling if scaling is not None else (pd.DataFrame(), {})
-    scaling_fit(table, points, sizes, benchmarks, fig_dir / "scaling_fit.png")
+    draw = {
+        "recovered": lambda p: recovered(rec, sizes, benchmarks, p),
+        "val_loss_gain": lambda p: val_loss_gain(gain, sizes, benchmarks, p),
+        "bars": lambda p: bars(summary, sizes, benchmarks, p),
+        "absolute": lambda p: absolute(summary, sizes, benchmarks, p),
+        "paper_comparison": lambda p: paper_comparison(cmp, sizes, benchmarks, p, paper_sizes),
+        "training_curves": lambda p: training_curves(curves, selections, sizes, p),
+        "claim": lambda p: claim(claim_table if claim_table is not None else pd.DataFrame(), sizes, benchmarks, p),
+        "scaling_fit": lambda p: scaling_fit(table, points, sizes, benchmarks, p),
+    }
+    if set(draw) != set(NAMES):  # a registered figure without a drawer, or a drawer the registry lacks
+        raise KeyError(f"figures: registry {sorted(NAMES)} != drawers {sorted(draw)}")
+    for name in NAMES:
+        draw[name](fig_dir / f"{name}.png")
