@@ -52,7 +52,8 @@ def test_hidden_outputs(results):
                   params={"7B": 7e9}, variants={"a1": ["lora"]})
     stops = pd.read_csv(results / "stop_reasons.csv").set_index(["configuration", "train_examples", "benchmark"])
     row = stops.loc[("full", 8, "AIME")]  # 20 problems x 2 seeds
-    assert (row["answers"], row["eos"], row["stop"], row["max_gen_toks"]) == (40, 36, 2, 2)
+    assert (row["answers"], row["eos"], row["stop"], row["truncated"]) == (40, 36, 2, 2)  # truncated: at max_gen_toks
+    assert "max_gen_toks" not in stops.columns  # the column says what it counts, not the setting
     assert row["truncated_pct"] == pytest.approx(5.0) and row["stop_strings"] == "Question:"
     assert row["mean_new_tokens"] == pytest.approx((100 + 19 * 10) / 20)
     assert "| 7B | Full finetune (8 examples) | AIME | 40 | 36 | 2 | 2 | 5.0 | 14 | Question: | 0 |" in \

@@ -63,7 +63,7 @@ def test_what_a_score_hides(demo):
     samples = pd.read_parquet(res / "samples.parquet")
     assert samples["stop_reason"].notna().all() and (samples["n_new_tokens"] <= DEMO["eval"]["max_gen_toks"]).all()
     stops = pd.read_csv(res / "stop_reasons.csv")
-    assert (stops[["eos", "stop", "max_gen_toks"]].sum(axis=1) == stops["answers"]).all()
+    assert (stops[["eos", "stop", "truncated"]].sum(axis=1) == stops["answers"]).all()
     assert len(stops) == len(DEMO["sizes"]) * (3 + len(DEMO["data"]["subsets"])) * len(DEMO["benchmarks"])
     assert "Why the answers stopped" in (res / "stop_reasons.md").read_text()
     assert list(pd.read_csv(res / "table1_robust.csv").columns) == list(pd.read_csv(res / "table1.csv").columns)

@@ -49,9 +49,13 @@ def _benchmark(samples: pd.DataFrame, benchmarks: dict[str, list[str]]) -> pd.Se
     return samples["task"].map(of)
 
 
+STOP_COLUMNS = {"eos": "eos", "stop": "stop", "truncated": "max_gen_toks", "unrecorded": "unrecorded"}  # column: reason
+
+
 def stop_table(samples: pd.DataFrame, benchmarks: dict[str, list[str]]) -> pd.DataFrame:
-    """Answers per stop reason (counts and % of answers), mean/max new tokens, the stop strings hit."""
-    cols = CELL + ["benchmark", "answers", "eos", "stop", "max_gen_toks", "unrecorded", "truncated_pct",
+    """Answers per stop reason (counts and % of answers), mean/max new tokens, the stop strings hit. Column
+    per reason: eos, stop, truncated (the answers that ran into max_gen_toks), unrecorded."""
+    cols = CELL + ["benchmark", "answers", "eos", "stop", "truncated", "unrecorded", "truncated_pct",
                    "mean_new_tokens", "max_new_tokens", "stop_strings", "cut_lost_answer", "robust_uncut_pct"]
     if samples.empty:
         return pd.DataFrame(columns=cols)
@@ -63,7 +67,7 @@ def stop_table(samples: pd.DataFrame, benchmarks: dict[str, list[str]]) -> pd.Da
         strings = sorted({r.split(":", 1)[1] for r in g["stop_reason"].dropna() if r.startswith("stop:")})
         tokens = pd.to_numeric(g["n_new_tokens"], errors="coerce")
         rows.append({**dict(zip(CELL + ["benchmark"], key)), "answers": len(g),
-                     **{r: int(counts.get(r, 0)) for r in ("eos", "stop", "max_gen_toks", "unrecorded")},
+                     **{col: int(counts.get(r, 0)) for col, r in STOP_COLUMNS.items()},
                      "truncated_pct": 100.0 * counts.get("max_gen_toks", 0) / len(g),
                      "mean_new_tokens": tokens.mean(), "max_new_tokens": tokens.max(),
                      "stop_strings": " ".join(strings),

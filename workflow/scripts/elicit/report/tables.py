@@ -228,18 +228,18 @@ def stops_markdown(stops: pd.DataFrame, sizes: list[str]) -> str:
     lines = ["### Why the answers stopped", "",
              "Per cell, the answers (problems × seeds) that ended their turn (eos), hit one of the task's stop "
              "strings (stop: upstream AIME stops at `Question:`, so a trace that restates the problem is cut "
-             "there) or ran into `max_gen_toks` (truncated); unrecorded: a backend that does not record it "
+             "there) or ran into `max_gen_toks` (truncated: their count and %); unrecorded: a backend that does not record it "
              "(plain `hf`) or a cell evaluated before it was recorded. hf-cb generates past a stop string and cuts "
              "afterwards, keeping the whole text: final answer cut away counts answers whose final answer the cut "
              "removed; robust, uncut % is what the second scorer gives the whole texts (the cut one where nothing "
              "was cut).", "",
-             "| Model size | Configuration | Benchmark | Answers | eos | stop string | max_gen_toks | truncated % "
+             "| Model size | Configuration | Benchmark | Answers | eos | stop string | truncated | truncated % "
              "| mean new tokens | stop strings hit | unrecorded | final answer cut away | robust, uncut % |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for _, r in order(stops, sizes).iterrows() if not stops.empty else []:
         mean = "—" if pd.isna(r["mean_new_tokens"]) else f"{r['mean_new_tokens']:.0f}"
         lines.append(f"| {r['size']} | {md_escape(row_label(r))} | {r['benchmark']} | "
-                     f"{r['answers']} | {r['eos']} | {r['stop']} | {r['max_gen_toks']} | {r['truncated_pct']:.1f} | "
+                     f"{r['answers']} | {r['eos']} | {r['stop']} | {r['truncated']} | {r['truncated_pct']:.1f} | "
                      f"{mean} | {r['stop_strings'] or '—'} | {r['unrecorded']} | {r['cut_lost_answer']} | "
                      f"{'—' if pd.isna(r['robust_uncut_pct']) else format(r['robust_uncut_pct'], '.1f')} |")
     return "\n".join(lines) + "\n"
