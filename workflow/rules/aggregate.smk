@@ -21,7 +21,7 @@ rule aggregate:
     input:
         evals=eval_outputs(),
         selections=expand(grid.selection("{size}", "{trained}"), size=SIZES, trained=TRAINED + VARIANT_TRAINED),
-        manifest="results/data/manifest.json",
+        manifest=DATA_MANIFEST,
     output:
         **{f"fig_{name}": figure_output(name) for name in FIGURES},
         tidy="results/tidy.parquet",
@@ -102,8 +102,8 @@ rule aggregate:
         configs=" ".join(CONFIGS),
         seeds=" ".join(str(s) for s in SEEDS),
         benchmarks=" ".join(f"{k}={','.join(v)}" for k, v in config["benchmarks"].items()),
-        paper=PAPER_TABLE,
-        paper_sha256=external_sha256(repo_path(PAPER_TABLE)),  # its content, not its (checkout's) path
+        paper=grid.PAPER_TABLE,  # relative to the checkout (aggregate.py: elicit.repo_path)
+        paper_sha256=external_sha256(repo_path(grid.PAPER_TABLE)),  # its content, not its (checkout's) path
         # + models.<size>.labels where set; a function: a string param is formatted with the wildcards
         # (a label with braces would be read as one), a function's value is not
         labels=lambda wc: canonical(grid.size_labels(config)),

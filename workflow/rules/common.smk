@@ -34,7 +34,7 @@ except ConfigError as e:
 from elicit.provenance import is_local  # noqa: E402
 
 SIZES = list(config["sizes"])
-DATA_TABLE, DATA_MANIFEST = "results/data/s1k.parquet", "results/data/manifest.json"
+DATA_TABLE, DATA_META, DATA_MANIFEST = grid.data_table(), grid.data_meta(), grid.data_manifest()
 MODELS = config["models"]
 SUBSETS = sorted(config["data"]["subsets"], reverse=True)
 CONFIGS = grid.configurations(SUBSETS)
@@ -170,7 +170,7 @@ def all_targets():
         "results/table1.md",
         "results/figures/recovered.png",
         "results/report.html",
-        *expand("results/data/lengths/{size}.json", size=SIZES),
+        *[grid.data_lengths(s) for s in SIZES],
         *expand(grid.model_dir("{size}", "{trained}"), size=SIZES, trained=TRAINED),
         *expand(grid.selection("{size}", "{trained}"), size=SIZES, trained=TRAINED),
         *[p for s in SIZES for t in TRAINED for p in grid.train_outputs(s, t).values()],
@@ -345,7 +345,6 @@ from elicit.report.figure_names import (
 )  # noqa: E402
 
 REPORT = "../report"
-PAPER_TABLE = "resources/paper/table1.csv"  # relative to the checkout (aggregate.py: elicit.repo_path)
 
 
 def figure_output(name):

@@ -15,8 +15,8 @@ rule fetch_data:
     input:
         lambda wc: [config["data"]["source"]] if is_local(config["data"]["source"]) else [],
     output:
-        table="results/data/s1k.parquet",
-        meta="results/data/s1k.json",
+        table=DATA_TABLE,
+        meta=DATA_META,
     log:
         "results/logs/fetch_data.log",
     params:
@@ -36,8 +36,8 @@ rule fetch_data:
 
 rule split_data:
     input:
-        table="results/data/s1k.parquet",
-        meta="results/data/s1k.json",
+        table=DATA_TABLE,
+        meta=DATA_META,
     output:
         manifest=DATA_MANIFEST,
     log:
@@ -61,12 +61,12 @@ rule split_data:
 # to a consumer's inputs.
 rule data_lengths:
     input:
-        table="results/data/s1k.parquet",
-        manifest="results/data/manifest.json",
+        table=DATA_TABLE,
+        manifest=DATA_MANIFEST,
         model=lambda wc: model_input(wc.size, "base"),
         chat_template=lambda wc: MODELS[wc.size].get("chat_template") or [],  # models.<size>.chat_template: its edits rerun
     output:
-        "results/data/lengths/{size}.json",
+        grid.data_lengths("{size}"),
     log:
         "results/logs/data_lengths/{size}.log",
     params:

@@ -67,7 +67,7 @@ from elicit import grid, repo_path
 from elicit.atomic import atomic_path, read_json, read_jsonl, write_text
 
 ROOT = Path(__file__).resolve().parents[2]
-PAPER_TABLE = ROOT / "resources" / "paper" / "table1.csv"
+PAPER_TABLE = ROOT / grid.PAPER_TABLE
 GENERATION = ["temperature", "top_p", "top_k", "min_p", "repetition_penalty", "max_gen_toks", "do_sample"]
 CELL = ["size", "configuration", "train_examples"]
 
@@ -83,7 +83,7 @@ def collect(results: Path, sizes: list[str], configs: list[str] | None = None,
             tasks: list[str] | None = None, seeds: list[int] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(tidy, samples): a row per cell seed (results/eval/{size}/{config}/{task}/seed{k}.json) and a
     row per problem and seed from its samples file (empty where a cell has none)."""
-    manifest = results / "data" / "manifest.json"
+    manifest = Path(grid.data_manifest(results))
     n_all = read_json(manifest).get("n_rows") if manifest.exists() else None
     rows, per_problem = [], []
     for size, config_name, task, seed, f in _cells(results, sizes, configs, tasks, seeds):

@@ -126,7 +126,7 @@ def plan(cfg: dict) -> str:
 def provenance(results: Path, cfg: dict) -> str:
     """Data and hub revisions, task datasets, the versions recorded by the evaluations, the config."""
     items = []
-    for path in [results / "data" / "manifest.json", *sorted((results / "hub").rglob("*.json"))]:
+    for path in [Path(grid.data_manifest(results)), *sorted((results / "hub").rglob("*.json"))]:
         if path.exists():
             d = read_json(path)
             keep = {k: d.get(k) for k in ("source", "revision", "resolved_revision", "repo", "commit", "n_rows",

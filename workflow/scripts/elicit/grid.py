@@ -19,6 +19,7 @@ LABELS = {"base": "Qwen2.5-Instruct (base)", "skyline": "DeepSeek-R1-Distill", "
 SHORT = {"base": "Base", "skyline": "Skyline", "lora": "LoRA", "full": "Full"}
 PAPER_LABELS = dict(LABELS)
 SIZE_LABELS: dict[str, dict[str, str]] = {}  # a size's own base/skyline names (models.<size>.labels)
+PAPER_TABLE = "resources/paper/table1.csv"  # the paper's Table 1, relative to the checkout (elicit.repo_path)
 
 
 def set_labels(labels: dict) -> None:
@@ -66,6 +67,25 @@ def label(kind: str, n=None, short: bool = False, size=None) -> str:
 
 
 # ----------------------------------------------------------------------------- result paths
+def data_table(results="results") -> str:
+    """The s1K table fetch_data stores (its sha256 and source in data_meta)."""
+    return f"{results}/data/s1k.parquet"
+
+
+def data_meta(results="results") -> str:
+    return f"{results}/data/s1k.json"
+
+
+def data_manifest(results="results") -> str:
+    """split_data's manifest: the validation rows and the nested subsets."""
+    return f"{results}/data/manifest.json"
+
+
+def data_lengths(size, results="results") -> str:
+    """Token counts per subset under one size's tokenizer (data_lengths)."""
+    return f"{results}/data/lengths/{size}.json"
+
+
 def eval_output(size, config, task, seed, results="results") -> str:
     return f"{results}/eval/{size}/{config}/{task}/seed{seed}.json"
 

@@ -37,8 +37,7 @@ def _read(path: Path, fix: str, keys: tuple = ()) -> tuple[dict | None, list[str
 
 def data_problems(results: Path) -> list[str]:
     """s1k.parquet against s1k.json (its recorded sha256), and manifest.json."""
-    d = results / "data"
-    table, meta_p, manifest_p = d / "s1k.parquet", d / "s1k.json", d / "manifest.json"
+    table, meta_p, manifest_p = (Path(f(results)) for f in (grid.data_table, grid.data_meta, grid.data_manifest))
     problems, shas = [], {}
     meta, p = _read(meta_p, FIX_DATA) if meta_p.exists() else (None, [])
     problems += p
@@ -66,7 +65,7 @@ def source_problems(source: str, expected_rows: int | None, results: Path = Path
     path = Path(source)
     if source.startswith("results/") or not path.is_file():
         return []
-    meta = results / "data" / "s1k.json"
+    meta = Path(grid.data_meta(results))
     try:
         recorded = read_json(meta).get("source_file_sha256") if meta.exists() else None
     except CorruptFile:  # data_problems reports it

@@ -20,6 +20,8 @@ import re
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from elicit import grid
+
 PACKAGES = ("lm-eval", "transformers", "torch", "peft", "deepspeed", "accelerate", "datasets",
             "tokenizers")
 SHA = re.compile(r"^[0-9a-f]{40}$")
@@ -132,7 +134,7 @@ def unpinned(config: dict, results: Path = Path("results")) -> list[str]:
     out = []
     d = config["data"]
     if not is_local(d["source"]) and not is_commit(d.get("revision")):
-        commit = _recorded(results / "data" / "s1k.json", "resolved_revision")
+        commit = _recorded(Path(grid.data_meta(results)), "resolved_revision")
         out.append(line("data.revision", f"{d['source']}@{d.get('revision') or 'main'}", commit, "fetch_data"))
     for size in config["sizes"]:
         m = config["models"][size]
