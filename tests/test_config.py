@@ -37,6 +37,7 @@ def mutate(path, value):
     (["data", "format"], "chatml", "data.format"),
     (["eval", "seeds"], [0, 0], "eval.seeds"),
     (["eval", "max_gen_toks"], 40000, "eval.max_gen_toks"),
+    (["eval", "max_gen_toks"], 0, "eval.max_gen_toks: 0 new tokens: at least 1"),
     (["train", "global_batch"], 12, "models.32B.train"),
     (["sizes"], ["1.5B", "3B"], "sizes: '3B'"),
     (["benchmarks", "AIME"], ["aime2024"], "benchmarks.AIME"),

@@ -263,6 +263,15 @@ def test_greedy_overrides_checkpoint_do_sample(tiny_model, tmp_path, monkeypatch
     assert out["generation"]["do_sample"] is False
 
 
+@pytest.mark.parametrize("n,why", [(0, "at least 1"), (512, "no room for the prompt")])
+def test_max_gen_toks_refused_before_any_model_is_loaded(tmp_path, n, why):
+    """eval.max_gen_toks's rule (elicit/eval/stops.py), the one the plan applies: against --max-length too."""
+    with pytest.raises(SystemExit) as e:  # eval_settings: --max-length 512
+        evaluate.main([*eval_settings(), "--model", str(tmp_path / "no-model"), "--task", "demo_aime", "--seed", "0",
+                       "--max-gen-toks", str(n), "--out", str(tmp_path / "seed0.json")])
+    assert "--max-gen-toks" in str(e.value) and why in str(e.value), e.value
+
+
 def test_generation_kwargs_unit():
     args = evaluate.build_parser().parse_args(
         [*eval_settings(), "--model", "m", "--task", "t", "--seed", "3", "--max-gen-toks", "100", "--out", "o.json",

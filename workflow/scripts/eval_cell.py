@@ -85,6 +85,7 @@ from elicit.eval.eval_record import PRIMARY_METRICS, describe, generation_kwargs
 from elicit.grid import samples_path
 from elicit.integrity import model_weights_problems
 from elicit.eval.lm_tasks import FEWSHOT_SEED, NUMPY_SEED, PYTHON_SEED, build_task
+from elicit.eval.stops import max_gen_toks_problem
 from elicit.provenance import sha256_file, versions
 
 HERE = Path(__file__).resolve().parent
@@ -315,8 +316,9 @@ def cells(args) -> list[argparse.Namespace]:
 def main(argv=None):
     """One cell: its record. Several cells (one job): the list of records."""
     args = build_parser().parse_args(argv)
-    if args.max_gen_toks <= 0:
-        raise SystemExit("--max-gen-toks must be positive")
+    problem = max_gen_toks_problem(args.max_gen_toks, args.max_length or None, "--max-length")
+    if problem:
+        raise SystemExit(f"--max-gen-toks: {problem}")
     from elicit.eval import eval_pool
     from elicit import repo_path
 

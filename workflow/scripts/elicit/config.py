@@ -19,6 +19,7 @@ from elicit import REPO
 from elicit import variants
 from elicit.eval import backends
 from elicit.data.s1k import split_problems
+from elicit.eval.stops import max_gen_toks_problem
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
@@ -49,9 +50,9 @@ def check(config: dict) -> dict:
         if size not in config["models"]:
             problems.append(f"sizes: {size!r} has no entry under models")
     for size, m in config["models"].items():
-        if config["eval"]["max_gen_toks"] >= m["context"]:
-            problems.append(f"eval.max_gen_toks: {config['eval']['max_gen_toks']} new tokens leave no "
-                            f"room for the prompt in models.{size}.context={m['context']}")
+        gen = max_gen_toks_problem(config["eval"]["max_gen_toks"], m["context"], f"models.{size}.context")
+        if gen and f"eval.max_gen_toks: {gen}" not in problems:  # at least 1: the same line for every size
+            problems.append(f"eval.max_gen_toks: {gen}")
         if config["data"]["max_seq_len"] > m["context"]:
             problems.append(f"data.max_seq_len: {config['data']['max_seq_len']} exceeds "
                             f"models.{size}.context={m['context']}")

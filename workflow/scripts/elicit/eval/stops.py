@@ -27,6 +27,16 @@ from typing import Callable, Iterable
 REASONS = ("eos", "stop", "max_gen_toks", "unknown")
 
 
+def max_gen_toks_problem(max_gen_toks: int, context: int | None, context_name: str = "the context") -> str | None:
+    """eval.max_gen_toks's rule, stated once (the plan: elicit/config.py; a job: eval_cell.py): at least one
+    new token, and fewer than the context holds, which leaves room for the prompt. None when it holds."""
+    if max_gen_toks < 1:
+        return f"{max_gen_toks} new tokens: at least 1"
+    if context is not None and max_gen_toks >= context:
+        return f"{max_gen_toks} new tokens leave no room for the prompt in {context_name}={context}"
+    return None
+
+
 def stop_info(ids: Iterable[int], eos_ids: Iterable[int], until: Iterable[str], max_gen_toks: int,
               decode: Callable[[list[int]], str], pad_id: int | None = None) -> tuple[int, str]:
     ids, eos = [int(t) for t in ids], {int(t) for t in eos_ids}
