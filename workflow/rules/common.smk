@@ -158,7 +158,7 @@ def eval_outputs(sizes=None):
 
 
 def all_targets():
-    """The targets of rule all: every file a later job reads, not the tables alone. Snakemake 9 does not
+    """What `all` asks for: every file a later job reads, not the tables alone. Snakemake 9 does not
     rebuild a missing intermediate file when the outputs downstream of it are present and newer, so a
     deleted (damaged) cell, table, manifest, published model, selection, training output or figure is
     rebuilt by the next run only as a target itself (issue 19)."""
@@ -332,7 +332,7 @@ def size_pattern(sizes):
 
 
 def group_cells(job):
-    """A resource: the cells of the rule's job (rule evaluate: its wildcards' cell)."""
+    """A resource: the cells of an evaluation job (for `evaluate`, its wildcards' cell)."""
     return lambda wildcards: eval_cells(wildcards, job["tasks"], job["seeds"])
 
 
