@@ -32,4 +32,4 @@ include: "workflow/rules/aggregate.smk"
 
 rule all:
     input:
-        all_targets(),
+        all_targets(),  # every file a later job reads, not the tables alone (common.smk)

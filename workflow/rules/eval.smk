@@ -9,7 +9,6 @@
 # its cells already finished from results/eval/.../.done (a seed added later regenerates nothing).
 # One definition for every evaluation rule (EVAL_RULES: `evaluate`, then the group rules): `use rule
 # ... as` cannot make them, its `as` name being literal.
-# Evaluation jobs: one cell each (rule evaluate) or several cells together (elicit/plan/eval_jobs.py).
 from elicit.plan import eval_jobs  # noqa: E402
 
 EVAL_SINGLE_SIZES, EVAL_GROUP_RULES = eval_jobs.plan(config, SITE.get("gpu_mem_gb"))
