@@ -36,7 +36,7 @@ def rendered(config: dict) -> dict[str, str]:
     from elicit import grid, steps, variants
     from elicit.eval import backends
 
-    out = {"include": steps.eval_shell(steps.include_args(config))}
+    out = {"include": steps.shell(steps.include_args(config))}
     subsets = config["data"]["subsets"]
     for size in config["sizes"]:
         for trained in [*grid.trained(subsets), *variants.trained_runs(config)]:
@@ -45,14 +45,14 @@ def rendered(config: dict) -> dict[str, str]:
         for c in [*grid.configurations(subsets), *variants.cells(config)]:
             cfg = variants.apply(config, variants.split(c)[1])
             kind, run = variants.split(c)[0], variants.model_run(config, c)
-            out[f"model {size} {c}"] = steps.eval_shell(steps.eval_model_args(config, size, kind, run))
+            out[f"model {size} {c}"] = steps.shell(steps.eval_model_args(config, size, kind, run))
             job = (*backends.CELLS, *backends.scheduling(cfg["eval"]["backend"]))
             tasks, seeds = list(cfg["eval"]["tasks"]), list(cfg["eval"]["seeds"])
             for name, (ts, ss) in {"cli": ([], []), "all": (tasks, seeds), "one": (tasks[-1:], seeds[-1:])}.items():
                 args = steps.eval_args(cfg, size, ts, ss)
                 if name == "cli":  # the answers' settings: the same text for every grouping of the cells
-                    out[f"eval {size} {c}"] = steps.eval_shell({k: v for k, v in args.items() if k not in job})
-                out[f"cells {name} {size} {c}"] = steps.eval_shell({k: v for k, v in args.items() if k in job})
+                    out[f"eval {size} {c}"] = steps.shell({k: v for k, v in args.items() if k not in job})
+                out[f"cells {name} {size} {c}"] = steps.shell({k: v for k, v in args.items() if k in job})
     return out
 
 

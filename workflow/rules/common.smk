@@ -71,7 +71,7 @@ SEEDS = list(config["eval"]["seeds"])
 INCLUDE_PATH = str(Path(workflow.basedir) / config["eval"]["include_path"]) if config["eval"]["include_path"] else ""
 # Commands get the config's own, relative eval.include_path (the step programs resolve it against
 # the checkout: elicit.repo_path), never an absolute path (a moved checkout reruns nothing).
-INCLUDE_ARG = steps.eval_shell(steps.include_args(config))
+INCLUDE_ARG = steps.shell(steps.include_args(config))
 # An unknown task is refused here, naming it, before fetch_tasks could delete results/hub/tasks.json;
 # lm-eval is asked only when tasks.json does not list every task yet (elicit/eval/lm_tasks.py).
 if workflow.is_main_process and not set(TASKS) <= set(grid.fetched_tasks(Path("results"))):
@@ -166,7 +166,7 @@ def eval_model_args(wc):
     """--model/--adapter/--revision arguments of eval_cell.py for one cell (elicit/steps.py; a
     variant's cell: the variant's trained model where it retrained it, the default's otherwise)."""
     kind, run = variants.split(wc.config)[0], variants.model_run(config, wc.config)
-    return steps.eval_shell(steps.eval_model_args(config, wc.size, kind, run))
+    return steps.shell(steps.eval_model_args(config, wc.size, kind, run))
 
 
 def eval_inputs(wc):
@@ -356,12 +356,12 @@ def eval_cli(wc):
     """The params: what defines the answers of this size's and configuration's cells, the same text
     for every job of them (no cell list, no batch size where it changes no answer), so regrouping the
     cells (eval.seeds_per_job, the order of eval.seeds) or another batch size reruns nothing."""
-    return steps.eval_shell(eval_job_args(wc, [], [])[0])
+    return steps.shell(eval_job_args(wc, [], [])[0])
 
 
 def eval_cells(wc, tasks=None, seeds=None):
     """A resource: the job's cells (--task/--seed/--task-revision) and its scheduling flags (--batch-size)."""
-    return steps.eval_shell(eval_job_args(wc, tasks, seeds)[1])
+    return steps.shell(eval_job_args(wc, tasks, seeds)[1])
 
 
 def eval_revisions(wc):
