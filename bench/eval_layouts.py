@@ -72,7 +72,7 @@ def run(layout: str, args, tasks: Path, out: Path) -> float:
               "batch_size": args.batch_size, "max_length": args.max_length, "layout": layout,
               "backend": "hf-resumable", "top_p": 1.0, "top_k": 0, "min_p": 0, "repetition_penalty": 1.0}
     cmd += ["--model", args.model, "--include-path", str(tasks), "--device", args.device, "--dtype", args.dtype,
-            *steps.eval_flags(greedy), "--out", str(out)]
+            *steps.argv(greedy), "--out", str(out)]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     if layout in ("single",) and args.device == "cuda":
         env["CUDA_VISIBLE_DEVICES"] = env.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0]

@@ -190,7 +190,7 @@ def run_speed_cells(config: dict, size: str, args) -> None:
     # a 109 s cell on the CPU rehearsal)
     for name, backend, bs in (("default", e["backend"], cell["batch_size"]), ("hf", "hf", 8)):
         cmd = [sys.executable, str(ROOT / "workflow" / "scripts" / "eval_cell.py"),
-               *steps.eval_flags({**common, "backend": backend, "batch_size": bs}), "--out", str(out / f"{name}.json")]
+               *steps.argv({**common, "backend": backend, "batch_size": bs}), "--out", str(out / f"{name}.json")]
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=args.workdir, timeout=args.speed_timeout)
             (out / f"{name}.log").write_text(proc.stdout + proc.stderr)

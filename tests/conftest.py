@@ -61,7 +61,7 @@ def train_flags(**over) -> list[str]:
     from elicit import steps
 
     cfg = demo_config()
-    return steps.flags({**steps.train_args(cfg, cfg["sizes"][0], "full-16"), "stop_margin_min": 0, "tracking": "none",
+    return steps.argv({**steps.train_args(cfg, cfg["sizes"][0], "full-16"), "stop_margin_min": 0, "tracking": "none",
                         **over})
 
 
@@ -70,7 +70,7 @@ def lora_flags() -> list[str]:
     from elicit import steps
 
     cfg = demo_config()
-    return steps.flags({k: v for k, v in steps.train_args(cfg, cfg["sizes"][0], "lora").items()
+    return steps.argv({k: v for k, v in steps.train_args(cfg, cfg["sizes"][0], "lora").items()
                         if k.startswith("lora_")})
 
 
@@ -85,7 +85,7 @@ def eval_settings(layout: str = "single", backend: str = "hf-resumable") -> list
     cfg = demo_config()
     args = steps.eval_args(cfg, cfg["sizes"][0], layout=layout)
     del args["max_gen_toks"], args["limit"]
-    return steps.eval_flags({**args, "batch_size": 1, "backend": backend, "max_length": 512})
+    return steps.argv({**args, "batch_size": 1, "backend": backend, "max_length": 512})
 
 
 def build_demo_model(d: Path) -> Path:

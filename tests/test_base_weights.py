@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from elicit import integrity
+from elicit.train import weights
 from elicit.atomic import write_json
 from tests.conftest import ROOT
+from elicit.eval import cell
 
 
 @pytest.fixture
@@ -26,7 +28,7 @@ def test_a_built_model_records_its_files(results):
     base = results / "demo" / "models" / "tiny-a" / "base"
     assert (base / "weights.json").is_file()
     assert integrity.problems(results) == []
-    assert integrity.model_weights_problems(str(base), None, results) == []
+    assert weights.model_weights_problems(str(base), None, results) == []
 
 
 def test_a_truncated_base_stops_the_plan_naming_file_and_fix(results):
@@ -63,7 +65,7 @@ def test_a_job_checks_the_hashes_before_loading(results, tmp_path, monkeypatch):
          "--batch-size", "1", "--max-length", "512", "--backend", "hf-cb", "--layout", "single",
          "--out", str(tmp_path / "o.json")])
     with pytest.raises(SystemExit) as e:
-        eval_cell.refuse_damaged_model(args)
+        cell.refuse_damaged_model(args)
     assert "results/demo/models/tiny-a/base/model.safetensors: sha256 differs" in str(e.value)
     assert "rm -rf results/demo/models/tiny-a/base" in str(e.value)
 
@@ -105,11 +107,11 @@ def test_a_fetched_snapshot_is_checked_at_plan_time_and_before_loading(tmp_path)
     marker = results / "hub" / "models" / "7B" / "base.json"
     write_json(marker, {"repo": "Org/Model-7B", "revision": None, "snapshot": str(snap), "files": files},
                checksum=True)
-    assert integrity.problems(results) == [] and integrity.model_weights_problems("Org/Model-7B", None, results) == []
+    assert integrity.problems(results) == [] and weights.model_weights_problems("Org/Model-7B", None, results) == []
     blob = (snap / "model.safetensors").resolve()
     blob.write_bytes(b"x" * 7000)  # same size: the plan cannot see it, the job does
     assert integrity.problems(results) == []
-    found = integrity.model_weights_problems("Org/Model-7B", None, results)
+    found = weights.model_weights_problems("Org/Model-7B", None, results)
     assert len(found) == 1 and "sha256 differs" in found[0]
     assert f"fetch_hub model --repo Org/Model-7B --out {marker}" in found[0]
     assert f'rm "$(readlink -f {snap / "model.safetensors"})"' in found[0]

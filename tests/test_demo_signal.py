@@ -130,7 +130,7 @@ def _evaluate(model: Path, out: Path) -> dict:
 
     cfg = demo_config()
     args = steps.eval_args(cfg, SIZE, [TASK], cfg["eval"]["seeds"][:1], layout="single")
-    return eval_cell.main([*steps.eval_flags({**args, "backend": "hf-resumable"}), "--model", str(model),
+    return eval_cell.main([*steps.argv({**args, "backend": "hf-resumable"}), "--model", str(model),
                            "--include-path", str(TASKS), "--device", "cpu", "--dtype", "float32", "--out", str(out)])
 
 

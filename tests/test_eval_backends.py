@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import ROOT, eval_settings
 import eval_cell
+from elicit.eval import cell
 
 TASKS = ROOT / "workflow" / "tasks" / "demo"
 
@@ -40,7 +41,7 @@ def _run(model, out, backend, task, *, temperature=0.0, bs=3, limit=6, seed=1):
                           "--limit", str(limit), "--device", "cpu", "--dtype", "float32",
                           "--batch-size", str(bs), "--max-length", "512", "--backend", backend,
                           "--out", str(out)])
-    return rec, [json.loads(l) for l in eval_cell.samples_path(out).read_text().splitlines()]
+    return rec, [json.loads(l) for l in cell.samples_path(out).read_text().splitlines()]
 
 
 @pytest.mark.parametrize("task", ["demo_aime", "demo_gpqa"])

@@ -20,6 +20,7 @@ import pytest
 from tests.conftest import ROOT, child_env, eval_settings
 from tests.test_eval_backends import chaos  # noqa: F401  (fixture)
 import eval_cell
+from elicit.eval import cell
 
 TASKS = ROOT / "workflow" / "tasks" / "demo"
 
@@ -32,7 +33,7 @@ def _argv(model, outs, tasks=("demo_aime",), seeds=(1,), slots=4, limit=6):
 
 
 def _answers(out):
-    return [json.loads(l)["response"] for l in eval_cell.samples_path(out).read_text().splitlines()]
+    return [json.loads(l)["response"] for l in cell.samples_path(out).read_text().splitlines()]
 
 
 def test_gumbel_max_samples_the_softmax():
@@ -85,7 +86,7 @@ def test_killed_job_resumes_per_answer(chaos, tmp_path):  # noqa: F811
     cmd = [sys.executable, str(ROOT / "workflow" / "scripts" / "eval_cell.py"), *_argv(chaos, outs, seeds=(0, 1))]
     killed = subprocess.run(cmd, env=child_env(LM_BACKEND_SIGTERM_AFTER="5"), capture_output=True, text=True)
     assert killed.returncode != 0 and not any(o.exists() for o in outs)
-    sidecars = [eval_cell.partial_path(o) for o in outs]
+    sidecars = [cell.partial_path(o) for o in outs]
     assert sum(len(p.read_text().splitlines()) for p in sidecars if p.exists()) == 5  # 5 answers kept
     recs = eval_cell.main(_argv(chaos, outs, seeds=(0, 1)))
     assert sum(r["resume"]["reused"] for r in recs) == 5 and sum(r["resume"]["generated"] for r in recs) == 7
@@ -99,7 +100,7 @@ def test_seed_added_later_reuses_finished_cells(chaos, tmp_path, monkeypatch):  
     before = [_answers(o) for o in outs[:2]]
     for o in outs[:2]:  # Snakemake deletes a job's outputs before it reruns the job
         o.unlink()
-        eval_cell.samples_path(o).unlink()
+        cell.samples_path(o).unlink()
     recs = eval_cell.main(_argv(chaos, outs, seeds=(0, 1, 2)))
     assert [_answers(o) for o in outs[:2]] == before
     assert [r["resume"]["pooled_cells"] for r in recs] == [2, 2, 1]  # seeds 0, 1: the first job's records

@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import ROOT, eval_settings
 import eval_cell
 from elicit.eval import lm_backend
+from elicit.eval import cell
 
 TASKS = ROOT / "workflow" / "tasks" / "demo"
 
@@ -35,7 +36,7 @@ def _argv(model, out, *extra, limit=5, seed=1, bs=2, mgt=12, temperature=0.8, ta
 
 
 def _samples(out):
-    return [json.loads(l) for l in eval_cell.samples_path(out).read_text().splitlines()]
+    return [json.loads(l) for l in cell.samples_path(out).read_text().splitlines()]
 
 
 class CountGenerate:
@@ -55,7 +56,7 @@ class CountGenerate:
 
 def test_sigterm_then_resume_equals_uninterrupted(tiny, tmp_path, monkeypatch):
     out = tmp_path / "cell" / "seed1.json"
-    side = eval_cell.partial_path(out)
+    side = cell.partial_path(out)
     assert side.name == "seed1.json.partial.jsonl"
     env = dict(os.environ, LM_BACKEND_SIGTERM_AFTER="2", OMP_NUM_THREADS="1")
     proc = subprocess.run([sys.executable, str(ROOT / "workflow" / "scripts" / "eval_cell.py"), *_argv(tiny, out)],
@@ -93,9 +94,9 @@ def test_sidecar_of_other_settings_is_ignored(tiny, tmp_path, monkeypatch):
         mp.setattr(type(other), "unlink", lambda self, missing_ok=False: None)
         eval_cell.main(_argv(tiny, other, limit=2, seed=2))
     out = tmp_path / "seed1.json"
-    stale = eval_cell.partial_path(other).read_text()
+    stale = cell.partial_path(other).read_text()
     assert len(stale.splitlines()) == 2
-    eval_cell.partial_path(out).write_text(stale)
+    cell.partial_path(out).write_text(stale)
     rec = eval_cell.main(_argv(tiny, out, limit=2, seed=1))
     assert rec["resume"]["reused"] == 0 and rec["resume"]["generated"] == 2
     # and the same seed's complete sidecar is reused entirely (the cell's done cache, which would

@@ -2,7 +2,7 @@
 
   answer    defines what an answer is (model, task data, seed, sampling, generation limits, backend,
             scoring): a rerun trigger (the eval rules' params) and part of the finished-cell cache key
-            (eval_cell.cache_key);
+            (cell.cache_key);
   cell      which cells a job makes (their result paths say it): neither, a cell's own task and seed
             are in its cache key;
   schedule  how the work is run (how many sequences are in flight, how cells are grouped into jobs,
@@ -20,6 +20,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, copy_run
+from elicit.eval import cell
 
 SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
 
@@ -56,7 +57,7 @@ CHANGED = {"model": "OTHER", "adapter": "OTHER", "revision": "v2", "dtype": "flo
            "backend": "hf-resumable", "trust_remote_code": True, "include_path": "OTHER_TASKS", "limit": 3,
            "task_revision": "abc123", "metric": "exact_match,none", "max_gen_toks": 20, "temperature": 0.7,
            "top_p": 0.9, "top_k": 5, "min_p": 0.1, "repetition_penalty": 1.1, "batch_size": "7",
-           "layout": "dp", "device": "cpu", "allow_hub": True, "enable_thinking": "false"}
+           "layout": "dp", "device": "cpu", "allow_hub": True, "enable_thinking": False}
 
 
 def _cell(tmp_path, **over):
@@ -74,26 +75,24 @@ def _cell(tmp_path, **over):
             if isinstance(v, str) else v
     if isinstance(args.get("task_revision"), str):
         args["task_revision"] = [args["task_revision"]]
-    return eval_cell.cells(eval_cell.build_parser().parse_args(steps.eval_flags(args)))[0]
+    return cell.cells(eval_cell.build_parser().parse_args(steps.argv(args)))[0]
 
 
 @pytest.mark.parametrize("backend", ["hf-cb", "hf-resumable"])
 def test_cache_key_holds_exactly_the_answer_settings(tmp_path, backend):
-    import eval_cell
-
     for d, text in (("m1", "a"), ("m2", "b"), ("tasks", "x"), ("tasks2", "y")):
         (tmp_path / d).mkdir()
         (tmp_path / d / "config.json").write_text(text)
-    base = eval_cell.cache_key(_cell(tmp_path, backend=backend))
+    base = cell.cache_key(_cell(tmp_path, backend=backend))
     for flag, side in FLAGS.items():
         if flag in ("task", "seed", "out"):
             continue
         value = CHANGED[flag] if not (flag == "backend" and backend == "hf-resumable") else "hf"
-        changed = eval_cell.cache_key(_cell(tmp_path, **{"backend": backend, flag: value}))
+        changed = cell.cache_key(_cell(tmp_path, **{"backend": backend, flag: value}))
         # the rule: batch size defines hf-resumable's answers (fixed batches, a seed per batch)
         answer = side == "answer" or (flag == "batch_size" and backend == "hf-resumable")
         assert (changed != base) == answer, f"{flag} ({side}, {backend})"
-    other_cell = eval_cell.cache_key(_cell(tmp_path, backend=backend, seed=[1]))
+    other_cell = cell.cache_key(_cell(tmp_path, backend=backend, seed=[1]))
     assert other_cell != base
 
 

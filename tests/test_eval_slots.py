@@ -21,6 +21,7 @@ import pytest
 from tests.conftest import ROOT, child_env, eval_settings
 from tests.test_eval_backends import chaos  # noqa: F401  (fixture)
 import eval_cell
+from elicit.eval import cell
 
 TASKS = ROOT / "workflow" / "tasks" / "demo"
 PROMPTS = [[5, 6, 7, 8, 9], [10, 11, 12], [13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23], [1, 2], [40] * 30,
@@ -138,7 +139,7 @@ def _argv(model, outs, backend="hf-slots", slots=4, seeds=(1,), task="demo_aime"
 
 def _rows(out):
     return [{k: r[k] for k in ("doc_id", "response", "n_new_tokens", "stop_reason")}
-            for r in map(json.loads, eval_cell.samples_path(out).read_text().splitlines())]
+            for r in map(json.loads, cell.samples_path(out).read_text().splitlines())]
 
 
 @pytest.mark.parametrize("task", ["demo_aime", "demo_gpqa"])
@@ -162,7 +163,7 @@ def test_killed_job_resumes_per_answer(chaos, tmp_path):  # noqa: F811
                                                                                       limit=6)]
     killed = subprocess.run(cmd, env=child_env(LM_BACKEND_SIGTERM_AFTER="5"), capture_output=True, text=True)
     assert killed.returncode != 0 and not any(o.exists() for o in outs)
-    sidecars = [eval_cell.partial_path(o) for o in outs]
+    sidecars = [cell.partial_path(o) for o in outs]
     assert sum(len(p.read_text().splitlines()) for p in sidecars if p.exists()) == 5  # 5 answers kept
     recs = eval_cell.main(_argv(chaos, outs, seeds=(0, 1), limit=6))
     assert sum(r["resume"]["reused"] for r in recs) == 5 and sum(r["resume"]["generated"] for r in recs) == 7

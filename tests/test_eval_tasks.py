@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import ROOT, eval_settings, build_demo_model
+from elicit.eval import cell
 
 PAPER = ROOT / "workflow" / "tasks" / "paper"
 VARIANTS = {"aime24_reasoning": "aime/aime24.yaml", "aime25_reasoning": "aime/aime25.yaml",
@@ -136,7 +137,7 @@ def test_aime24_variant_end_to_end_on_local_rows(tmp_path):
     rec = eval_cell.main([*eval_settings(), "--model", str(base), "--task", "aime24_reasoning_local", "--include-path", str(tdir),
                           "--seed", "1", "--max-gen-toks", "8", "--limit", "3", "--device", "cpu",
                           "--dtype", "float32", "--max-length", "512", "--out", str(out)])
-    samples = [json.loads(l) for l in eval_cell.samples_path(out).read_text().splitlines()]
+    samples = [json.loads(l) for l in cell.samples_path(out).read_text().splitlines()]
     assert rec["primary_metric"] == "exact_match,none" and rec["n_samples"] == 3
     assert "Question:" not in rec["generation"]["until"]
     assert "Question: Find 0 + 1.\nAnswer:" in samples[0]["prompt"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from elicit.eval import scoring
+from elicit.eval import cell, scoring
 from tests.conftest import ROOT, eval_settings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -24,6 +24,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 def _load(name: str, path: Path):
     spec = importlib.util.spec_from_file_location(name, path)
     mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod  # a dataclass (its typed config) looks its module up there
     spec.loader.exec_module(mod)
     return mod
 
@@ -52,7 +53,7 @@ def _run(model, out, task, seed, *extra, limit=3, max_gen_toks=16, temperature=0
             "--limit", str(limit), "--device", "cpu", "--dtype", "float32", "--out", str(out), *extra]
     record = evaluate.main(argv)
     on_disk = json.loads(Path(out).read_text())
-    samples = [json.loads(l) for l in evaluate.samples_path(out).read_text().splitlines()]
+    samples = [json.loads(l) for l in cell.samples_path(out).read_text().splitlines()]
     assert record["score"] == on_disk["score"]
     return on_disk, samples
 
@@ -133,7 +134,7 @@ def test_gpqa_output(gpqa_run):
     assert rec["task"] == "demo_gpqa" and rec["n_samples"] == 4 == len(samples)
     assert 0.0 <= rec["score"] <= 100.0
     assert {s["target"] for s in samples} <= set("ABCD")
-    assert evaluate.samples_path(out) == out.parent / "g.samples.jsonl"
+    assert cell.samples_path(out) == out.parent / "g.samples.jsonl"
     assert not list(out.parent.glob(".tmp-*"))  # atomic writes left nothing behind
     # max_gen_toks always passed: GPQA's YAML has none, lm-eval's HF default would be 256
     assert rec["generation"]["max_gen_toks"] == 16
@@ -210,7 +211,7 @@ def test_choice_shuffle_is_fixed_across_seeds(tiny_model, tmp_path):
         evaluate.main([*eval_settings(), "--model", str(tiny_model), "--task", "shuffled_gpqa", "--include-path", str(tdir),
                        "--seed", str(seed), "--max-gen-toks", "16", "--temperature", "1.0", "--limit", "8",
                        "--device", "cpu", "--dtype", "float32", "--out", str(out)])
-        runs[seed] = [json.loads(l) for l in evaluate.samples_path(out).read_text().splitlines()]
+        runs[seed] = [json.loads(l) for l in cell.samples_path(out).read_text().splitlines()]
     original = [json.loads(l) for l in (TASKS / "gpqa_demo.jsonl").read_text().splitlines()]
     shown = [s["prompt"] for s in runs[1]]
     # the shuffle really happened (so equal prompts below are not trivially equal) ...
@@ -276,11 +277,11 @@ def test_generation_kwargs_unit():
     args = evaluate.build_parser().parse_args(
         [*eval_settings(), "--model", "m", "--task", "t", "--seed", "3", "--max-gen-toks", "100", "--out", "o.json",
          "--temperature", "0.6", "--top-p", "0.95", "--min-p", "0.05"])
-    kw = evaluate.generation_kwargs(args)
+    kw = cell.generation_kwargs(args)
     assert kw == {"do_sample": True, "temperature": 0.6, "top_p": 0.95, "top_k": 0, "min_p": 0.05,
                   "repetition_penalty": 1.0, "max_gen_toks": 100}
     args.temperature = 0.0
-    assert evaluate.generation_kwargs(args)["do_sample"] is False
+    assert cell.generation_kwargs(args)["do_sample"] is False
 
 
 def test_layouts_map_to_lm_eval_model_args():
@@ -292,14 +293,14 @@ def test_layouts_map_to_lm_eval_model_args():
 
     args = evaluate.build_parser().parse_args(
         [*eval_settings(), "--model", "m", "--task", "t", "--seed", "0", "--max-gen-toks", "8", "--out", "o.json"])
-    assert args.layout == "single" and "parallelize" not in evaluate.model_args(args, 4)
+    assert args.layout == "single" and "parallelize" not in cell.model_args(args, 4)
     args.layout = "split"
-    assert evaluate.model_args(args, 4)["parallelize"] is True
-    assert "parallelize" not in evaluate.model_args(args, 1)
+    assert cell.model_args(args, 4)["parallelize"] is True
+    assert "parallelize" not in cell.model_args(args, 1)
     args.layout = "tp"
-    assert evaluate.model_args(args, 4)["tp_plan"] == "auto"
+    assert cell.model_args(args, 4)["tp_plan"] == "auto"
     args.layout = "dp"
-    assert not {"parallelize", "tp_plan"} & set(evaluate.model_args(args, 4))
+    assert not {"parallelize", "tp_plan"} & set(cell.model_args(args, 4))
     assert {"parallelize", "tp_plan"} <= set(inspect.signature(HFLM.__init__).parameters)  # lm-eval's names
 
 
@@ -365,18 +366,18 @@ def test_cli_help_and_required_args(capsys):
 def test_offline_by_default(monkeypatch):
     for var in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
         monkeypatch.delenv(var, raising=False)
-    evaluate.set_offline(allow_hub=True)
+    cell.set_offline(allow_hub=True)
     assert "HF_HUB_OFFLINE" not in os.environ
-    evaluate.set_offline(allow_hub=False)
+    cell.set_offline(allow_hub=False)
     assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["HF_DATASETS_OFFLINE"] == "1"
 
 
 def test_primary_metric_choice():
     res = {"alias": "x", "exact_match,strict-match": 0.1, "exact_match_stderr,strict-match": 0.01,
            "exact_match,flexible-extract": 0.3}
-    assert evaluate.pick_primary(res, None) == "exact_match,flexible-extract"
-    assert evaluate.pick_primary(res, "exact_match,strict-match") == "exact_match,strict-match"
-    assert evaluate.pick_primary({"exact_match,none": 0.5, "exact_match_stderr,none": "N/A"}, None) == "exact_match,none"
+    assert cell.pick_primary(res, None) == "exact_match,flexible-extract"
+    assert cell.pick_primary(res, "exact_match,strict-match") == "exact_match,strict-match"
+    assert cell.pick_primary({"exact_match,none": 0.5, "exact_match_stderr,none": "N/A"}, None) == "exact_match,none"
 
 
 # --------------------------------------------------------------------------- scoring

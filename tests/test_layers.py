@@ -85,3 +85,19 @@ def test_stage_packages_import_one_way():
 def test_a_cycle_would_be_seen():
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}})
     assert not cycles({"a": {"b"}, "b": {"c"}, "c": set()})
+
+
+def modules_handed_over(path: Path) -> list[str]:
+    """Calls in `path` that pass a module object (`sys.modules[...]`) as an argument."""
+    return [ast.unparse(n) for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Call)
+            for a in [*n.args, *(k.value for k in n.keywords)]
+            if isinstance(a, ast.Subscript) and ast.unparse(a.value) == "sys.modules"]
+
+
+def test_no_module_object_is_handed_to_the_library():
+    """The layering above sees imports only: a step program handing its own module to a library function (as
+    eval_cell.py did to eval_pool.run_cells, issue 32) would let the library call it unseen."""
+    for p in sorted([*SCRIPTS.glob("*.py"), *PKG.rglob("*.py")]):
+        assert not modules_handed_over(p), f"{p.relative_to(ROOT)}: {modules_handed_over(p)}"
+    g = graph()
+    assert "elicit.eval.cell" in g["elicit.eval.eval_pool"]  # the pool's cells: an edge the test sees

@@ -7,6 +7,7 @@ import subprocess
 import pytest
 import yaml
 
+from elicit.flags import dataclass_parser
 from tests.conftest import ROOT, demo_config, eval_settings
 
 # Everything the builder renders: a variant per section, a pinned task next to an unpinned one, a
@@ -67,10 +68,10 @@ def test_rule_commands_are_what_steps_builds(tmp_path, grouping):
             flags = cmd[cmd.index(" --task "):cmd.index(" --layout ")].strip()
             # the cells and scheduling flags (a resource) come first, then the answer's (params): the
             # same settings as eval_args, in another order
-            assert parsed(flags) == parsed(steps.eval_shell(steps.eval_args(applied, size, tasks, seeds))), cmd
+            assert parsed(flags) == parsed(steps.shell(steps.eval_args(applied, size, tasks, seeds))), cmd
             assert flags.startswith(f"--task {' '.join(tasks)} --seed {' '.join(map(str, seeds))}"), cmd
             seen |= {("limit", "--limit 5" in flags), ("pinned", "--task-revision abc123" in flags),
-                     ("custom code", "--trust-remote-code" in flags), ("variant", "@" in config)}
+                     ("custom code", "--trust-remote-code true" in flags), ("variant", "@" in config)}
         elif "elicit.run select_checkpoint" in cmd:
             run = re.search(r"--train-dir results/train/[^/]+/(\S+)", cmd)[1]
             applied = variants.apply(cfg, variants.split(run)[1])
@@ -79,16 +80,32 @@ def test_rule_commands_are_what_steps_builds(tmp_path, grouping):
     assert {(k, True) for k in ("limit", "pinned", "custom code", "variant", "tolerance")} <= seen
 
 
-def test_eval_flags():
-    """True: a bare flag; None/False: left out; a list: one flag, several values; '' kept (quoted)."""
+def test_one_dialect_rendered_and_parsed():
+    """steps.argv, the one renderer: booleans true/false, None left out, a list = one flag with several
+    values, '' kept (quoted by shell); what it renders, eval_cell's and train.py's parsers (elicit.flags) read
+    back as the same values."""
+    import eval_cell
+    import train
+
     from elicit import steps
 
     args = {"task": ["a b", "c"], "seed": [0, 1], "top_p": 1.0, "limit": None, "trust_remote_code": False,
             "allow_hub": True, "task_revision": ["abc", ""]}
-    assert steps.eval_flags(args) == ["--task", "a b", "c", "--seed", "0", "1", "--top-p", "1.0", "--allow-hub",
-                                      "--task-revision", "abc", ""]
-    assert steps.eval_shell(args) == "--task 'a b' c --seed 0 1 --top-p 1.0 --allow-hub --task-revision abc ''"
+    assert steps.argv(args) == ["--task", "a b", "c", "--seed", "0", "1", "--top-p", "1.0", "--trust-remote-code",
+                                "false", "--allow-hub", "true", "--task-revision", "abc", ""]
+    assert steps.shell(args) == ("--task 'a b' c --seed 0 1 --top-p 1.0 --trust-remote-code false --allow-hub true "
+                                 "--task-revision abc ''")
     assert steps.placeholders({"tolerance": 0.1}) == "--tolerance {params.tolerance}"
+    cfg = demo_config()
+    size = cfg["sizes"][0]
+    job = {**steps.eval_args(cfg, size, ["t", "u"], [0, 1], layout="single"), "model": "m", "out": ["a", "b", "c", "d"],
+           "trust_remote_code": True, "allow_hub": False, "enable_thinking": False, "task_revision": ["abc", ""]}
+    parsed = vars(eval_cell.build_parser().parse_args(steps.argv(job)))
+    assert {k: parsed[k] for k in job} == {**job, "batch_size": str(job["batch_size"])}
+    run = {**steps.train_args(cfg, size, "lora"), "model": "m", "table": "t", "manifest": "f", "out": "o",
+           "stop_margin_min": 0.0, "tracking": "none"}
+    parsed = vars(dataclass_parser(train.TrainConfig).parse_args(steps.argv(run)))
+    assert {k: parsed[k] for k in run} == run
 
 
 def test_tests_evaluate_with_the_rules_settings():
@@ -104,7 +121,7 @@ def test_tests_evaluate_with_the_rules_settings():
     ours = vars(eval_cell.build_parser().parse_args([*eval_settings(), "--task", "t", "--seed", "0",
                                                      "--max-gen-toks", "8", *cell]))
     rule = vars(eval_cell.build_parser().parse_args(
-        [*steps.eval_flags(steps.eval_args(cfg, size, ["t"], [0], layout="single")), *cell]))
+        [*steps.argv(steps.eval_args(cfg, size, ["t"], [0], layout="single")), *cell]))
     overridden = {"batch_size", "backend", "max_length", "max_gen_toks"}
     assert {k: v for k, v in ours.items() if k not in overridden} == \
            {k: v for k, v in rule.items() if k not in overridden}
@@ -125,7 +142,7 @@ def test_docstring_example_is_the_demo_rules_cell():
     ours = vars(eval_cell.build_parser().parse_args(argv))
     cfg = demo_config()
     size, task, seed = ours["model"].split("/")[-2], ours["task"][0], ours["seed"][0]
-    rule = [*steps.eval_flags(steps.eval_args(cfg, size, [task], [seed], layout="single")),
-            *steps.eval_flags({**steps.include_args(cfg), **steps.eval_model_args(cfg, size, "lora", "lora")}),
+    rule = [*steps.argv(steps.eval_args(cfg, size, [task], [seed], layout="single")),
+            *steps.argv({**steps.include_args(cfg), **steps.eval_model_args(cfg, size, "lora", "lora")}),
             "--out", ours["out"][0]]
     assert ours == vars(eval_cell.build_parser().parse_args(rule))

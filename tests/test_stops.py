@@ -7,6 +7,7 @@ import pytest
 
 from elicit.eval.stops import stop_info
 from tests.conftest import eval_settings
+from elicit.eval import cell
 
 # a toy vocabulary: id -> text; 0 = eos (also the padding), 9 = a special token decoded to ""
 VOCAB = {0: "", 1: "a", 2: "b", 3: "Ques", 4: "tion:", 5: " ", 6: "42", 9: ""}
@@ -41,7 +42,7 @@ def test_eval_cell_records_tokens_and_reason_in_any_batch(tmp_path, demo_model):
                         "workflow/tasks/demo", "--seed", "0", "--temperature", "0", "--max-gen-toks", "12",
                         "--limit", "4", "--batch-size", str(bs), "--device", "cpu", "--dtype", "float32",
                         "--out", str(out)])
-        rows = [json.loads(x) for x in eval_cell.samples_path(out).read_text().splitlines()]
+        rows = [json.loads(x) for x in cell.samples_path(out).read_text().splitlines()]
         got[bs] = {r["doc_id"]: (r["response"], r["n_new_tokens"], r["stop_reason"]) for r in rows}
     assert got[1] == got[4] and len(got[1]) == 4
     for response, n, why in got[1].values():

@@ -48,7 +48,7 @@ TASKS = list(config["eval"]["tasks"])
 SEEDS = list(config["eval"]["seeds"])
 # Commands get the config's own, relative eval.include_path (the step programs resolve it against
 # the checkout: elicit.repo_path), never an absolute path (a moved checkout reruns nothing).
-INCLUDE_ARG = steps.eval_shell(steps.include_args(config))
+INCLUDE_ARG = steps.shell(steps.include_args(config))
 # The SLURM profile names its site file in default-resources (a command-line --configfile replaces the
 # profile's config files but not that): site settings given in the config (e.g. --configfile ...
 # site.yaml, the tests' sites) take precedence.
@@ -84,7 +84,7 @@ def eval_model_args(wc):
     """--model/--adapter/--revision arguments of eval_cell.py for one cell (elicit/steps.py; a
     variant's cell: the variant's trained model where it retrained it, the default's otherwise)."""
     kind, run = variants.split(wc.config)[0], variants.model_run(config, wc.config)
-    return steps.eval_shell(steps.eval_model_args(config, wc.size, kind, run))
+    return steps.shell(steps.eval_model_args(config, wc.size, kind, run))
 
 
 def eval_inputs(wc):
@@ -299,12 +299,12 @@ def eval_cli(wc):
     """The params: what defines the answers of this size's and configuration's cells, the same text
     for every job of them (no cell list, no batch size where it changes no answer), so regrouping the
     cells (eval.seeds_per_job, the order of eval.seeds) or another batch size reruns nothing."""
-    return steps.eval_shell(eval_job_args(wc, [], [])[0])
+    return steps.shell(eval_job_args(wc, [], [])[0])
 
 
 def eval_cells(wc, tasks=None, seeds=None):
     """A resource: the job's cells (--task/--seed/--task-revision) and its scheduling flags (--batch-size)."""
-    return steps.eval_shell(eval_job_args(wc, tasks, seeds)[1])
+    return steps.shell(eval_job_args(wc, tasks, seeds)[1])
 
 
 def eval_revisions(wc):

@@ -35,7 +35,7 @@ import random
 from pathlib import Path
 
 from elicit.atomic import atomic_dir, write_jsonl
-from elicit.integrity import write_weights
+from elicit.train.weights import write_weights
 from elicit.data import demo
 from elicit import repo_path
 from elicit.data.chat import IGNORE_INDEX

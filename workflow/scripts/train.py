@@ -47,7 +47,7 @@ from elicit.data.chat import supervised_tokens, use_template
 from elicit.train.checkpoints import (Keeper, checkpoint_count, divergence, keep_only, load_resume, publish, restore,
                                 restore_finished, save_resume, store_finished)
 from elicit.data.s1k import training_examples
-from elicit.integrity import model_weights_problems
+from elicit.train.weights import model_weights_problems
 from elicit.flags import dataclass_parser, help_
 from elicit.train.loss import TokenLoss, validation_loss
 from elicit.provenance import model_fingerprint, sha256_file, sha256_json, versions

@@ -3,14 +3,16 @@ place: the rules (workflow/rules/common.smk) and the tests both call it, so a te
 exactly as the workflow does, with the settings it overrides on top.
 
 Every value comes from the config after `elicit.config.check` filled in the schema's defaults:
-the programs have no default of their own that could disagree with them.
+the programs have no default of their own that could disagree with them. The builders (`*_args`) give
+settings dicts; one renderer (`argv`, and `shell` quoting it) writes them in the dialect that every step
+program's parser reads (elicit/flags.py). The rendered text is a rule's params, a rerun trigger: it must
+not change (tests/test_rendered_commands.py).
 """
 from __future__ import annotations
 
 import shlex
 
 from elicit import grid
-from elicit.slurm import cli
 
 
 def train_args(config: dict, size: str, trained: str) -> dict:
@@ -30,7 +32,7 @@ def train_args(config: dict, size: str, trained: str) -> dict:
                     lora_alpha=lora["alpha"], lora_targets=",".join(lora["targets"]))
     else:
         args.update(mode="full", subset=str(n))
-    return args
+    return dict(sorted(args.items()))  # the rule's flag order
 
 
 def eval_args(config: dict, size: str, tasks=None, seeds=None, layout=None) -> dict:
@@ -46,9 +48,9 @@ def eval_args(config: dict, size: str, tasks=None, seeds=None, layout=None) -> d
                                    "batch_size", "backend")})
     # lm-eval's max_length = the context we planned with (elicit.config checks max_gen_toks < context
     # at plan time; eval_cell checks the real prompts).
-    args.update(max_length=m["context"], limit=e["limit"], trust_remote_code=m["trust_remote_code"])
-    if e.get("enable_thinking") is not None:  # unset: no flag, the paper's command lines unchanged
-        args["enable_thinking"] = "true" if e["enable_thinking"] else "false"
+    # trust_remote_code and enable_thinking: no flag at their default (off, unset), the paper's command lines
+    args.update(max_length=m["context"], limit=e["limit"], trust_remote_code=m["trust_remote_code"] or None,
+                enable_thinking=e.get("enable_thinking"))
     revisions = [(e["task_revisions"] or {}).get(t) or "" for t in tasks or []]
     args.update(task_revision=revisions if any(revisions) else None, layout=layout)
     return args
@@ -76,41 +78,27 @@ def select_args(config: dict) -> dict:
     return {"tolerance": config["train"]["tolerance"]}
 
 
-def eval_flags(args: dict) -> list[str]:
-    """eval_args as eval_cell.py's argv, in order: True = a bare flag (store_true), None/False = left
-    out, a list = one flag with several values."""
+def _text(value) -> str:
+    """A flag's value as the parsers read it (elicit.flags): booleans as true/false, '' kept."""
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def argv(args: dict) -> list[str]:
+    """Settings as a step program's argv, in key order: `--kebab-case value`, booleans true/false, a list
+    = one flag with its values, None = left out."""
     out = []
     for k, v in args.items():
-        if v is None or v is False:
-            continue
-        out.append(f"--{k.replace('_', '-')}")
-        if v is not True:
-            out.extend(map(str, v) if isinstance(v, list) else [str(v)])
+        if v is not None:
+            out += [f"--{k.replace('_', '-')}", *(map(_text, v) if isinstance(v, list) else [_text(v)])]
     return out
 
 
-def eval_shell(args: dict) -> str:
-    """The same flags for a shell command, every value quoted (the rule's params: the text must not
-    change, or Snakemake reruns the cells)."""
-    return shlex.join(eval_flags(args))
+def shell(args: dict) -> str:
+    """The same flags for a shell command, every value quoted."""
+    return shlex.join(argv(args))
 
 
 def placeholders(args: dict, where: str = "params") -> str:
     """Snakemake shell placeholders of `args`' flags ('--tolerance {params.tolerance}'): for a rule
     whose params stay one value per setting (what Snakemake compares to decide on a rerun)."""
-    return " ".join(f"--{k.replace('_', '-')} {{{where}.{k}}}" for k in args)
-
-
-def _text(value) -> str:
-    """A flag's value as train.py's parser reads it: booleans as true/false, '' kept."""
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def flags(args: dict) -> list[str]:
-    """`--kebab-case value` pairs in key order (for a subprocess argv)."""
-    return [x for k, v in sorted(args.items()) for x in (f"--{k.replace('_', '-')}", _text(v))]
-
-
-def shell(args: dict) -> str:
-    """The same flags for a shell command, every value quoted (elicit.slurm.cli)."""
-    return cli({k.replace("_", "-"): _text(v) for k, v in sorted(args.items())})
+    return " ".join(argv({k: f"{{{where}.{k}}}" for k in args}))

@@ -3,7 +3,8 @@
 an option a backend cannot honour is refused before any job starts) read.
 
 A new backend: its class registered with lm-eval (`register_model`) in its module, an entry here and
-its name in the schema's eval.backend enum (tests/test_backend_limits.py checks they agree).
+its name in the schema's eval.backend enum (tests/test_backend_limits.py checks they agree); eval_cell.py's
+--backend takes its choices and help from here.
 
 Fields:
   lm_eval     lm-eval's registry name of the model class
@@ -19,6 +20,7 @@ Fields:
               many sequences are in flight), no rerun trigger, not in the finished-cell cache key.
   why         what it cannot do, in the refusal's words
   own_tp      under layout tp it shards the weights itself (hf-slots), so lm-eval gets no tp_plan
+  what        what it is, in eval_cell.py's --help
 """
 from __future__ import annotations
 
@@ -42,6 +44,7 @@ class Backend:
     batch_defines_answers: bool
     why: str = ""
     own_tp: bool = False  # shards the weights itself under tp (no transformers tp_plan)
+    what: str = ""
 
 
 def _hf_cb() -> None:
@@ -60,22 +63,24 @@ REGISTRY = {b.name: b for b in (
     Backend("hf-cb", lm_eval="hf-cb", register=_hf_cb, resumable=True, sampling=frozenset({"top_p", "top_k", "min_p"}),
             layouts=("single", "dp", "split"), pooled=True, batch_defines_answers=False,
             why="continuous batching passes no token history to logits processors (no repetition_penalty) and "
-                "runs a replica per GPU (no tp)"),
+                "runs a replica per GPU (no tp)", what="transformers continuous batching, resumable"),
     Backend("hf-slots", lm_eval="hf-slots", register=_hf_slots, resumable=True,
             sampling=frozenset({"top_p", "top_k", "min_p"}), layouts=("single", "dp", "tp"), pooled=True,
             batch_defines_answers=False,
             why="the captured step samples without the token history (no repetition_penalty); its own tensor "
-                "parallel, no layer split", own_tp=True),
+                "parallel, no layer split", own_tp=True, what="static slots, a captured decode step, resumable"),
     Backend("hf-resumable", lm_eval="hf-resumable", register=_hf_resumable, resumable=True, sampling=frozenset(OFF),
-            layouts=ALL_LAYOUTS, pooled=False, batch_defines_answers=True),
+            layouts=ALL_LAYOUTS, pooled=False, batch_defines_answers=True,
+            what="HF generate, resumable, prompt-length check"),
     Backend("hf", lm_eval="hf", register=None, resumable=False, sampling=frozenset(OFF), layouts=("single", "split"),
-            pooled=False, batch_defines_answers=True, why="plain lm-eval runs one process (no dp/tp under torchrun)"),
+            pooled=False, batch_defines_answers=True, why="plain lm-eval runs one process (no dp/tp under torchrun)",
+            what="plain lm-eval"),
 )}
 NAMES = tuple(REGISTRY)
 
 
 # eval_cell.py's flags that only schedule the work, for every backend: never a rerun trigger (the eval rules'
-# params) nor in the finished-cell cache key (eval_cell.cache_key); the result records them
+# params) nor in the finished-cell cache key (elicit/eval/cell.py cache_key); the result records them
 # (tests/test_eval_settings.py lists every setting and its side).
 SCHEDULING = ("layout", "device", "allow_hub")
 # The flags naming a job's cells (--task, --seed, and --task-revision, one per --task): the result
@@ -87,6 +92,11 @@ def scheduling(backend: str) -> tuple:
     """The flags that schedule the work of `backend`: SCHEDULING, and batch_size where it does not
     change the answers."""
     return SCHEDULING + (() if REGISTRY[backend].batch_defines_answers else ("batch_size",))
+
+
+def summary() -> str:
+    """Every backend in a line: `name (what it is)`, the registry's order."""
+    return ", ".join(f"{b.name} ({b.what})" for b in REGISTRY.values())
 
 
 def get(name: str) -> Backend:

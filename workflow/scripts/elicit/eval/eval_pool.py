@@ -1,4 +1,5 @@
-"""One evaluation job for several (task, seed) cells: eval_cell.py with several --task/--seed.
+"""One evaluation job for several (task, seed) cells: eval_cell.py with several --task/--seed (each cell:
+elicit/eval/cell.py).
 
 A task and seed alone cannot fill a GPU (AIME: 30 problems, a GPU holds ~80 sequences of 29k
 tokens of 1.5B), so a job may evaluate several seeds (and tasks) together. The results stay one
@@ -17,42 +18,42 @@ Other backends evaluate the cells one after another (a model load each).
 """
 from __future__ import annotations
 
+from elicit import done_cache
+from elicit.eval import backends, cell
 
-def run_cells(cells, ec) -> list[dict]:
-    """Records of every cell (`ec`: the eval_cell module: cache, make_lm, evaluate, main_cell)."""
-    from elicit import done_cache
-    from elicit.eval import backends
 
+def run_cells(cells) -> list[dict]:
+    """Records of every cell (elicit/eval/cell.py's namespaces, one job's)."""
     records, pending = {}, []
     for c in cells:
-        root, _ = ec.cached(c.out)
-        if (root / ec.cache_key(c) / done_cache.COMPLETE).exists():
-            records[c.out] = ec.main_cell(c)  # restored, nothing generated
+        root, _ = cell.cached(c.out)
+        if (root / cell.cache_key(c) / done_cache.COMPLETE).exists():
+            records[c.out] = cell.main_cell(c)  # restored, nothing generated
         else:
             pending.append(c)
     if pending and backends.get(pending[0].backend).pooled:
-        ec.set_offline(pending[0].allow_hub)
-        ec.refuse_damaged_model(pending[0])  # every cell of a job evaluates the same model
-        lm = ec.make_lm(pending[0], ec.resolve_device(pending[0]))
-        stats = pool(pending, lm, ec)
+        cell.set_offline(pending[0].allow_hub)
+        cell.refuse_damaged_model(pending[0])  # every cell of a job evaluates the same model
+        lm = cell.make_lm(pending[0], cell.resolve_device(pending[0]))
+        stats = pool(pending, lm)
         for c in pending:
-            lm.use_cell(ec.partial_path(c.out), c.seed)
+            lm.use_cell(cell.partial_path(c.out), c.seed)
             lm.stats = stats[c.out]
-            records[c.out] = ec.main_cell(c, lm)
+            records[c.out] = cell.main_cell(c, lm)
     else:
         for c in pending:
-            records[c.out] = ec.main_cell(c)
+            records[c.out] = cell.main_cell(c)
     return [records[c.out] for c in cells]
 
 
-def pool(cells, lm, ec) -> dict:
+def pool(cells, lm) -> dict:
     """Collect every cell's requests, then generate all missing answers in one run; per-cell stats."""
     lm.collecting, first = [], {}
     for c in cells:
-        lm.use_cell(ec.partial_path(c.out), c.seed)
+        lm.use_cell(cell.partial_path(c.out), c.seed)
         first[c.out] = len(lm.collecting)
         limit = int(c.limit) if c.limit is not None and float(c.limit).is_integer() else c.limit
-        ec.evaluate(c, lm, limit)
+        cell.evaluate(c, lm, limit)
     works, lm.collecting = lm.collecting, None
     lm.generate_pool(works)
     out = {}
