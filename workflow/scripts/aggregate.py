@@ -31,6 +31,11 @@ a comparison with the paper, and figures.
                       tokens, per (size, configuration, benchmark)
   table1_robust.csv/md  Table 1 under the second scorer (elicit/eval/robust.py), same answers, same rules
   scorer_agreement.csv  per cell (size, configuration, task): answers where the two scorers disagree
+  table1_train_seeds.csv/md   Table 1d: every configuration's mean over its training seeds (train.seeds:
+                      cells <config>@tseed<k>, passed as --variants tseed<k>=...) with a 95 % interval of
+                      training and evaluation noise combined, beside the first seed's (Table 1 does not
+                      change); claim_train_seeds.csv and scaling_fit_train_seeds.csv: the claim and the fit
+                      on the same replicates (elicit/report/train_seeds.py)
   claim.csv           the paper's claim as a statistic (elicit/report/claim.py): per benchmark and size
                       the smallest subset whose gain over base is positive (fixed-sequence rule), the
                       gain there, Recovered % at the smallest subset, censored n50; a verdict row per
