@@ -104,6 +104,10 @@ def test_a_second_training_seed_end_to_end(demo):
     fit under both noises; the report shows Table 1d."""
     res, size = demo / "results", DEMO["train"]["seed_sizes"][0]
     assert (res / "models" / size / "full-8@tseed1" / "selection.json").exists()
+    # the same base model, table and split; other settings (--seed 1): another run, not a copy of full-8
+    first, second = (json.loads(next((res / "train" / size / run / "checkpoints").glob("step-*/provenance.json"))
+                                .read_text())["fingerprint_parts"] for run in ("full-8", "full-8@tseed1"))
+    assert first.pop("settings") != second.pop("settings") and first == second
     assert not (res / "models" / DEMO["sizes"][1] / "full-8@tseed1").exists()
     assert len(list((res / "eval" / size / "full-8@tseed1").glob("*/seed*.json"))) == 2 * len(DEMO["eval"]["seeds"])
     t1, d = pd.read_csv(res / "summary.csv"), pd.read_csv(res / "table1_train_seeds.csv")
