@@ -26,6 +26,31 @@ def test_hand_computed():
     assert ev["gpu_hours"] == pytest.approx(1.08) and ev["cells"] == 9 * 3 * 4
 
 
+def test_two_extra_training_seeds_at_the_two_smallest_subsets():
+    """estimate_cost's price of train.seeds [0, 1, 2] on full-29 and full-58: 4 trainings and 4 models'
+    cells per size; a config that asks for them counts them in its own estimate."""
+    cfg = copy.deepcopy(PAPER)
+    cfg["cost"] = {"mean_train_tokens": 1000, "problems": {t: 10 for t in cfg["eval"]["tasks"]},
+                   "mean_new_tokens": {t: 360 for t in cfg["eval"]["tasks"]}}
+    rates = {"train": {"7B": {"tokens_per_s": 1000}}, "eval": {"7B": {"tokens_per_s": 100}}}
+    (row,) = cost.extra_seeds(cfg, ["7B"], rates)
+    one = (4_800_000 + 31 * 72_000 / 3) / 1000 / 3600
+    assert (row["subsets"], row["trainings"], row["eval_cells"]) == ("29 58", 4, 4 * 3 * 4)
+    assert row["train_gpu_hours"] == pytest.approx(4 * one) and row["eval_gpu_hours"] == pytest.approx(4 * 1.08 / 9)
+    assert row["share_pct"] == pytest.approx(100 * (4 * one + 0.48) / (7 * one + 1.08))
+    cfg["train"]["seeds"] = [0, 1, 2]
+    train, ev = estimate(cfg, ["7B"], rates)
+    assert train["cells"] == 7 + 4 and train["gpu_hours"] == pytest.approx(11 * one)
+    assert ev["cells"] == (9 + 4) * 3 * 4 and ev["gpu_hours"] == pytest.approx(1.08 + 0.48)
+
+
+def test_cli_prints_the_extra_seeds(tmp_path):
+    out = cli(tmp_path).split("extra training seeds:")[1]
+    assert "two smallest subsets (29 58 examples" in out
+    assert len(re.findall(r"^ +(?:1\.5B|7B|14B|32B) +4 +48 +\d+\.\d +\d+\.\d +\d+\.\d +\d+\.\d%$", out, re.M)) == 4
+    assert re.search(r"^ +all +16 +192 ", out, re.M)
+
+
 def cli(tmp_path, *args):
     return subprocess.run([sys.executable, str(ROOT / "workflow" / "scripts" / "estimate_cost.py"),
                            str(ROOT / "config" / "config.yaml"), *args],

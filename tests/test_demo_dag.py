@@ -11,12 +11,23 @@ from tests.conftest import ROOT
 DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 
 
-def variant_runs() -> int:
-    """Trainings per size that the demo's variants add (lora@lora-alpha1: a LoRA with alpha 1)."""
+def variant_runs(size: str, kind: str = "") -> int:
+    """Trainings of `size` (of configurations starting with `kind`) that the demo's variants add
+    (lora@lora-alpha1: a LoRA with alpha 1; full-8@tseed1: a second training seed, tiny-a only)."""
     from elicit.config import check
     from elicit.variants import trained_runs
 
-    return len(trained_runs(check(yaml.safe_load((ROOT / "config" / "demo.yaml").read_text()))))
+    runs = trained_runs(check(yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())), size)
+    return sum(r.startswith(kind) for r in runs)
+
+
+def variant_cells() -> int:
+    """Evaluated models the demo's variants add, over every size."""
+    from elicit.config import check
+    from elicit.variants import cells
+
+    cfg = check(yaml.safe_load((ROOT / "config" / "demo.yaml").read_text()))
+    return sum(len(cells(cfg, s)) for s in cfg["sizes"])
 
 
 from tests.conftest import snakemake  # noqa: E402
@@ -46,8 +57,9 @@ def test_table1_has_every_cell(demo):
 @pytest.mark.slow
 def test_eval_cells_record_settings(demo):
     cells = sorted((demo / "results" / "eval").glob("*/*/*/seed*.json"))
-    per_size = 3 + len(DEMO["data"]["subsets"]) + 1  # + the variant's LoRA cell
-    assert len(cells) == len(DEMO["sizes"]) * per_size * 2 * len(DEMO["eval"]["seeds"])
+    models = len(DEMO["sizes"]) * (3 + len(DEMO["data"]["subsets"])) + variant_cells()
+    assert variant_cells() == 3  # the variant's LoRA in each size, full-8's second training seed in tiny-a
+    assert len(cells) == models * 2 * len(DEMO["eval"]["seeds"])
     d = json.loads(cells[0].read_text())
     gen = d["generation"]
     assert gen["do_sample"] is True and gen["temperature"] == DEMO["eval"]["temperature"]
@@ -73,14 +85,45 @@ def test_what_a_score_hides(demo):
     assert set(fit.columns) >= {"slope", "slope_lo", "slope_hi", "examples_50", "examples_50_note", "params"}
     assert (res / "figures" / "scaling_fit.png").stat().st_size > 10_000
     var = pd.read_csv(res / "variants.csv")
-    assert set(var["variant"]) == {"lora-alpha1"} and set(var["configuration"]) == {"lora"}
-    assert len(var) == len(DEMO["sizes"]) * len(DEMO["benchmarks"]) and "Table 1c. Variants" in (res / "table1.md").read_text()
+    alpha, tseed = var[var["variant"] == "lora-alpha1"], var[var["variant"] == "tseed1"]
+    assert set(alpha["configuration"]) == {"lora"} and len(alpha) == len(DEMO["sizes"]) * len(DEMO["benchmarks"])
+    assert len(tseed) == len(DEMO["benchmarks"]) and len(var) == len(alpha) + len(tseed)
+    assert "Table 1c. Variants" in (res / "table1.md").read_text()
     assert "Demo run." in (res / "report.html").read_text()
     claim = pd.read_csv(res / "claim.csv")  # the paper's claim: a row per size and benchmark, a verdict each
     assert len(claim) == (len(DEMO["sizes"]) + 1) * len(DEMO["benchmarks"])
     assert set(claim.loc[claim["row"] == "verdict", "verdict"]) <= {"falls", "stays", "rises (against the claim)",
                                                                     "no size has a positive gain"}
     assert (res / "figures" / "claim.png").stat().st_size > 10_000 and "id='claim'" in (res / "report.html").read_text()
+
+
+@pytest.mark.slow
+def test_a_second_training_seed_end_to_end(demo):
+    """train.seeds [0, 1] for full-8 of tiny-a (config/demo.yaml): trained, selected and evaluated as
+    cells full-8@tseed1; Table 1 keeps the first seed; Table 1d averages both runs; the claim and the
+    fit under both noises; the report shows Table 1d."""
+    res, size = demo / "results", DEMO["train"]["seed_sizes"][0]
+    assert (res / "models" / size / "full-8@tseed1" / "selection.json").exists()
+    # the same base model, table and split; other settings (--seed 1): another run, not a copy of full-8
+    first, second = (json.loads(next((res / "train" / size / run / "checkpoints").glob("step-*/provenance.json"))
+                                .read_text())["fingerprint_parts"] for run in ("full-8", "full-8@tseed1"))
+    assert first.pop("settings") != second.pop("settings") and first == second
+    assert not (res / "models" / DEMO["sizes"][1] / "full-8@tseed1").exists()
+    assert len(list((res / "eval" / size / "full-8@tseed1").glob("*/seed*.json"))) == 2 * len(DEMO["eval"]["seeds"])
+    t1, d = pd.read_csv(res / "summary.csv"), pd.read_csv(res / "table1_train_seeds.csv")
+    var = pd.read_csv(res / "variants.csv").query("variant == 'tseed1'")
+    assert len(d) == len(t1) and (d["train_seeds"] == 1).sum() == len(d) - len(DEMO["benchmarks"])
+    for bench in DEMO["benchmarks"]:
+        key = (d["size"] == size) & (d["train_examples"] == 8) & (d["benchmark"] == bench)
+        row = d[key].iloc[0]
+        first = t1[(t1["size"] == size) & (t1["train_examples"] == 8) & (t1["benchmark"] == bench)]["mean"].iloc[0]
+        second = var[(var["train_examples"] == 8) & (var["benchmark"] == bench)]["mean"].iloc[0]
+        assert row["train_seeds"] == 2 and row["first_mean"] == pytest.approx(first)
+        assert row["mean"] == pytest.approx((first + second) / 2) and row["ci_lo"] <= row["mean"] <= row["ci_hi"]
+    claim = pd.read_csv(res / "claim_train_seeds.csv")
+    assert list(claim.columns) == list(pd.read_csv(res / "claim.csv").columns) and len(claim) > 0
+    assert (res / "scaling_fit_train_seeds.csv").exists()
+    assert "Table 1d. Training and evaluation noise combined" in (res / "report.html").read_text()
 
 
 @pytest.mark.slow
@@ -260,7 +303,8 @@ def test_changing_lora_lr_reruns_only_lora(demo, tmp_path):
     n_sizes, n_tasks, n_seeds = len(DEMO["sizes"]), len(DEMO["eval"]["tasks"]), len(DEMO["eval"]["seeds"])
     (tmp_path / "lr.yaml").write_text(yaml.safe_dump({"lora": {**DEMO["lora"], "lr": DEMO["lora"]["lr"] * 2}}))
     jobs = planned_jobs(demo, "--configfile", str(ROOT / "config" / "demo.yaml"), str(tmp_path / "lr.yaml"))
-    loras = 1 + variant_runs()  # the LoRA and the variant's LoRA (alpha 1, the same lr)
+    loras = 1 + variant_runs(DEMO["sizes"][0], "lora")  # the LoRA and the variant's LoRA (alpha 1, the same lr)
+    assert loras == 2 and all(1 + variant_runs(s, "lora") == loras for s in DEMO["sizes"])
     assert jobs["train"] == n_sizes * loras and jobs["select_checkpoint"] == n_sizes * loras
     assert jobs["evaluate"] == n_sizes * loras * n_tasks and n_seeds == 2  # the LoRA cells only, both seeds per job
     assert "split_data" not in jobs and "demo_base" not in jobs
@@ -273,7 +317,7 @@ def test_force_one_size_plans_only_that_size(demo):
     text = out.stdout + out.stderr
     assert f"wildcards: size={a}" in text and f"size={b}" not in text
     jobs = planned_jobs(demo, "--config", f"sizes=[{a}]", "--forcerun", "train")
-    assert jobs["train"] == 1 + len(DEMO["data"]["subsets"]) + variant_runs()
+    assert jobs["train"] == 1 + len(DEMO["data"]["subsets"]) + variant_runs(a) and variant_runs(a) == 2
     assert "split_data" not in jobs and "fetch_data" not in jobs
 
 
@@ -286,7 +330,7 @@ def test_changing_one_sizes_training_setting_reruns_only_that_size(demo, tmp_pat
     (tmp_path / "ds.yaml").write_text(yaml.safe_dump({"models": {b: {"train": train_b}}}))
     args = ("--configfile", str(ROOT / "config" / "demo.yaml"),
             str(tmp_path / "ds.yaml"))
-    n_trained = 1 + len(DEMO["data"]["subsets"]) + variant_runs()
+    n_trained = 1 + len(DEMO["data"]["subsets"]) + variant_runs(b)  # tiny-b: no second training seed
     jobs = planned_jobs(demo, *args)
     assert jobs["train"] == jobs["select_checkpoint"] == n_trained
     assert jobs["evaluate"] == n_trained * len(DEMO["eval"]["tasks"])  # both seeds in one job

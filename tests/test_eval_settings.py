@@ -128,7 +128,8 @@ def test_a_finished_demo_reruns_nothing_for_a_scheduling_setting(demo_run, tmp_p
         jobs = _plans(work, extra)
         assert set(jobs) <= CONFIG_ONLY, (extra, jobs)
     jobs = _plans(work, {"eval": {"temperature": 0.7}})
-    assert jobs["evaluate"] == 2 * (5 + 1) * 2, jobs  # every model's job per benchmark, both seeds in it
+    # every model's job per benchmark, both seeds in it (5 + the variant's LoRA per size, + tiny-a's full-8@tseed1)
+    assert jobs["evaluate"] == (2 * (5 + 1) + 1) * 2, jobs
 
 
 def test_a_variant_of_a_scheduling_setting_is_refused():

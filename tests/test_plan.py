@@ -23,9 +23,10 @@ def expected(cfg):
     from elicit.variants import cells, trained_runs
 
     cfg = check(cfg)
-    sizes, subsets = len(cfg["sizes"]), len(cfg["data"]["subsets"])
-    models = sizes * (3 + subsets + len(cells(cfg)))  # base, skyline, lora, full-n, the variants' cells
-    trained = sizes * (subsets + 1 + len(trained_runs(cfg)))
+    sizes, subsets = cfg["sizes"], len(cfg["data"]["subsets"])
+    # base, skyline, lora, full-n, the variants' cells (an extra training seed's: in train.seed_sizes only)
+    models = sum(3 + subsets + len(cells(cfg, s)) for s in sizes)
+    trained = sum(subsets + 1 + len(trained_runs(cfg, s)) for s in sizes)
     return {"train": trained, "select_checkpoint": trained,
             # no site memory: seeds_per_job auto puts every seed of a benchmark's tasks in one job
             "evaluate": models * len(cfg["benchmarks"]),
@@ -47,8 +48,8 @@ def test_demo_grid(tmp_path):
     jobs = planned(tmp_path)
     want = expected(cfg)
     assert {k: jobs.get(k) for k in want} == want
-    # + the variant's LoRA; a job per model and benchmark (every seed of its tasks)
-    assert want["train"] == 2 * (2 + 1 + 1) and want["evaluate"] == 2 * (5 + 1) * 2
+    # + the variant's LoRA, + full-8's second training seed in tiny-a; a job per model and benchmark
+    assert want["train"] == 2 * (2 + 1 + 1) + 1 and want["evaluate"] == (2 * (5 + 1) + 1) * 2
     assert jobs["demo_base"] == jobs["demo_skyline"] == len(cfg["sizes"])
     assert "fetch_model" not in jobs
 

@@ -38,13 +38,15 @@ def test_readme_command_works_as_printed():
     """`snakemake status` in the checkout, no --cores, no profile: the grid of the demo config."""
     out = subprocess.run(["snakemake", "status"], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "Grid: 2 sizes × 6 configurations × 2 tasks × 2 seeds" in out.stdout  # 5 + the variant's lora@lora-alpha1
+    # 5 + the variant's lora@lora-alpha1 + full-8's second training seed (full-8@tseed1, tiny-a only)
+    assert "Grid: 2 sizes × 7 configurations × 2 tasks × 2 seeds" in out.stdout
 
 
 def test_finished_run_is_done(run):
     text = status(run)
-    assert "Nothing left to run for this grid" in text and "Evaluations: 48 done (of 48)" in text
-    assert "Models: 8 done" in text  # 2 sizes x (lora, full-16, full-8, lora@lora-alpha1)
+    assert "Nothing left to run for this grid" in text and "Evaluations: 52 done (of 52)" in text
+    assert "Models: 9 done" in text  # 2 sizes x (lora, full-16, full-8, lora@lora-alpha1) + tiny-a's full-8@tseed1
+    assert "full-8@tseed1" in text.split("tiny-b")[0] and "full-8@tseed1" not in text.split("tiny-b")[1]
 
 
 def test_a_changed_setting_shows_what_the_dry_run_plans(run, tmp_path):
@@ -54,9 +56,9 @@ def test_a_changed_setting_shows_what_the_dry_run_plans(run, tmp_path):
     cfg.write_text(yaml.safe_dump({**DEMO, "eval": {**DEMO["eval"], "temperature": 0.9}}))
     jobs = planned(run, "--configfile", str(cfg))
     text = status(run, "--configfile", str(cfg))
-    assert jobs["evaluate"] == 24  # 48 cells (40 + the variant's 8 LoRA cells), 2 seeds per job
-    assert "A rerun would run 0 training(s) and 48 evaluation(s)" in text
-    assert "48 outdated" in text and "outdated: results/eval/tiny-a/base/demo_aime/seed0.json (params changed)" in text
+    assert jobs["evaluate"] == 26  # 52 cells (40 + the variant's 8 LoRA cells + 4 of full-8@tseed1), 2 seeds per job
+    assert "A rerun would run 0 training(s) and 52 evaluation(s)" in text
+    assert "52 outdated" in text and "outdated: results/eval/tiny-a/base/demo_aime/seed0.json (params changed)" in text
 
 
 def test_each_state(run):

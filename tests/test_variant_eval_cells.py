@@ -36,7 +36,8 @@ def test_a_variant_of_answer_settings_still_plans_every_cell():
     cfg = copy.deepcopy(DEMO)
     cfg["variants"] = {"greedy": {"eval": {"temperature": 0.0, "max_gen_toks": 30}}}
     cfg = check(cfg)
-    assert variants.cells(cfg) == [f"{c}@greedy" for c in ("base", "skyline", "lora", "full-16", "full-8")]
+    assert variants.cells(cfg) == [f"{c}@greedy" for c in ("base", "skyline", "lora", "full-16", "full-8")] + [
+        "full-8@tseed1"]  # then the demo's second training seed (train.seeds)
 
 
 def test_dry_run_refuses_a_seeds_variant(tmp_path):

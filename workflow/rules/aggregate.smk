@@ -20,7 +20,7 @@ import shlex  # noqa: E402
 rule aggregate:
     input:
         evals=eval_outputs(),
-        selections=expand(grid.selection("{size}", "{trained}"), size=SIZES, trained=TRAINED + VARIANT_TRAINED),
+        selections=[grid.selection(s, t) for s in SIZES for t in TRAINED + variants.trained_runs(config, s)],
         manifest=DATA_MANIFEST,
     output:
         **{f"fig_{name}": figure_output(name) for name in FIGURES},
@@ -91,6 +91,22 @@ rule aggregate:
             labels={"table": "smallest subset with a positive gain, per size"},
         ),
         scaling="results/scaling_fit.csv",
+        train_seeds=report(
+            "results/table1_train_seeds.csv",
+            caption=f"{REPORT}/table1_train_seeds.rst",
+            category="Table 1",
+            subcategory="Training seeds",
+            labels={"table": "Table 1d: training and evaluation noise combined"},
+        ),
+        train_seeds_md="results/table1_train_seeds.md",
+        claim_train_seeds=report(
+            "results/claim_train_seeds.csv",
+            caption=f"{REPORT}/claim_train_seeds.rst",
+            category="The paper's claim",
+            subcategory="Table",
+            labels={"table": "the claim, training and evaluation noise combined"},
+        ),
+        scaling_train_seeds="results/scaling_fit_train_seeds.csv",
         variants="results/variants.csv",
         pdfs=expand("results/figures/{name}.pdf", name=FIGURES),
     log:
@@ -107,7 +123,7 @@ rule aggregate:
         # + models.<size>.labels where set; a function: a string param is formatted with the wildcards
         # (a label with braces would be read as one), a function's value is not
         labels=lambda wc: canonical(grid.size_labels(config)),
-        variants=" ".join(f"{v}={','.join(variants.evaluated(config, v))}" for v in config["variants"]),
+        variants=" ".join(f"{v}={','.join(variants.evaluated(config, v))}" for v in variants.names(config)),
         params=" ".join(f"{s}={memory_plan_params(s)}" for s in MODELS),
     shell:
         "python -m elicit.run aggregate --results results --sizes {params.sizes} --configs {params.configs} "

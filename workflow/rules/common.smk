@@ -40,7 +40,7 @@ SUBSETS = sorted(config["data"]["subsets"], reverse=True)
 CONFIGS = grid.configurations(SUBSETS)
 TRAINED = grid.trained(SUBSETS)
 # Variants (config `variants`, elicit/variants.py): extra cells `<configuration>@<variant>`, only
-# the jobs a variant changes.
+# the jobs a variant changes; the extra training seeds (train.seeds) are variants `tseed<k>`.
 from elicit import variants  # noqa: E402
 
 VARIANT_CONFIGS, VARIANT_TRAINED = variants.cells(config), variants.trained_runs(config)
@@ -148,13 +148,14 @@ def data_settings():
 
 
 def eval_outputs(sizes=None):
-    return expand(
-        grid.eval_output("{size}", "{config}", "{task}", "{seed}"),
-        size=sizes or SIZES,
-        config=CONFIGS + VARIANT_CONFIGS,
-        task=TASKS,
-        seed=SEEDS,
-    )
+    """Every cell's result, size by size (an extra training seed's cells only in train.seed_sizes)."""
+    return [
+        grid.eval_output(size, cell, task, seed)
+        for size in sizes or SIZES
+        for cell in CONFIGS + variants.cells(config, size)
+        for task in TASKS
+        for seed in SEEDS
+    ]
 
 
 def all_targets():

@@ -31,6 +31,11 @@ a comparison with the paper, and figures.
                       tokens, per (size, configuration, benchmark)
   table1_robust.csv/md  Table 1 under the second scorer (elicit/eval/robust.py), same answers, same rules
   scorer_agreement.csv  per cell (size, configuration, task): answers where the two scorers disagree
+  table1_train_seeds.csv/md   Table 1d: every configuration's mean over its training seeds (train.seeds:
+                      cells <config>@tseed<k>, passed as --variants tseed<k>=...) with a 95 % interval of
+                      training and evaluation noise combined, beside the first seed's (Table 1 does not
+                      change); claim_train_seeds.csv and scaling_fit_train_seeds.csv: the claim and the fit
+                      on the same replicates (elicit/report/train_seeds.py)
   claim.csv           the paper's claim as a statistic (elicit/report/claim.py): per benchmark and size
                       the smallest subset whose gain over base is positive (fixed-sequence rule), the
                       gain there, Recovered % at the smallest subset, censored n50; a verdict row per
@@ -62,7 +67,8 @@ from pathlib import Path
 import pandas as pd
 
 from elicit.eval import answers
-from elicit.report import bootstrap_ci, claim, scaling, stats, tables
+from elicit.report import bootstrap_ci, claim, scaling, stats, tables, train_seeds
+from elicit.variants import train_seed
 from elicit import grid, repo_path
 from elicit.atomic import atomic_path, read_json, read_jsonl, write_text
 
@@ -206,6 +212,29 @@ def variant_rows(results: Path, sizes, benchmarks, tidy, samples, summary, rec, 
     return pd.concat(out, ignore_index=True)[cols] if out else pd.DataFrame(columns=cols)
 
 
+def train_seed_tables(out: Path, results: Path, sizes, benchmarks, samples, summary, runs: dict[str, list[str]],
+                      seeds, params, n_boot: int, boot_seed: int) -> None:
+    """Table 1d, the claim and the scaling fit under training and evaluation noise combined
+    (elicit/report/train_seeds.py): the first training seed's answers plus the extra seeds' runs
+    (`runs`: variant tseed<k> -> the configurations it retrained)."""
+    tasks = sorted({t for ts in benchmarks.values() for t in ts})
+    extra = [collect(results, sizes, [f"{c}@{v}" for c in cfgs], tasks, seeds)[1].assign(train_run=v)
+             for v, cfgs in runs.items()]
+    both = pd.concat([samples.assign(train_run=train_seeds.FIRST), *extra], ignore_index=True)
+    both = both[both["task"].isin(tasks)]
+    if both.empty:
+        t, claim_df, fit = pd.DataFrame(columns=train_seeds.COLUMNS), pd.DataFrame(columns=claim.COLUMNS), None
+    else:
+        t, reps = train_seeds.table(both, benchmarks, summary, n_boot, boot_seed)
+        found = [s for s in sizes if any(k[0] == s for k in reps)]
+        claim_df = claim.claim(reps, list(benchmarks), found, params)
+        fit = scaling.fit_replicates(reps, params)[0]
+    write_text(out / "table1_train_seeds.csv", t.to_csv(index=False))
+    write_text(out / "table1_train_seeds.md", train_seeds.markdown(t, sizes))
+    write_text(out / "claim_train_seeds.csv", claim_df.to_csv(index=False))
+    write_text(out / "scaling_fit_train_seeds.csv", (fit if fit is not None else pd.DataFrame()).to_csv(index=False))
+
+
 def run(results: Path, sizes: list[str], benchmarks: dict[str, list[str]], configs: list[str] | None = None,
         seeds: list[int] | None = None, paper: Path | None = PAPER_TABLE, figures: bool = True,
         out: Path | None = None, n_boot: int = 2000, boot_seed: int = 0, labels: dict | None = None,
@@ -240,6 +269,9 @@ def run(results: Path, sizes: list[str], benchmarks: dict[str, list[str]], confi
     fit = hidden(out, tidy, samples, sizes, benchmarks, n_boot, boot_seed, params)
     claim_df = claim.from_samples(samples, benchmarks, sizes, params, n_boot=n_boot, seed=boot_seed)
     write_text(out / "claim.csv", claim_df.to_csv(index=False))
+    train_seed_tables(out, results, sizes, benchmarks, samples, summary,
+                      {v: c for v, c in (variants or {}).items() if train_seed(v) is not None}, seeds, params,
+                      n_boot, boot_seed)
     paper_sizes = list(dict.fromkeys(paper_df["size"])) if paper_df is not None else []
     write_text(out / "paper_comparison.md", tables.comparison_markdown(cmp, paper_sizes))
     if figures:

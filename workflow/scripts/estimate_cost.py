@@ -19,6 +19,10 @@ predicted peak GiB per GPU of train full, train lora and eval per size, with how
 (DeepSpeed stage x GPUs; eval layout x GPUs), and whether it fits when --gpu-mem-gb or --site
 (a site.yaml with gpu_mem_gb) is given; without either, the GPU model's memory from the table.
 
+And what two extra training seeds (train.seeds, issue 30) of the full finetunes of the two smallest subsets
+would add per size: 4 trainings, their evaluation cells (4 models x tasks x evaluation seeds; cells, not
+Snakemake jobs) and their GPU-hours, the same bounds as the grid's.
+
 Usage:
   python workflow/scripts/estimate_cost.py config/config.yaml
   python workflow/scripts/estimate_cost.py config/config.yaml --sizes 32B --csv cost.csv
@@ -34,7 +38,7 @@ import yaml
 
 from elicit import REPO
 from elicit.config import check, load_site
-from elicit.plan.cost import THROUGHPUT, estimate, flight_table, memory_table, source, throughputs  # noqa: F401
+from elicit.plan.cost import THROUGHPUT, estimate, extra_seeds, flight_table, memory_table, source, throughputs  # noqa: F401
 
 
 def main(argv=None) -> None:
@@ -59,6 +63,18 @@ def main(argv=None) -> None:
         print(f"{'all':>6} {stage:>6} {sum(r['cells'] for r in rows if r['stage'] == stage):>5} "
               f"{sum(r['gpu_hours'] for r in rows if r['stage'] == stage):>10.1f}")
     print(f"{'all':>6} {'total':>6} {sum(r['cells'] for r in rows):>5} {sum(r['gpu_hours'] for r in rows):>10.1f}")
+    # train.seeds (issue 30): the price of training variance where it dominates, before asking for it
+    extra = extra_seeds(cfg, args.sizes, rates)
+    print(f"\nextra training seeds: 2 more seeds of the full finetunes of the two smallest subsets "
+          f"({extra[0]['subsets'] if extra else '-'} examples; train.seeds [0, 1, 2]) would add, per size:")
+    print(f"{'size':>6} {'trainings':>9} {'eval cells':>10} {'train GPU-h':>11} {'eval GPU-h':>10} "
+          f"{'GPU-hours':>10} {'of the grid':>11}")
+    for r in extra:
+        print(f"{r['size']:>6} {r['trainings']:>9} {r['eval_cells']:>10} {r['train_gpu_hours']:>11.1f} "
+              f"{r['eval_gpu_hours']:>10.1f} {r['gpu_hours']:>10.1f} {r['share_pct']:>10.1f}%")
+    print(f"{'all':>6} {sum(r['trainings'] for r in extra):>9} {sum(r['eval_cells'] for r in extra):>10} "
+          f"{sum(r['train_gpu_hours'] for r in extra):>11.1f} {sum(r['eval_gpu_hours'] for r in extra):>10.1f} "
+          f"{sum(r['gpu_hours'] for r in extra):>10.1f}")
     print(f"\nthroughputs per GPU on {gpu} ({THROUGHPUT.relative_to(REPO)}):")
     for size in args.sizes or cfg["sizes"]:
         for stage, e in (("train full", rates["train"]["full"][size]), ("train lora", rates["train"]["lora"][size]),

@@ -166,6 +166,8 @@ def claim(results: Path) -> str:
     return "\n".join([
         "<h2 id='the_claim'>The paper's claim</h2>",
         table(results / "claim.csv", "Smallest subset with a positive gain, per size", "claim_table"),
+        table(results / "claim_train_seeds.csv", "The same, training and evaluation noise combined (Table 1d)",
+              "claim_train_seeds"),
         figure(results / "figures", "claim", figure_names.title("claim")),
         table(results / "scaling_fit.csv", "Scaling fit (exploratory, not the claim's test)", "scaling_fit")])
 
@@ -173,15 +175,18 @@ def claim(results: Path) -> str:
 def build(results: Path, cfg: dict) -> str:
     md = (results / "table1.md").read_text() if (results / "table1.md").exists() else ""
     cmp = (results / "paper_comparison.md").read_text() if (results / "paper_comparison.md").exists() else ""
+    seeds_md = (results / "table1_train_seeds.md").read_text() if (results / "table1_train_seeds.md").exists() else ""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Reasoning elicitation: results</title>"
              f"<style>{STYLE}</style></head><body><h1>Reasoning elicitation is scale dependent: results</h1>",
              "<p>Contents: <a href='#table1'>Table 1</a> · <a href='#recovered_table'>Recovered %</a> · "
+             "<a href='#train_seeds'>training seeds</a> · "
              "<a href='#comparison'>comparison with the paper</a> · <a href='#the_claim'>the paper's claim</a> · "
              "<a href='#figures'>figures</a> · "
              "<a href='#hidden'>what a score hides</a> · "
              "<a href='#plan'>plan</a> · <a href='#provenance'>provenance</a></p>", banner(cfg),
              f"<h2 id='table1'>Table 1</h2>{caption('table1')}{markdown_html(md)}",
              table(results / "recovered.csv", "Recovered % (with LoRA vs full)", "recovered_table", recovered_display),
+             f"<h2 id='train_seeds'>Training seeds</h2>{caption('table1_train_seeds')}{markdown_html(seeds_md)}",
              f"<h2 id='comparison'>Comparison with the paper</h2>{caption('paper_comparison_table')}"
             f"{markdown_html(cmp)}",
             claim(results), hidden(results),

@@ -50,8 +50,10 @@ def the_grid(cfg: dict, sizes: list[str] | None = None) -> dict:
     unknown = [s for s in sizes or [] if s not in cfg["models"]]
     if unknown:
         raise SystemExit(f"status: sizes {unknown} are not in the config's models")
-    return {"sizes": list(sizes or cfg["sizes"]),
-            "configs": grid.configurations(cfg["data"]["subsets"]) + variants.cells(cfg),  # + `lora@<variant>`...
+    sizes = list(sizes or cfg["sizes"])
+    extra = [c for c in variants.cells(cfg) if any(c in variants.cells(cfg, s) for s in sizes)]  # `lora@<variant>`...
+    return {"sizes": sizes,
+            "configs": grid.configurations(cfg["data"]["subsets"]) + extra,
             "tasks": list(cfg["eval"]["tasks"]), "seeds": list(cfg["eval"]["seeds"])}
 
 
@@ -183,6 +185,8 @@ def collect(cfg: dict, g: dict, workdir: Path, plan_rows: dict) -> dict:
     gpu_mem = load_site(cfg).get("gpu_mem_gb")  # how the evaluation cells are grouped into jobs
     for size in g["sizes"]:
         for cell in g["configs"]:
+            if variants.split(cell)[1] and cell not in variants.cells(cfg, size):
+                continue  # an extra training seed's cell of another size (train.seed_sizes)
             config = variants.model_run(cfg, cell)  # a variant's cell may evaluate the default's model
             if config not in ("base", "skyline") and f"{size}/{config}" not in models:
                 sel = grid.selection(size, config)
@@ -220,6 +224,8 @@ def render(st: dict) -> str:
         lines += ["", f"{size:<{w_cfg + 2}} {'model':<10} " + " ".join(f"{t:<{w_task}}" for t in g["tasks"])]
         for config in g["configs"]:
             row = [c for c in cells if (c["size"], c["configuration"]) == (size, config)]
+            if not row:
+                continue
             lines.append(f"  {config:<{w_cfg}} {row[0]['model']:<10} "
                          + " ".join(f"{c['done']}/{c['n']} {c['state']:<{w_task - 4}}" for c in row))
     seeds = [(c, k, v) for c in cells for k, v in c["seeds"].items()]

@@ -16,7 +16,7 @@ import jsonschema
 import yaml
 
 from elicit import REPO
-from elicit import variants
+from elicit import grid, variants
 from elicit.eval import backends
 from elicit.data.s1k import split_problems
 from elicit.eval.stops import max_gen_toks_problem
@@ -32,8 +32,35 @@ def _key(path) -> str:
     return ".".join(str(p) for p in path) or "<top level>"
 
 
+def _train_seeds(config: dict) -> list[str]:
+    """The former train.seed k means train.seeds [k] (the same jobs); both set must agree."""
+    t = config.get("train")
+    if not isinstance(t, dict) or "seed" not in t:
+        return []
+    if "seeds" not in t:
+        t["seeds"] = [t["seed"]]
+    elif isinstance(t["seeds"], list) and t["seeds"][:1] != [t["seed"]]:
+        return [f"train.seed ({t['seed']}) and train.seeds ({t['seeds']}): the first training seed differs; "
+                "set train.seeds alone (train.seed is its former name)"]
+    return []
+
+
+def seed_problems(config: dict) -> list[str]:
+    """train.seed_configs and train.seed_sizes name runs and sizes of the grid."""
+    t, out = config["train"], []
+    trained = grid.trained(config["data"]["subsets"])
+    out += [f"train.seed_configs: {c!r} is not a trained configuration of this grid ({', '.join(trained)})"
+            for c in t["seed_configs"] or [] if c not in trained]
+    out += [f"train.seed_sizes: {s!r} is not a size under models" for s in t["seed_sizes"] or []
+            if s not in config["models"]]  # not `sizes`: --config 'sizes=[7B]' runs one size of the same config
+    return out
+
+
 def check(config: dict) -> dict:
     schema = yaml.safe_load(SCHEMA.read_text())
+    seed_errors = _train_seeds(config)
+    if seed_errors:
+        raise ConfigError("invalid config:\n" + "\n".join(f"  {e}" for e in seed_errors))
     errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(config),
                     key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -45,6 +72,7 @@ def check(config: dict) -> dict:
     # a set, stored canonically (largest first, as the paper lists them): reordering reruns nothing
     config["data"]["subsets"] = sorted(config["data"]["subsets"], reverse=True)
     config["eval"]["seeds"] = sorted(config["eval"]["seeds"])  # a set too: reordering reruns nothing
+    config["train"]["seed"] = config["train"]["seeds"][0]  # train.py's --seed of the default runs (Table 1)
     problems = []
     for size in config["sizes"]:
         if size not in config["models"]:
@@ -84,7 +112,7 @@ def check(config: dict) -> dict:
         for t in tasks:
             if t not in config["eval"]["tasks"]:
                 problems.append(f"benchmarks.{name}: task {t!r} is not in eval.tasks")
-    problems += backend_problems(config) + label_problems(config)
+    problems += backend_problems(config) + label_problems(config) + seed_problems(config)
     fixed = {v: lines for v in config["variants"] if (lines := fixed_settings(config, v))}
     problems += [line for lines in fixed.values() for line in lines]
     free = {**config, "variants": {v: s for v, s in config["variants"].items() if v not in fixed}}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from elicit import REPO
+from elicit import REPO, grid, variants
 from elicit.plan import eval_jobs
 from elicit.plan import memory_plan
 
@@ -50,28 +50,56 @@ def throughputs(cfg: dict, gpu: str | None = None, table: Path = THROUGHPUT) -> 
     return gpu, g, rates
 
 
-def estimate(cfg: dict, sizes: list[str] | None = None, rates: dict | None = None) -> list[dict]:
-    """GPU-hours per size and stage: the full finetunes at the table's full rate, the LoRA at its lora rate."""
+def _unit_hours(cfg: dict, size: str, rates: dict) -> dict[str, float]:
+    """GPU-hours of one full finetune, one LoRA, and one model's evaluation (every task and seed) of `size`."""
     cost, t, d = cfg.get("cost") or {}, cfg["train"], cfg["data"]
     missing = [k for k in ("mean_train_tokens", "mean_new_tokens", "problems") if k not in cost]
     if missing:
         raise CostError(f"estimate_cost: config lacks cost.{', cost.'.join(missing)}")
-    rates = rates or throughputs(cfg)[2]
     train = train_rates(rates["train"])
+    tokens = t["max_steps"] * t["global_batch"] * cost["mean_train_tokens"]
+    val = (t["max_steps"] // t["eval_every"] + 1) * d["n_val"] * cost["mean_train_tokens"] / 3
+    gen = sum(cost["problems"][task] * cost["mean_new_tokens"][task] for task in cfg["eval"]["tasks"])
+    return {"full": (tokens + val) / train["full"][size]["tokens_per_s"] / 3600,
+            "lora": (tokens + val) / train["lora"][size]["tokens_per_s"] / 3600,
+            "model_eval": len(cfg["eval"]["seeds"]) * gen / rates["eval"][size]["tokens_per_s"] / 3600}
+
+
+def estimate(cfg: dict, sizes: list[str] | None = None, rates: dict | None = None) -> list[dict]:
+    """GPU-hours per size and stage: the full finetunes at the table's full rate, the LoRA at its lora rate;
+    with the variants' and the extra training seeds' runs and cells (elicit/variants.py) where the config has them."""
+    rates = rates or throughputs(cfg)[2]
     rows = []
-    n_full = len(d["subsets"])         # full finetunes; + one LoRA
-    n_models = n_full + 1 + 2          # + base, skyline
+    cells_per_model = len(cfg["eval"]["tasks"]) * len(cfg["eval"]["seeds"])
     for size in sizes or cfg["sizes"]:
-        eval_tps = rates["eval"][size]["tokens_per_s"]
-        tokens = t["max_steps"] * t["global_batch"] * cost["mean_train_tokens"]
-        val = (t["max_steps"] // t["eval_every"] + 1) * d["n_val"] * cost["mean_train_tokens"] / 3
-        train_h = (n_full / train["full"][size]["tokens_per_s"] + 1 / train["lora"][size]["tokens_per_s"]) \
-            * (tokens + val) / 3600
-        gen = sum(cost["problems"][task] * cost["mean_new_tokens"][task] for task in cfg["eval"]["tasks"])
-        eval_h = n_models * len(cfg["eval"]["seeds"]) * gen / eval_tps / 3600
-        rows += [{"size": size, "stage": "train", "cells": n_full + 1, "gpu_hours": train_h},
-                 {"size": size, "stage": "eval", "cells": n_models * len(cfg["eval"]["tasks"]) * len(cfg["eval"]["seeds"]),
-                  "gpu_hours": eval_h}]
+        unit = _unit_hours(cfg, size, rates)
+        runs = grid.trained(cfg["data"]["subsets"]) + variants.trained_runs(cfg, size)
+        models = grid.configurations(cfg["data"]["subsets"]) + variants.cells(cfg, size)
+        train_h = sum(unit[grid.parse(r)[0]] for r in runs)
+        rows += [{"size": size, "stage": "train", "cells": len(runs), "gpu_hours": train_h},
+                 {"size": size, "stage": "eval", "cells": len(models) * cells_per_model,
+                  "gpu_hours": len(models) * unit["model_eval"]}]
+    return rows
+
+
+def extra_seeds(cfg: dict, sizes: list[str] | None = None, rates: dict | None = None, seeds: int = 2,
+                subsets: int = 2) -> list[dict]:
+    """What `seeds` more training seeds of the full finetunes of the `subsets` smallest subsets would add per
+    size (train.seeds, issue 30): the trainings, their evaluation cells and GPU-hours, and the share of the
+    size's grid as estimate() counts it."""
+    rates = rates or throughputs(cfg)[2]
+    base = {}
+    for r in estimate(cfg, sizes, rates):
+        base[r["size"]] = base.get(r["size"], 0.0) + r["gpu_hours"]
+    smallest = sorted(cfg["data"]["subsets"])[:subsets]
+    rows = []
+    for size in sizes or cfg["sizes"]:
+        unit, runs = _unit_hours(cfg, size, rates), seeds * len(smallest)
+        train_h, eval_h = runs * unit["full"], runs * unit["model_eval"]
+        rows.append({"size": size, "subsets": " ".join(map(str, smallest)), "trainings": runs,
+                     "eval_cells": runs * len(cfg["eval"]["tasks"]) * len(cfg["eval"]["seeds"]),
+                     "train_gpu_hours": train_h, "eval_gpu_hours": eval_h, "gpu_hours": train_h + eval_h,
+                     "share_pct": 100 * (train_h + eval_h) / base[size] if base[size] else float("nan")})
     return rows
 
 

@@ -256,8 +256,13 @@ def bootstrap(samples: pd.DataFrame, benchmarks: dict[str, list[str]], n_boot: i
     resample_seeds=False keeps every seed once (problems only are resampled, seeds averaged)."""
     if not 0 < level < 1:
         raise ValueError("bootstrap: level must be in (0, 1)")
-    rows = {name: [] for name in COLUMNS}
     reps = replicates(samples, benchmarks, n_boot, seed, resample_seeds=resample_seeds) if len(samples) else {}
+    return frames(reps, list(benchmarks), level)
+
+
+def frames(reps: dict[tuple[str, str], Replicates], benchmarks: list[str], level: float = 0.95) -> dict[str, pd.DataFrame]:
+    """bootstrap()'s frames from replicates already drawn (e.g. elicit/report/train_seeds.py's)."""
+    rows = {name: [] for name in COLUMNS}
     for (size, bench), rep in reps.items():
         _rows(rep, size, bench, level, rows)
     sizes = list(dict.fromkeys(s for s, _ in reps))
