@@ -18,9 +18,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, eval_settings
-from tests.test_eval_repro import SCRIPTS, _env
-
-TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
+from tests.helpers import SCRIPTS, TORCHRUN, eval_env
 
 
 def _eval(model, out, layout="single", temperature=0.6, **env):
@@ -29,7 +27,7 @@ def _eval(model, out, layout="single", temperature=0.6, **env):
            "--include-path", str(ROOT / "workflow" / "tasks" / "demo"), "--seed", "3",
            "--max-gen-toks", "6", "--temperature", str(temperature), "--device", "cpu", "--dtype", "float32",
            "--max-length", "512", "--batch-size", "2", "--limit", "8", "--layout", layout, "--out", str(out)]
-    return subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, env=eval_env(**env), capture_output=True, text=True, timeout=600)
 
 
 def _answers(out):
