@@ -323,7 +323,23 @@ def main(argv=None):
     args.include_path = [repo_path(p) for p in args.include_path] if args.include_path else None
 
     todo = cells(args)
-    return main_cell(todo[0]) if len(todo) == 1 else eval_pool.run_cells(todo, sys.modules[__name__])
+    done = main_cell(todo[0]) if len(todo) == 1 else eval_pool.run_cells(todo, sys.modules[__name__])
+    close_ranks()
+    return done
+
+
+def close_ranks() -> None:
+    """Under torchrun (dp/tp): every rank waits for the others, then closes its process group. A rank
+    that exited with gloo's group still open could abort in the C++ teardown ("terminate called
+    without an active exception", SIGABRT) while rank 0 still wrote the record: torchrun then
+    failed the whole run (issue 29)."""
+    if "torch.distributed" not in sys.modules:  # never imported: no group
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def refuse_damaged_model(args) -> None:
