@@ -105,20 +105,53 @@ def demo_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def train_demo(tmp_path_factory) -> Path:
-    """tests/test_train.py's tiny model and data, built once per session: six modules train on it
+    """helpers.build_demo's tiny model and data, built once per session: six modules train on it
     (each built its own, ~15 s each)."""
-    from tests.test_train import build_demo
+    from tests.helpers import build_demo
 
     return build_demo(tmp_path_factory.mktemp("train_demo"))
 
 
+@pytest.fixture(scope="module")
+def demo(train_demo) -> Path:
+    """train_demo under its short name (the training tests' `demo`; test_demo_dag.py's own `demo`, a
+    copy of the demo run, overrides it there)."""
+    return train_demo
+
+
 @pytest.fixture(scope="session")
 def train_reference(train_demo, tmp_path_factory) -> dict:
-    """tests/test_train.py's uninterrupted run, once per session (test_train, test_damaged_models and
+    """helpers.run_reference: train.py's uninterrupted run, once per session (test_train, test_damaged_models and
     test_train_deepspeed compare with it; each ran its own)."""
-    from tests.test_train import run_reference
+    from tests.helpers import run_reference
 
     return run_reference(train_demo, tmp_path_factory.mktemp("ref") / "run")
+
+
+@pytest.fixture(scope="module")
+def reference(train_reference) -> dict:
+    """train_reference under its short name; tests that change it copy it."""
+    return train_reference
+
+
+@pytest.fixture(scope="module")
+def chaos(tmp_path_factory, demo_model) -> Path:
+    """The demo base model with its matrices re-drawn at a large scale (N(0, 0.3)): its greedy
+    answers differ from prompt to prompt (the demo model's repeat one token), so comparing two
+    backends' answers means something."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    d = tmp_path_factory.mktemp("cb_demo")
+    model = AutoModelForCausalLM.from_pretrained(demo_model, dtype=torch.float32)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.dim() == 2:
+                p.normal_(0.0, 0.3)
+    model.save_pretrained(d / "chaos")
+    AutoTokenizer.from_pretrained(demo_model).save_pretrained(d / "chaos")
+    return d / "chaos"
 
 
 def snakemake(workdir, *args, check=True):

@@ -7,8 +7,7 @@ import pytest
 
 import aggregate
 from tests.conftest import demo_config
-
-BENCH = {"AIME": ["aime24", "aime25"], "GPQA": ["gpqa"]}
+from tests.helpers import BENCH, aggregated_with_samples
 
 
 def put(root, size, config, task, seed, score, n):
@@ -177,32 +176,10 @@ def test_a_hand_run_leaves_the_workflows_table_alone(results):
     assert "32B" in (results / "adhoc" / "table1.csv").read_text()
 
 
-def put_samples(root, size, config, task, seed, correct):
-    """A cell with its per-problem samples (the score is their mean)."""
-    p = root / "eval" / size / config / task / f"seed{seed}.json"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    rows = [{"doc_id": i, "score": int(c)} for i, c in enumerate(correct)]
-    p.with_name(p.stem + ".samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    p.write_text(json.dumps({"score": 100 * sum(correct) / len(correct), "n_samples": len(correct)}))
-
-
 def test_intervals_lora_vs_full_and_curves(tmp_path):
     """With per-problem samples: 95 % intervals in summary/gains/recovered, LoRA vs full(928) in
     recovered.csv, Table 1b in table1.md, the training-curves figure; no samples: no interval."""
-    import numpy as np
-
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "manifest.json").write_text(json.dumps({"n_rows": 1000}))
-    rng = np.random.default_rng(0)
-    p = {"base": 0.1, "skyline": 0.7, "lora": 0.35, "full-29": 0.2, "full-928": 0.45}
-    for config, q in p.items():
-        for seed in range(4):
-            for task, n in (("aime24", 30), ("aime25", 30), ("gpqa", 198)):
-                put_samples(tmp_path, "7B", config, task, seed, rng.random(n) < q)
-    metrics = tmp_path / "train" / "7B" / "full-29" / "metrics.jsonl"
-    metrics.parent.mkdir(parents=True)
-    metrics.write_text("".join(json.dumps({"step": s, "val_loss": 1 / (s + 1)}) + "\n" for s in (0, 10, 20)))
-    out = aggregate.run(tmp_path, ["7B"], BENCH, paper=None, n_boot=300)
+    out = aggregated_with_samples(tmp_path)
     s = out["summary"].set_index(["configuration", "train_examples", "benchmark"])
     assert (s["ci_lo"] <= s["mean"]).all() and (s["mean"] <= s["ci_hi"]).all()
     rec = pd.read_csv(tmp_path / "recovered.csv")
@@ -221,7 +198,7 @@ def test_intervals_lora_vs_full_and_curves(tmp_path):
 def test_report_holds_every_table_and_figure(tmp_path):
     import report
 
-    test_intervals_lora_vs_full_and_curves(tmp_path)
+    aggregated_with_samples(tmp_path)
     cfg = demo_config()  # as the workflow passes it: checked, the schema's defaults filled in
     page = report.build(tmp_path, cfg)
     from elicit.report.figure_names import NAMES  # the one registry: the aggregate rule declares these, report embeds them

@@ -7,34 +7,7 @@ import pytest
 
 import aggregate
 from elicit.report import figures, scaling
-
-BENCH = {"AIME": ["aime"], "GPQA": ["gpqa"]}
-N = 20
-CORRECT = {"base": 0, "skyline": 20, "full-4": 5, "full-8": 10, "full-16": 15, "lora": 8, "lora@a1": 2}
-
-
-def answer(task, doc, right):
-    """(response, target, upstream score): GPQA's last doc says \\boxed{C} after a trace that names
-    (A): upstream's last-"(X)" reading scores it 0, the second scorer 1."""
-    if task == "aime":
-        return (f"<think>x</think>\\boxed{{{doc if right else 999}}}", str(doc), int(right))
-    if doc == N - 1:
-        return "<think>(A) is wrong</think> So the answer is $\\boxed{C}$.", "(C)", 0
-    return (f"The answer is ({'C' if right else 'B'})", "(C)", int(right))
-
-
-def put(root, size, config, task, seed, k):
-    p = root / "eval" / size / config / task / f"seed{seed}.json"
-    p.parent.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for doc in range(N):
-        response, target, score = answer(task, doc, doc < k)
-        reason = "max_gen_toks" if doc == 0 else "stop:Question:" if doc == 1 else "eos"
-        rows.append({"doc_id": doc, "target": target, "response": response, "filtered": "x", "score": score,
-                     "n_new_tokens": 100 if doc == 0 else 10, "stop_reason": reason})
-    p.write_text(json.dumps({"score": 100 * sum(r["score"] for r in rows) / N, "n_samples": N}))
-    p.with_name(p.stem + ".samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-
+from tests.helpers import HIDDEN_BENCH as BENCH, HIDDEN_CORRECT as CORRECT, HIDDEN_N as N, put_hidden as put
 
 @pytest.fixture
 def results(tmp_path):

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, copy_run, snakemake
-from tests.test_demo_dag import planned_jobs
+from tests.helpers import planned_jobs
 
 DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 SIZE = DEMO["sizes"][0]

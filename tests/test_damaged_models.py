@@ -15,6 +15,7 @@ import select_checkpoint
 from elicit import integrity
 from elicit.train.checkpoints import publish
 from tests.conftest import ROOT, eval_settings
+from tests.helpers import train_cmd, train_env
 
 
 def _trained(results):
@@ -79,11 +80,8 @@ def test_eval_refuses_a_damaged_model_before_loading_it(tmp_path):
                         "--out", str(tmp_path / "cell" / "seed0.json")])
 
 
-from tests.test_train import _cmd, _env, demo, reference  # noqa: E402,F401  (module fixtures)
-
-
 @pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
-def test_a_damaged_finished_run_is_retrained_not_restored(demo, reference, tmp_path):  # noqa: F811
+def test_a_damaged_finished_run_is_retrained_not_restored(demo, reference, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(reference["out"], out)
     [weights] = (out / ".done").glob("*/checkpoints/step-*/model.safetensors")
@@ -92,7 +90,7 @@ def test_a_damaged_finished_run_is_retrained_not_restored(demo, reference, tmp_p
         fh.truncate(100)
     (out / "metrics.jsonl").unlink()  # as Snakemake does before it reruns the job
     shutil.rmtree(out / "checkpoints")
-    proc = subprocess.run(_cmd(demo, out), env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(train_cmd(demo, out), env=train_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "damaged, training again" in proc.stdout, proc.stdout[-2000:]
     assert "restored, nothing retrained" not in proc.stdout
     [kept] = (out / "checkpoints").glob("step-*/model.safetensors")

@@ -7,45 +7,20 @@ import sys
 import pandas as pd
 import pytest
 
-import prepare_data
 from elicit.config import ConfigError, check
 from elicit.data.s1k import COLUMNS, split_problems
 from elicit.provenance import sha256_file as sha256
 from tests.conftest import ROOT
-
-BASE = json.loads((ROOT / "tests" / "data" / "s1k_rows.json").read_text())[0]
-
-
-def rows(n=12):
-    return [dict(BASE, question=f"Problem {i}: {BASE['question']}", solution=str(i)) for i in range(n)]
-
-
-def write_jsonl(path, rs):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rs))
-    return path
-
-
-def run(argv):
-    """prepare_data's CLI in-process: None on success, the SystemExit message otherwise."""
-    try:
-        prepare_data.main([str(a) for a in argv])
-    except SystemExit as e:
-        return str(e.code)
-    return None
-
-
-def files(d):
-    return sorted(p.name for p in d.rglob("*")) if d.exists() else []
-
+from tests.helpers import S1K_ROW as BASE, files, prepare_data_cli, s1k_rows, write_jsonl
 
 def fetch(tmp_path, src, *extra):
     out = tmp_path / "out" / "s1k.parquet"
-    return run(["fetch", "--source", src, "--out", out, *extra]), tmp_path / "out"
+    return prepare_data_cli(["fetch", "--source", src, "--out", out, *extra]), tmp_path / "out"
 
 
 # ------------------------------------------------------------------------------ happy paths
 def test_fetch_then_split(tmp_path):
-    src = write_jsonl(tmp_path / "s1k.jsonl", [dict(r, extra="x") for r in rows()])
+    src = write_jsonl(tmp_path / "s1k.jsonl", [dict(r, extra="x") for r in s1k_rows()])
     err, out = fetch(tmp_path, src, "--expected-rows", 12)
     assert err is None
     df = pd.read_parquet(out / "s1k.parquet")
@@ -54,7 +29,7 @@ def test_fetch_then_split(tmp_path):
     assert meta["sha256"] == sha256(out / "s1k.parquet") and meta["rows"] == 12
     assert meta["source_file_sha256"] == sha256(src) and meta["normalised"] == []
     m_path = out / "manifest.json"
-    assert run(["split", "--table", out / "s1k.parquet", "--n-val", 4, "--subsets", 8, 2, "--seed", 3,
+    assert prepare_data_cli(["split", "--table", out / "s1k.parquet", "--n-val", 4, "--subsets", 8, 2, "--seed", 3,
                 "--expected-rows", 12, "--out", m_path]) is None
     m = json.loads(m_path.read_text())
     assert m["seed"] == 3 and m["n_rows"] == 12 and m["n_val"] == 4
@@ -66,7 +41,7 @@ def test_fetch_then_split(tmp_path):
 
 @pytest.mark.parametrize("kind", ["jsonl", "parquet"])
 def test_list_traces_are_joined_like_s1(tmp_path, kind):
-    rs = rows(3)
+    rs = s1k_rows(3)
     rs[1]["deepseek_thinking_trajectory"] = ["First step.", "Second step."]
     if kind == "parquet":  # a list<string> column, as in the early revision
         for r in rs[::2]:
@@ -87,7 +62,7 @@ def test_list_traces_are_joined_like_s1(tmp_path, kind):
 
 
 def test_nulls_in_optional_columns_are_kept(tmp_path):
-    rs = rows(3)
+    rs = s1k_rows(3)
     rs[2]["gemini_grade"] = None
     err, out = fetch(tmp_path, write_jsonl(tmp_path / "s1k.jsonl", rs))
     assert err is None and pd.isna(pd.read_parquet(out / "s1k.parquet")["gemini_grade"][2])
@@ -131,7 +106,7 @@ MIXED_TYPES = {"optional column a dict", "list of non-strings", "question not a 
                                        if not (k == "parquet" and c in MIXED_TYPES)])  # arrow: one type a column
 def test_bad_rows_fail_naming_the_row_and_write_nothing(tmp_path, case, kind):
     edit, msg = BAD_ROWS[case]
-    rs = edit(rows())
+    rs = edit(s1k_rows())
     if kind == "jsonl":
         src = write_jsonl(tmp_path / "s1k.jsonl", rs)
     else:
@@ -156,16 +131,16 @@ def test_bad_source_file(tmp_path, make, msg):
 
 
 def test_wrong_row_count(tmp_path):
-    err, out = fetch(tmp_path, write_jsonl(tmp_path / "s1k.jsonl", rows(11)), "--expected-rows", 12)
+    err, out = fetch(tmp_path, write_jsonl(tmp_path / "s1k.jsonl", s1k_rows(11)), "--expected-rows", 12)
     assert "table has 11 rows but data.expected_rows=12" in err
     assert files(out) == []
 
 
 def test_failed_fetch_keeps_the_previous_good_table(tmp_path):
-    good = write_jsonl(tmp_path / "good.jsonl", rows())
+    good = write_jsonl(tmp_path / "good.jsonl", s1k_rows())
     assert fetch(tmp_path, good)[0] is None
     before = sha256(tmp_path / "out" / "s1k.parquet")
-    bad = write_jsonl(tmp_path / "bad.jsonl", _edit(0, deepseek_attempt="")(rows()))
+    bad = write_jsonl(tmp_path / "bad.jsonl", _edit(0, deepseek_attempt="")(s1k_rows()))
     err, out = fetch(tmp_path, bad)
     assert "row 0" in err and files(out) == ["s1k.json", "s1k.parquet"]
     assert sha256(out / "s1k.parquet") == before
@@ -174,7 +149,7 @@ def test_failed_fetch_keeps_the_previous_good_table(tmp_path):
 # ------------------------------------------------------------------------------ bad split config
 @pytest.fixture
 def table(tmp_path):
-    assert fetch(tmp_path, write_jsonl(tmp_path / "s1k.jsonl", rows(12)))[0] is None
+    assert fetch(tmp_path, write_jsonl(tmp_path / "s1k.jsonl", s1k_rows(12)))[0] is None
     return tmp_path / "out" / "s1k.parquet"
 
 
@@ -188,7 +163,7 @@ def table(tmp_path):
 ])
 def test_bad_split_fails_and_writes_no_manifest(table, args, msg):
     out = table.parent / "split" / "manifest.json"
-    err = run(["split", "--table", table, "--seed", 0, *args, "--out", out])
+    err = prepare_data_cli(["split", "--table", table, "--seed", 0, *args, "--out", out])
     assert err is not None and re.search(msg, err), err
     assert files(out.parent) == []
 
@@ -196,13 +171,13 @@ def test_bad_split_fails_and_writes_no_manifest(table, args, msg):
 def test_split_refuses_a_table_changed_after_fetch(table):
     pd.read_parquet(table).iloc[:11].to_parquet(table)
     out = table.parent / "split" / "manifest.json"
-    err = run(["split", "--table", table, "--n-val", 2, "--subsets", 4, "--seed", 0, "--out", out])
+    err = prepare_data_cli(["split", "--table", table, "--n-val", 2, "--subsets", 4, "--seed", 0, "--out", out])
     assert "the table changed since it was fetched" in err
     assert files(out.parent) == []
 
 
 def test_cli_exit_status_and_message(tmp_path):
-    src = write_jsonl(tmp_path / "s1k.jsonl", _edit(0, deepseek_attempt=None)(rows()))
+    src = write_jsonl(tmp_path / "s1k.jsonl", _edit(0, deepseek_attempt=None)(s1k_rows()))
     p = subprocess.run([sys.executable, "workflow/scripts/prepare_data.py", "fetch", "--source", str(src),
                         "--out", str(tmp_path / "o" / "s1k.parquet")], cwd=ROOT, capture_output=True, text=True)
     assert p.returncode != 0 and "row 0" in p.stderr and "'deepseek_attempt' is missing" in p.stderr
@@ -263,7 +238,7 @@ def test_hub_source_records_the_resolved_commit(tmp_path, monkeypatch):
 
     def load_dataset(name, revision=None, split=None):
         calls.append((name, revision, split))
-        return datasets.Dataset.from_list(rows(12))
+        return datasets.Dataset.from_list(s1k_rows(12))
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     monkeypatch.setattr(huggingface_hub.HfApi, "dataset_info",
@@ -272,7 +247,7 @@ def test_hub_source_records_the_resolved_commit(tmp_path, monkeypatch):
     assert err is None and calls == [("simplescaling/s1K-1.1", "main", "train")]
     meta = json.loads((out / "s1k.json").read_text())
     assert meta["revision"] == "main" and meta["resolved_revision"] == "c0ffee" * 6 + "abcd"
-    assert run(["split", "--table", out / "s1k.parquet", "--n-val", 2, "--subsets", 10, "--seed", 0, "--out",
+    assert prepare_data_cli(["split", "--table", out / "s1k.parquet", "--n-val", 2, "--subsets", 10, "--seed", 0, "--out",
                 out / "manifest.json"]) is None
     m = json.loads((out / "manifest.json").read_text())
     assert (m["source"], m["revision"], m["resolved_revision"]) == ("simplescaling/s1K-1.1", "main", "c0ffee" * 6 + "abcd")

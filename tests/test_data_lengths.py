@@ -5,18 +5,17 @@ import pytest
 
 import prepare_data
 from elicit.data.chat import encode_rows, summarize, tokenize_example
-from tests.test_data import files, rows, run, write_jsonl
-from tests.test_format import build_tokenizer
+from tests.helpers import build_tokenizer, files, prepare_data_cli, s1k_rows, write_jsonl
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("lengths")
-    rs = rows(12)
+    rs = s1k_rows(12)
     for i, r in enumerate(rs):  # lengths that differ from row to row
         r["deepseek_thinking_trajectory"] = " ".join(["step"] * (5 + 7 * i))
-    assert run(["fetch", "--source", write_jsonl(d / "s1k.jsonl", rs), "--out", d / "s1k.parquet"]) is None
-    assert run(["split", "--table", d / "s1k.parquet", "--n-val", 3, "--subsets", 8, 4, "--seed", 0,
+    assert prepare_data_cli(["fetch", "--source", write_jsonl(d / "s1k.jsonl", rs), "--out", d / "s1k.parquet"]) is None
+    assert prepare_data_cli(["split", "--table", d / "s1k.parquet", "--n-val", 3, "--subsets", 8, 4, "--seed", 0,
                 "--out", d / "manifest.json"]) is None
     tok = build_tokenizer([str(v) for r in rs for v in r.values()])
     tok.save_pretrained(d / "tok")
@@ -27,7 +26,7 @@ def setup(tmp_path_factory):
 def test_lengths_per_subset(setup, style):
     d, tok = setup
     out = d / f"lengths-{style}.json"
-    assert run(["lengths", "--table", d / "s1k.parquet", "--manifest", d / "manifest.json", "--tokenizer",
+    assert prepare_data_cli(["lengths", "--table", d / "s1k.parquet", "--manifest", d / "manifest.json", "--tokenizer",
                 d / "tok", "--format", style, "--max-seq-len", 100000, "--on-too-long", "truncate", "--out", out]) is None
     rep = json.loads(out.read_text())
     manifest = json.loads((d / "manifest.json").read_text())
@@ -53,7 +52,7 @@ def test_lengths_count_the_long_ones_like_training_does(setup, policy):
     lens = sorted(len(tokenize_example(tok, df.iloc[i].to_dict(), "r1")[0]) for i in manifest["all"])
     cut = lens[6]  # half the rows are over
     out = d / f"lengths-{policy}.json"
-    assert run(["lengths", "--table", d / "s1k.parquet", "--manifest", d / "manifest.json", "--tokenizer",
+    assert prepare_data_cli(["lengths", "--table", d / "s1k.parquet", "--manifest", d / "manifest.json", "--tokenizer",
                 d / "tok", "--format", "r1", "--max-seq-len", cut, "--on-too-long", policy, "--out", out]) is None
     rep = json.loads(out.read_text())
     assert rep["all"]["too_long"] == sum(x > cut for x in lens) > 0
@@ -69,9 +68,9 @@ def test_lengths_count_the_long_ones_like_training_does(setup, policy):
 def test_lengths_refuse_a_foreign_table(setup, tmp_path):
     d, _ = setup
     other = tmp_path / "s1k.parquet"
-    assert run(["fetch", "--source", write_jsonl(tmp_path / "o.jsonl", rows(12)), "--out", other]) is None
+    assert prepare_data_cli(["fetch", "--source", write_jsonl(tmp_path / "o.jsonl", s1k_rows(12)), "--out", other]) is None
     out = tmp_path / "res" / "lengths.json"
-    err = run(["lengths", "--table", other, "--manifest", d / "manifest.json", "--tokenizer", d / "tok",
+    err = prepare_data_cli(["lengths", "--table", other, "--manifest", d / "manifest.json", "--tokenizer", d / "tok",
                "--format", "r1", "--max-seq-len", 100, "--on-too-long", "truncate", "--out", out])
     assert "is not the table" in err and files(out.parent) == []
     assert prepare_data.DataError  # the CLI turned it into a message, not a traceback
@@ -87,7 +86,7 @@ def test_lengths_render_with_the_models_chat_template(setup, tmp_path):
     reps = {}
     for name, extra in (("own", []), ("file", ["--chat-template", f])):
         out = tmp_path / f"{name}.json"
-        assert run(["lengths", "--table", d / "s1k.parquet", "--manifest", d / "manifest.json", "--tokenizer", d / "tok",
+        assert prepare_data_cli(["lengths", "--table", d / "s1k.parquet", "--manifest", d / "manifest.json", "--tokenizer", d / "tok",
                     "--format", "r1", "--max-seq-len", 100000, "--on-too-long", "truncate", "--out", out, *extra]) is None
         reps[name] = json.loads(out.read_text())["all"]["tokens"]
     assert reps["file"]["n"] == reps["own"]["n"] == 12 and reps["file"]["total"] < reps["own"]["total"]

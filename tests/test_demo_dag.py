@@ -31,6 +31,7 @@ def variant_cells() -> int:
 
 
 from tests.conftest import snakemake  # noqa: E402
+from tests.helpers import planned_jobs  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -279,14 +280,6 @@ def test_nothing_left_to_do_then_one_deleted_cell(demo):
                                   "total": 4, "evaluate": 1}
     snakemake(demo)
     assert victim.exists()
-
-
-def planned_jobs(workdir, *args):
-    out = snakemake(workdir, "-n", "--quiet", "rules", *args)
-    stats = (out.stdout + out.stderr).split("Job stats:")[-1]
-    jobs = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
-    jobs["evaluate"] = sum(v for k, v in jobs.items() if k.startswith("evaluate"))  # a job: a task, both seeds
-    return jobs
 
 
 @pytest.mark.slow

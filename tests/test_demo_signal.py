@@ -4,22 +4,24 @@ tests/test_demo_dag.py shows that the demo finetunes beat the base model. This s
 they do so only through the links the paper's pipeline depends on, none of which has a
 "break" switch in production code: a broken link is made here by monkeypatching.
 
-A tiny demo model (the first demo size, as make_demo.py builds it) is finetuned in-process
-by workflow/scripts/train.py on the demo table's largest full-finetuning subset with the
-demo config's training settings, twice:
-  * intact: as the workflow does;
-  * broken loss mask: chat_format.tokenize_example patched so that the loss falls on the
-    prompt tokens (system prompt, question, "<|im_start|>assistant\\n") and not at all on
-    the reasoning and the answer.
-Each is evaluated by workflow/scripts/eval_cell.py on demo_aime (one seed, the demo's
-sampling settings), and the intact one once more with the chat template broken: lm-eval
-called with apply_chat_template=False (lm_eval.simple_evaluate patched), i.e. the bare
-question as prompt. demo_aime, not demo_gpqa: a model that learnt the prompts' text could
+The intact chain is the demo run's own (conftest's demo_run, the `make demo` DAG, shared with
+the other tests): the first demo size's base model, its finetune on the demo table's largest
+full-finetuning subset, and both evaluated on demo_aime's first seed. Beside it, in this
+process (so that monkeypatches reach the programs), from the same base model, table and
+settings:
+  * broken loss mask: workflow/scripts/train.py with chat_format.tokenize_example patched so
+    that the loss falls on the prompt tokens (system prompt, question,
+    "<|im_start|>assistant\\n") and not at all on the reasoning and the answer;
+  * broken chat template: the intact finetune evaluated by workflow/scripts/eval_cell.py with
+    lm-eval called with apply_chat_template=False (lm_eval.simple_evaluate patched), i.e. the
+    bare question as prompt.
+Both are evaluated as the eval rule evaluates the demo's cells (elicit/steps.py: the demo's
+backend and sampling settings, demo_aime's first seed). demo_aime, not demo_gpqa: a model that learnt the prompts' text could
 emit their "(A)".."(D)" lines and hit the right letter by chance; no prompt contains a
 \\boxed{}.
 
 The intact chain must beat the base model clearly; each broken one must score like the
-base model. About a minute on two CPU cores.
+base model. About a minute on two CPU cores beside the demo run.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from elicit.grid import samples_path
 from tests.conftest import ROOT, demo_config, train_flags
 
 DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
@@ -84,32 +87,23 @@ def test_keywords_are_tiered_along_the_split():
 
 
 # --------------------------------------------------------------------------- one broken link
-def _build(d: Path) -> Path:
-    """The demo table, split, tokenizer and one base model, as the demo rules build them."""
-    import make_demo
-    import prepare_data
-
-    data = DEMO["data"]
-    subsets = [str(k) for k in data["subsets"]]
-    make_demo.main(["data", "--out", str(d / "s1k.jsonl"), "--rows", str(data["expected_rows"]),
-                    "--n-val", str(data["n_val"]), "--subsets", *subsets, "--split-seed", str(data["split_seed"])])
-    prepare_data.main(["fetch", "--source", str(d / "s1k.jsonl"), "--expected-rows", str(data["expected_rows"]),
-                       "--out", str(d / "s1k.parquet")])
-    prepare_data.main(["split", "--table", str(d / "s1k.parquet"), "--n-val", str(data["n_val"]),
-                       "--subsets", *subsets, "--seed", str(data["split_seed"]), "--out", str(d / "manifest.json")])
-    make_demo.main(["tokenizer", "--corpus", str(d / "s1k.jsonl"), str(TASKS), "--out", str(d / "tok")])
-    spec = DEMO["models"][SIZE]["demo"]
-    make_demo.main(["model", "--tokenizer", str(d / "tok"), "--out", str(d / "base"), "--hidden", str(spec["hidden"]),
-                    "--layers", str(spec["layers"]), "--heads", str(spec["heads"]),
-                    "--context", str(DEMO["models"][SIZE]["context"])])
-    return d / "base"
+def _demo_run_parts(demo_run: Path) -> dict:
+    """The demo run's files this test starts from: table, split, base model, the intact finetune
+    (published model, training report) and its evaluations of the first seed of TASK."""
+    res, seed = demo_run / "results", demo_config()["eval"]["seeds"][0]
+    run = f"full-{SUBSET}"
+    return {"s1k.jsonl": res / "demo" / "s1k.jsonl", "table": res / "data" / "s1k.parquet",
+            "manifest": res / "data" / "manifest.json", "base": res / "demo" / "models" / SIZE / "base",
+            "intact": res / "models" / SIZE / run / "model", "intact_train": res / "train" / SIZE / run,
+            "eval": {c: res / "eval" / SIZE / c / TASK / f"seed{seed}.json" for c in ("base", run)}}
 
 
-def _train(d: Path, base: Path, out: Path) -> Path:
-    """train.py in this process (so that monkeypatches reach it); the selected checkpoint."""
+def _train(parts: dict, out: Path) -> Path:
+    """train.py in this process (so that monkeypatches reach it) on the demo run's base model, table
+    and split, with the demo config's training settings; the selected checkpoint."""
     import train
 
-    argv = ["--model", str(base), "--table", str(d / "s1k.parquet"), "--manifest", str(d / "manifest.json"),
+    argv = ["--model", str(parts["base"]), "--table", str(parts["table"]), "--manifest", str(parts["manifest"]),
             "--out", str(out), *train_flags(subset=SUBSET, progress=False)]
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGUSR1)}
     try:
@@ -122,15 +116,14 @@ def _train(d: Path, base: Path, out: Path) -> Path:
 
 
 def _evaluate(model: Path, out: Path) -> dict:
-    """The demo's first seed of TASK as the eval rule runs it (elicit/steps.py), on the fixed
-    batches of hf-resumable."""
+    """The demo's first seed of TASK as the eval rule runs it (elicit/steps.py: the demo's backend)."""
     import eval_cell
 
     from elicit import steps
 
     cfg = demo_config()
     args = steps.eval_args(cfg, SIZE, [TASK], cfg["eval"]["seeds"][:1], layout="single")
-    return eval_cell.main([*steps.argv({**args, "backend": "hf-resumable"}), "--model", str(model),
+    return eval_cell.main([*steps.argv(args), "--model", str(model),
                            "--include-path", str(TASKS), "--device", "cpu", "--dtype", "float32", "--out", str(out)])
 
 
@@ -153,34 +146,36 @@ def without_chat_template(real):
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(demo_run, tmp_path_factory):
+    import time
+
     from elicit.data import chat as chat_format
     import lm_eval
 
-    d = tmp_path_factory.mktemp("demo_signal")
-    base = _build(d)
-    intact = _train(d, base, d / "intact")
+    t0 = time.time()
+    d, parts = tmp_path_factory.mktemp("demo_signal"), _demo_run_parts(demo_run)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(chat_format, "tokenize_example", prompt_only_labels(chat_format.tokenize_example))
-        broken_mask = _train(d, base, d / "broken_mask")
-    scores = {"base": _evaluate(base, d / "eval" / "base.json"),
-              "intact": _evaluate(intact, d / "eval" / "intact.json"),
+        broken_mask = _train(parts, d / "broken_mask")
+    # the published finetune is the selected checkpoint's weights (select_checkpoint.py)
+    scores = {"base": json.loads(parts["eval"]["base"].read_text()),
+              "intact": json.loads(parts["eval"][f"full-{SUBSET}"].read_text()),
               "broken_mask": _evaluate(broken_mask, d / "eval" / "broken_mask.json")}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(lm_eval, "simple_evaluate", without_chat_template(lm_eval.simple_evaluate))
-        scores["no_chat_template"] = _evaluate(intact, d / "eval" / "no_chat_template.json")
-    print("\n" + json.dumps({k: v["score"] for k, v in scores.items()}))
-    return d, scores
+        scores["no_chat_template"] = _evaluate(parts["intact"], d / "eval" / "no_chat_template.json")
+    print("\n" + json.dumps({k: v["score"] for k, v in scores.items()}), f"({time.time() - t0:.0f} s)")
+    return d, parts, scores
 
 
-@pytest.mark.slow  # trains three models and evaluates them (minutes on 2 cores): not in make test-fast
+@pytest.mark.slow  # the demo run, one more training, two evaluations (minutes on 2 cores): not in make test-fast
 def test_the_patches_break_what_they_claim(runs):
     from elicit.data import chat as chat_format
     from transformers import AutoTokenizer
 
-    d, scores = runs
-    row = json.loads((d / "s1k.jsonl").read_text().splitlines()[0])
-    tok = AutoTokenizer.from_pretrained(d / "base")
+    d, parts, scores = runs
+    row = json.loads(parts["s1k.jsonl"].read_text().splitlines()[0])
+    tok = AutoTokenizer.from_pretrained(parts["base"])
     ids, labels = chat_format.tokenize_example(tok, row)
     ids2, inverted = prompt_only_labels(chat_format.tokenize_example)(tok, row)
     ignored = chat_format.IGNORE_INDEX
@@ -189,27 +184,27 @@ def test_the_patches_break_what_they_claim(runs):
     # the patch reached train.py: every sequence is supervised from its first token on
     report = json.loads((d / "broken_mask" / "data.json").read_text())["train"]
     assert report["supervised_tokens"] == report["tokens"]
-    intact = json.loads((d / "intact" / "data.json").read_text())["train"]
+    intact = json.loads((parts["intact_train"] / "data.json").read_text())["train"]
     assert intact["supervised_tokens"]["total"] < intact["tokens"]["total"]
     # and lm-eval got the bare question instead of the chat-formatted one
     prompts = [json.loads(line)["prompt"] for line in
                (d / "eval" / "no_chat_template.samples.jsonl").read_text().splitlines()]
     assert prompts and not any("<|im_start|>" in p for p in prompts)
     with_template = [json.loads(line)["prompt"] for line in
-                     (d / "eval" / "intact.samples.jsonl").read_text().splitlines()]
+                     samples_path(parts["eval"][f"full-{SUBSET}"]).read_text().splitlines()]
     assert all(p.startswith("<|im_start|>system") for p in with_template)
 
 
-@pytest.mark.slow  # trains three models and evaluates them (minutes on 2 cores): not in make test-fast
+@pytest.mark.slow  # the demo run, one more training, two evaluations (minutes on 2 cores): not in make test-fast
 def test_intact_chain_beats_base(runs):
-    _, s = runs
+    _, _, s = runs
     assert s["intact"]["score"] >= s["base"]["score"] + 25, {k: v["score"] for k, v in s.items()}
 
 
-@pytest.mark.slow  # trains three models and evaluates them (minutes on 2 cores): not in make test-fast
+@pytest.mark.slow  # the demo run, one more training, two evaluations (minutes on 2 cores): not in make test-fast
 @pytest.mark.parametrize("broken", ["broken_mask", "no_chat_template"])
 def test_one_broken_link_collapses_the_signal(runs, broken):
-    _, s = runs
+    _, _, s = runs
     scores = {k: v["score"] for k, v in s.items()}
     assert s[broken]["score"] <= s["base"]["score"] + 10, scores
     assert s["intact"]["score"] - s[broken]["score"] >= 25, scores

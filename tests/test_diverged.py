@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from elicit.train.checkpoints import Diverged, Keeper, select
-from tests.test_train import _cmd, _env, demo  # noqa: F401  (module fixture: tiny model and data)
+from tests.helpers import train_cmd, train_env
 
 NAN, INF = float("nan"), float("inf")
 
@@ -47,9 +47,9 @@ def test_select_checkpoint_refuses_a_diverged_run(tmp_path):
 
 
 @pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
-def test_training_with_a_huge_lr_stops_naming_step_value_and_setting(demo, tmp_path):  # noqa: F811
+def test_training_with_a_huge_lr_stops_naming_step_value_and_setting(demo, tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.run(_cmd(demo, out, ["--lr", "1000", "--max-grad-norm", "1e9"]), env=_env(),
+    proc = subprocess.run(train_cmd(demo, out, ["--lr", "1000", "--max-grad-norm", "1e9"]), env=train_env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0, proc.stdout[-2000:]
     assert "diverged at step" in proc.stderr and "Lower train.lr (now 1000" in proc.stderr, proc.stderr[-2000:]

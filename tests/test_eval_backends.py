@@ -7,7 +7,6 @@ large scale: every answer then differs.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -16,23 +15,6 @@ import eval_cell
 from elicit.eval import cell
 
 TASKS = ROOT / "workflow" / "tasks" / "demo"
-
-
-@pytest.fixture(scope="module")
-def chaos(tmp_path_factory, demo_model) -> Path:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    d = tmp_path_factory.mktemp("cb_demo")
-    model = AutoModelForCausalLM.from_pretrained(demo_model, dtype=torch.float32)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.normal_(0.0, 0.3)
-    model.save_pretrained(d / "chaos")
-    AutoTokenizer.from_pretrained(demo_model).save_pretrained(d / "chaos")
-    return d / "chaos"
 
 
 def _run(model, out, backend, task, *, temperature=0.0, bs=3, limit=6, seed=1):

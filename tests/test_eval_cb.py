@@ -18,7 +18,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, child_env, eval_settings
-from tests.test_eval_backends import chaos  # noqa: F401  (fixture)
+from tests.helpers import TORCHRUN
 import eval_cell
 from elicit.eval import cell
 
@@ -51,7 +51,7 @@ def test_gumbel_max_samples_the_softmax():
     assert row_key(1, 7) != row_key(1, 8) and row_key(1, 7) != row_key(2, 7)
 
 
-def test_sampled_answers_do_not_depend_on_concurrency(chaos, tmp_path):  # noqa: F811
+def test_sampled_answers_do_not_depend_on_concurrency(chaos, tmp_path):
     runs = {}
     for slots in (1, 2, 64):
         eval_cell.main(_argv(chaos, [tmp_path / f"s{slots}.json"], slots=slots))
@@ -63,7 +63,7 @@ def test_sampled_answers_do_not_depend_on_concurrency(chaos, tmp_path):  # noqa:
 
 
 @pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
-def test_job_of_several_cells_equals_one_job_per_cell(chaos, tmp_path):  # noqa: F811
+def test_job_of_several_cells_equals_one_job_per_cell(chaos, tmp_path):
     single = {}
     for task in ("demo_aime", "demo_gpqa"):
         for seed in (0, 1):
@@ -79,7 +79,7 @@ def test_job_of_several_cells_equals_one_job_per_cell(chaos, tmp_path):  # noqa:
 
 
 @pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
-def test_killed_job_resumes_per_answer(chaos, tmp_path):  # noqa: F811
+def test_killed_job_resumes_per_answer(chaos, tmp_path):
     ref = [tmp_path / "ref" / f"seed{s}.json" for s in (0, 1)]
     eval_cell.main(_argv(chaos, ref, seeds=(0, 1)))
     outs = [tmp_path / "run" / f"seed{s}.json" for s in (0, 1)]
@@ -94,7 +94,7 @@ def test_killed_job_resumes_per_answer(chaos, tmp_path):  # noqa: F811
     assert not any(p.exists() for p in sidecars)  # spent
 
 
-def test_seed_added_later_reuses_finished_cells(chaos, tmp_path, monkeypatch):  # noqa: F811
+def test_seed_added_later_reuses_finished_cells(chaos, tmp_path, monkeypatch):
     outs = [tmp_path / f"seed{s}.json" for s in (0, 1, 2)]
     eval_cell.main(_argv(chaos, outs[:2], seeds=(0, 1)))
     before = [_answers(o) for o in outs[:2]]
@@ -113,9 +113,8 @@ def test_several_cells_need_one_out_each():
 
 
 @pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
-def test_data_parallel_job_equals_one_process(chaos, tmp_path):  # noqa: F811
+def test_data_parallel_job_equals_one_process(chaos, tmp_path):
     """dp (2 gloo ranks, torchrun): every rank generates every other missing answer of both cells."""
-    from tests.test_eval_layouts import TORCHRUN
 
     outs = [tmp_path / "one" / f"seed{s}.json" for s in (0, 1)]
     eval_cell.main(_argv(chaos, outs, seeds=(0, 1)))

@@ -8,28 +8,59 @@
   near-tie of probabilities may draw another token; on GPU the same holds.)
 * the sidecar works across layouts: a dp run killed after some answers resumes in one process
   (and the other way round) with exactly the uninterrupted answers, nothing regenerated twice.
+* every rank of a finished run closes its process group before it exits (issue 29): a rank that
+  exited with gloo's group open could abort in the C++ teardown ("terminate called without an
+  active exception", SIGABRT) while the other still wrote the record; torchrun then failed the run.
 """
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
 from tests.conftest import ROOT, eval_settings
-from tests.test_eval_repro import SCRIPTS, _env
+from tests.helpers import SCRIPTS, TORCHRUN, eval_env
 
-TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
+# Runs a program as __main__ and, at its exit, leaves `<out>.group-open.rank<r>` where the process
+# group was still open (the rank did not close it before it exited).
+OPEN_AT_EXIT = textwrap.dedent('''
+    import atexit, os, runpy, sys
+
+    def check():
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            open(os.environ["OPEN_GROUP_MARK"] + os.environ["RANK"], "w").close()
+
+    atexit.register(check)
+    sys.argv = sys.argv[1:]
+    sys.path[0] = os.path.dirname(os.path.abspath(sys.argv[0]))  # as `python program.py` has it
+    runpy.run_path(sys.argv[0], run_name="__main__")
+''')
+
+
+def _groups_left_open(out: Path) -> list[Path]:
+    return sorted(out.parent.glob(out.name + ".group-open.rank*"))
 
 
 def _eval(model, out, layout="single", temperature=0.6, **env):
+    for mark in _groups_left_open(Path(out)):  # an earlier run's
+        mark.unlink()
     launcher = TORCHRUN if layout in ("dp", "tp") else (sys.executable,)
+    if layout in ("dp", "tp"):  # eval_cell.py under OPEN_AT_EXIT
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        wrapper = Path(out).with_name("open_at_exit.py")
+        wrapper.write_text(OPEN_AT_EXIT)
+        launcher = (*launcher, str(wrapper))
+        env.setdefault("OPEN_GROUP_MARK", str(Path(out).with_name(Path(out).name + ".group-open.rank")))
     cmd = [*launcher, str(SCRIPTS / "eval_cell.py"), *eval_settings(), "--model", str(model), "--task", "demo_aime",
            "--include-path", str(ROOT / "workflow" / "tasks" / "demo"), "--seed", "3",
            "--max-gen-toks", "6", "--temperature", str(temperature), "--device", "cpu", "--dtype", "float32",
            "--max-length", "512", "--batch-size", "2", "--limit", "8", "--layout", layout, "--out", str(out)]
-    return subprocess.run(cmd, env=_env(**env), capture_output=True, text=True, timeout=600)
+    return subprocess.run(cmd, env=eval_env(**env), capture_output=True, text=True, timeout=600)
 
 
 def _answers(out):
@@ -58,6 +89,7 @@ def test_data_parallel_equals_one_process(demo_model, single, tmp_path, mode):
     assert proc.returncode == 0, proc.stderr[-3000:]
     rec, answers = _answers(out)
     assert rec["layout"] == "dp" and rec["world_size"] == 2
+    assert _groups_left_open(out) == []  # every rank closed its process group before it exited
     assert rec["resume"]["generated"] == 8 and rec["resume"]["batches_generated"] == 2  # 2 of 4 on rank 0
     assert answers == single[mode][1]
     assert rec["score"] == single[mode][0]["score"] and rec["prompts_sha256"] == single[mode][0]["prompts_sha256"]
@@ -71,6 +103,7 @@ def test_tensor_parallel_equals_one_process_greedy(demo_model, single, tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rec, answers = _answers(out)
     assert rec["layout"] == "tp" and rec["world_size"] == 2
+    assert _groups_left_open(out) == []
     assert answers == single["greedy"][1]
 
 
@@ -88,4 +121,5 @@ def test_sidecar_resumes_across_layouts(demo_model, single, tmp_path):
         rec, answers = _answers(out)
         assert rec["resume"]["reused"] >= 4 and rec["resume"]["reused"] + rec["resume"]["generated"] == 8
         assert answers == single["sampled"][1], (first, second)
+        assert _groups_left_open(out) == []
         assert not list(out.parent.glob("*.partial.jsonl*"))

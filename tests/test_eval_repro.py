@@ -19,16 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, child_env, eval_settings
+from tests.conftest import ROOT, eval_settings
+from tests.helpers import SCRIPTS, eval_env
 
-SCRIPTS = ROOT / "workflow" / "scripts"
-
-
-def _env(cache: Path | None = None, **extra) -> dict:
-    env = child_env(HF_DATASETS_OFFLINE="1", HF_TOKEN="hf_dummy_token_for_the_gated_check", **extra)
-    if cache is not None:
-        env["HF_DATASETS_CACHE"] = str(cache)
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -51,14 +44,14 @@ def gpqa_task(tmp_path_factory):
 def _fetch_then_eval(model, task_dir, cache, out, seeds):
     subprocess.run([sys.executable, SCRIPTS / "fetch_hub.py", "tasks", "--tasks", "gpqa_local",
                     "--include-path", task_dir, "--out", out.parent / "tasks.json"],
-                   env=_env(cache), check=True, capture_output=True)
+                   env=eval_env(cache), check=True, capture_output=True)
     got = {}
     for seed in seeds:
         o = out.with_name(f"seed{seed}.json")
         proc = subprocess.run([sys.executable, SCRIPTS / "eval_cell.py", *eval_settings(), "--model", model, "--task", "gpqa_local",
                                "--include-path", task_dir, "--seed", str(seed), "--max-gen-toks", "4",
                                "--device", "cpu", "--dtype", "float32", "--max-length", "512",
-                               "--batch-size", "4", "--out", o], env=_env(cache), capture_output=True, text=True)
+                               "--batch-size", "4", "--out", o], env=eval_env(cache), capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr[-3000:]
         rec = json.loads(o.read_text())
         samples = [json.loads(line) for line in o.with_name(o.stem + ".samples.jsonl").read_text().splitlines()]
@@ -98,7 +91,7 @@ def test_retrained_model_at_the_same_path_reuses_no_answer(demo_model, tmp_path)
             "--batch-size", "2", "--limit", "8"]
     out = tmp_path / "cell" / "seed0.json"
     proc = subprocess.run([sys.executable, SCRIPTS / "eval_cell.py", *args, "--out", out],
-                          env=_env(LM_BACKEND_SIGTERM_AFTER="4"), capture_output=True, text=True)
+                          env=eval_env(LM_BACKEND_SIGTERM_AFTER="4"), capture_output=True, text=True)
     assert proc.returncode != 0 and not out.exists()
     side = out.with_name(out.name + ".partial.jsonl")
     assert len(side.read_text().splitlines()) == 4
@@ -108,13 +101,13 @@ def test_retrained_model_at_the_same_path_reuses_no_answer(demo_model, tmp_path)
         for p in m.parameters():
             p.add_(0.05 * torch.randn_like(p))
     m.save_pretrained(model)
-    proc = subprocess.run([sys.executable, SCRIPTS / "eval_cell.py", *args, "--out", out], env=_env(),
+    proc = subprocess.run([sys.executable, SCRIPTS / "eval_cell.py", *args, "--out", out], env=eval_env(),
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     rec = json.loads(out.read_text())
     assert rec["resume"]["reused"] == 0 and rec["resume"]["generated"] == 8
     clean = tmp_path / "clean" / "seed0.json"
-    subprocess.run([sys.executable, SCRIPTS / "eval_cell.py", *args, "--out", clean], env=_env(),
+    subprocess.run([sys.executable, SCRIPTS / "eval_cell.py", *args, "--out", clean], env=eval_env(),
                    check=True, capture_output=True)
     read = lambda o: [json.loads(x)["response"] for x in o.with_name(o.stem + ".samples.jsonl").read_text().splitlines()]  # noqa: E731
     assert read(out) == read(clean)
@@ -133,15 +126,15 @@ def test_a_finished_cell_is_restored_not_recomputed(demo_model, tmp_path):
     args = [sys.executable, str(SCRIPTS / "eval_cell.py"), *eval_settings(), "--model", str(model), "--task", "demo_aime",
             "--include-path", str(ROOT / "workflow" / "tasks" / "demo"), "--seed", "0", "--max-gen-toks", "4",
             "--device", "cpu", "--dtype", "float32", "--max-length", "512", "--out", str(out)]
-    subprocess.run(args, env=_env(), check=True, capture_output=True)
+    subprocess.run(args, env=eval_env(), check=True, capture_output=True)
     want = out.read_bytes(), out.with_name("seed0.samples.jsonl").read_bytes()
     out.unlink()
     out.with_name("seed0.samples.jsonl").unlink()
-    proc = subprocess.run(args, env=_env(), capture_output=True, text=True)
+    proc = subprocess.run(args, env=eval_env(), capture_output=True, text=True)
     assert proc.returncode == 0 and "restored" in proc.stdout, proc.stderr[-2000:]
     assert (out.read_bytes(), out.with_name("seed0.samples.jsonl").read_bytes()) == want
     (model / "config.json").write_text((model / "config.json").read_text().replace("}", ', "note": 1}', 1))
-    proc = subprocess.run(args, env=_env(), capture_output=True, text=True)
+    proc = subprocess.run(args, env=eval_env(), capture_output=True, text=True)
     assert proc.returncode == 0 and "restored" not in proc.stdout
 
 
@@ -163,7 +156,7 @@ def test_identical_weights_sample_identically_whatever_their_metadata(demo_model
                         "--task", "demo_aime", "--include-path", ROOT / "workflow" / "tasks" / "demo",
                         "--seed", "2", "--max-gen-toks", "8", "--temperature", "1.0", "--limit", "8",
                         "--device", "cpu", "--dtype", "float32", "--out", out],
-                       env=_env(), check=True, capture_output=True)
+                       env=eval_env(), check=True, capture_output=True)
         rec = json.loads(out.read_text())
         got[model.name] = (rec["provenance"]["model"]["fingerprint"],
                            [json.loads(x)["response"] for x in out.with_name("seed2.samples.jsonl").read_text().splitlines()])

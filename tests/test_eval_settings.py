@@ -98,7 +98,7 @@ def test_cache_key_holds_exactly_the_answer_settings(tmp_path, backend):
 
 def _plans(work, extra: dict | None) -> dict:
     """{rule: jobs} a dry-run of the finished demo plans, with `extra` on top of config/demo.yaml."""
-    from tests.test_demo_dag import planned_jobs
+    from tests.helpers import planned_jobs
 
     args = []
     if extra is not None:

@@ -19,7 +19,7 @@ import sys
 import pytest
 
 from tests.conftest import ROOT, child_env, eval_settings
-from tests.test_eval_backends import chaos  # noqa: F401  (fixture)
+from tests.helpers import TORCHRUN
 import eval_cell
 from elicit.eval import cell
 
@@ -116,7 +116,7 @@ def test_the_sampler_in_the_step_draws_hf_cb_noise():
 
 # ---------------------------------------------------------------------------- through eval_cell
 @pytest.fixture(scope="module")
-def eosy(chaos, tmp_path_factory):  # noqa: F811
+def eosy(chaos, tmp_path_factory):
     """The chaos model with its EOS row scaled up: some answers end at EOS, some run to the cap."""
     import torch
     from transformers import AutoModelForCausalLM
@@ -155,7 +155,7 @@ def test_cells_equal_hf_cb_answers_lengths_and_stops(eosy, tmp_path, task):
 
 
 @pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
-def test_killed_job_resumes_per_answer(chaos, tmp_path):  # noqa: F811
+def test_killed_job_resumes_per_answer(chaos, tmp_path):
     ref = [tmp_path / "ref" / f"seed{s}.json" for s in (0, 1)]
     eval_cell.main(_argv(chaos, ref, seeds=(0, 1), limit=6))
     outs = [tmp_path / "run" / f"seed{s}.json" for s in (0, 1)]
@@ -171,9 +171,8 @@ def test_killed_job_resumes_per_answer(chaos, tmp_path):  # noqa: F811
 
 
 @pytest.mark.slow  # two torchrun ranks (gloo) load the model each
-def test_tensor_parallel_over_two_ranks_equals_one_process(chaos, tmp_path):  # noqa: F811
+def test_tensor_parallel_over_two_ranks_equals_one_process(chaos, tmp_path):
     """tp (uncaptured, 2 gloo ranks): heads, MLP and KV cache split, all-reduced after o/down_proj."""
-    from tests.test_eval_layouts import TORCHRUN
 
     one = tmp_path / "one.json"
     eval_cell.main(_argv(chaos, [one], limit=6))

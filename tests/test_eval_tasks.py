@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, eval_settings, build_demo_model
+from tests.conftest import ROOT, eval_settings
 from elicit.eval import cell
 
 PAPER = ROOT / "workflow" / "tasks" / "paper"
@@ -116,14 +116,15 @@ load_jsonl = _demo.load_jsonl
 '''
 
 
-def test_aime24_variant_end_to_end_on_local_rows(tmp_path):
+def test_aime24_variant_end_to_end_on_local_rows(demo_model, tmp_path):
     """aime24_reasoning via `include:`, its hub dataset swapped for local rows of the same
     columns (Problem/Answer), through eval_cell with the tiny model: prompt is upstream's,
     the scoring is ours, no "Question:" stop."""
     import json
 
     import eval_cell
-    base = build_demo_model(tmp_path / "m")
+
+    base = demo_model  # the session's demo base model (conftest), read only
     tdir = tmp_path / "tasks"
     tdir.mkdir()
     (tdir / "rows.jsonl").write_text("".join(json.dumps({"ID": f"2024-I-{i}", "Problem": f"Find {i} + 1.",

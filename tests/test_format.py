@@ -13,18 +13,12 @@ from elicit.data import chat
 from elicit.data.chat import (IGNORE_INDEX, THINK_MARKER, assistant_text, chat_text, encode_rows,
                          split_text, summarize, tokenize_example)
 from tests.conftest import ROOT
+from tests.helpers import build_tokenizer
 
 DATA = ROOT / "tests" / "data"
 ROWS = json.loads((DATA / "s1k_rows.json").read_text())
 TEMPLATE = (ROOT / "resources" / "qwen2_5_chat_template.jinja").read_text()
 SYSTEM = "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
-
-
-def build_tokenizer(corpus: list[str]):
-    """The demo's tokenizer builder (Qwen2's pre-tokenizer, special tokens, chat template), small vocabulary."""
-    from elicit.data.demo import train_tokenizer
-
-    return train_tokenizer(corpus + ["<think>", "</think>", "Answer:", "think", "answer"], vocab_size=400)
 
 
 @pytest.fixture(scope="module")

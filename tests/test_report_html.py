@@ -1,8 +1,8 @@
 """Issue 31: results/report.html is rendered by a Markdown library: its text shows no raw Markdown
 (`**`, `*…*`, backticks, `- ` items, `#` headings, pipe-table rows), every section title and id is
-its own, and no table cell reads `inf` or `nan`. Built from the run of
-tests/test_aggregate.py::test_intervals_lora_vs_full_and_curves (samples, intervals, LoRA vs full,
-both scorers, a Recovered % whose denominator has no standard error: gap_z = ±inf)."""
+its own, and no table cell reads `inf` or `nan`. Built from
+tests/helpers.aggregated_with_samples (the run test_aggregate.py::test_intervals_lora_vs_full_and_curves
+checks: samples, intervals, LoRA vs full, both scorers, a Recovered % whose denominator has no standard error: gap_z = ±inf)."""
 import re
 from collections import Counter
 from html.parser import HTMLParser
@@ -10,7 +10,7 @@ from html.parser import HTMLParser
 import pytest
 
 from tests.conftest import demo_config
-from tests.test_aggregate import test_intervals_lora_vs_full_and_curves as finished_run
+from tests.helpers import aggregated_with_samples
 
 RAW = {"bold": re.compile(r"\*\*"), "emphasis": re.compile(r"(?<![\w*])\*[^\s*][^*]*\*(?![\w*])"),
        "code": re.compile(r"`"), "list item": re.compile(r"^\s*[-*] ", re.M),
@@ -52,7 +52,7 @@ def page(tmp_path_factory):
     import report
 
     results = tmp_path_factory.mktemp("run")
-    finished_run(results)
+    aggregated_with_samples(results)
     rec = pd.read_csv(results / "recovered.csv")  # a skyline and base both at 100 %: se 0, gap_z inf
     rec.loc[0, ["gap_z", "recovered_pct"]] = [float("inf"), float("nan")]
     rec.to_csv(results / "recovered.csv", index=False)

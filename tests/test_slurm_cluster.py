@@ -8,24 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import wait_job
+
 pytestmark = pytest.mark.slurm
 
 SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-ACTIVE = {"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", ""}
-
-
-def wait_job(job_id: str, timeout: float = 60) -> str:
-    """Poll squeue (no sacct: there is no slurmdbd) until the job has left ACTIVE."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        state = subprocess.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"],
-                               capture_output=True, text=True).stdout.strip()
-        if state not in ACTIVE:
-            return state
-        time.sleep(0.3)
-    raise TimeoutError(f"job {job_id} still {state!r} after {timeout}s")
-
-
 @pytest.mark.parametrize("partition", ["gpu-large", "gpu-small"])
 def test_sbatch_runs_in_partition(slurm_cluster, tmp_path, partition):
     assert partition in slurm_cluster.partitions

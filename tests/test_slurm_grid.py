@@ -8,27 +8,15 @@ import os
 import re
 import shutil
 import subprocess
-import textwrap
 
 import pandas as pd
 import pytest
 import yaml
 
 from tests.conftest import ROOT
+from tests.helpers import FAIL_ONCE, PARTITION_OF_SIZE, make_profile
 
 SITE_KEYS = {"configfile", "slurm-init-seconds-before-status-checks", "jobs", "latency-wait"}
-MAPPING = {"tiny-a": "gpu-small", "tiny-b": "gpu-large"}
-
-# Fails the first attempt of one evaluation job (then lets it pass): loaded by every
-# python process of the jobs through PYTHONPATH, touches nothing of the workflow.
-FAIL_ONCE = textwrap.dedent('''
-    import os, sys
-    victim, marker = os.environ.get("FAIL_ONCE_OUTPUT"), os.environ.get("FAIL_ONCE_MARKER")
-    if victim and any(a.endswith(victim) for a in sys.argv) and not os.path.exists(marker):
-        open(marker, "w").close()
-        sys.stderr.write("injected failure (first attempt)\\n")
-        sys.exit(3)
-''')
 
 
 def test_profile_differs_only_in_site_keys(tmp_path):
@@ -36,19 +24,6 @@ def test_profile_differs_only_in_site_keys(tmp_path):
     test = make_profile(tmp_path)
     assert {k for k in prod if prod[k] != test.get(k)} <= SITE_KEYS
     assert set(prod) == set(test)
-
-
-def make_profile(tmp_path):
-    prod = yaml.safe_load((ROOT / "profiles" / "slurm" / "config.yaml").read_text())
-    site = {"account": "demo-account", "qos": None, "gpu_model": None,
-            "partitions": {"default": "gpu-small", **MAPPING}}
-    (tmp_path / "site.yaml").write_text(yaml.safe_dump({"site": site}))
-    test = {**prod, "configfile": [str(tmp_path / "grid.yaml"), str(tmp_path / "site.yaml")], "jobs": 6,
-            "latency-wait": 5,
-            "slurm-init-seconds-before-status-checks": 2}
-    (tmp_path / "profile").mkdir(exist_ok=True)
-    (tmp_path / "profile" / "config.yaml").write_text(yaml.safe_dump(test))
-    return test
 
 
 @pytest.mark.slurm
@@ -75,9 +50,9 @@ def test_demo_grid_on_slurm(slurm_cluster, tmp_path):
     logs = sorted(p for stage in ("train", "eval") for p in (work / "results" / "logs" / stage).rglob("*.log"))
     assert len(logs) >= 2 * (2 + 4 * 2)  # train lora/full-8 and 4 configs x 2 tasks, per size
     for log in logs:
-        size = next(s for s in MAPPING if s in log.parts)
+        size = next(s for s in PARTITION_OF_SIZE if s in log.parts)
         first = log.read_text().splitlines()[0]
-        assert first == f"SLURM_JOB_PARTITION={MAPPING[size]}", f"{log}: {first}"
+        assert first == f"SLURM_JOB_PARTITION={PARTITION_OF_SIZE[size]}", f"{log}: {first}"
     t1 = pd.read_csv(work / "results" / "table1.csv")
     assert len(t1) == 2 * 4
 

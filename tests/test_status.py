@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT, copy_run, snakemake
-from tests.test_status_lock import _fake_snakemake
+from tests.helpers import fake_snakemake
 
 DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 pytestmark = pytest.mark.slow
@@ -88,7 +88,7 @@ def test_each_state(run):
 
     st, seeds = states()  # the lock of a killed run (kill -9): stale, nothing runs
     assert seeds[("skyline", "0")] == "incomplete"
-    live = _fake_snakemake(run.parent, run)  # a snakemake working in this directory holds it
+    live = fake_snakemake(run.parent, run)  # a snakemake working in this directory holds it
     try:
         st, seeds = states()
     finally:

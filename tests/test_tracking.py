@@ -7,19 +7,19 @@ import pytest
 
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from tests.test_train import _cmd, _env, _rows, demo  # noqa: F401  (demo: the module's fixture)
+from tests.helpers import jsonl_rows, train_cmd, train_env
 
 SHORT = ["--max-steps", "4", "--eval-every", "2"]
 
 
 def _train(demo_dir, out, tracking):
-    subprocess.run(_cmd(demo_dir, out, [*SHORT, "--tracking", tracking, "--progress", "false"]), check=True,
-                   env=_env(), capture_output=True, timeout=600)
-    return _rows(out / "metrics.jsonl")
+    subprocess.run(train_cmd(demo_dir, out, [*SHORT, "--tracking", tracking, "--progress", "false"]), check=True,
+                   env=train_env(), capture_output=True, timeout=600)
+    return jsonl_rows(out / "metrics.jsonl")
 
 
 @pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
-def test_tensorboard_scalars_read_back(demo, tmp_path):  # noqa: F811
+def test_tensorboard_scalars_read_back(demo, tmp_path):
     plain = _train(demo, tmp_path / "plain", "none")
     tracked = _train(demo, tmp_path / "tracked", "tensorboard")
     assert not list((tmp_path / "plain").glob("events.out.tfevents.*"))
@@ -52,7 +52,7 @@ def test_tensorboard_scalars_read_back(demo, tmp_path):  # noqa: F811
             assert abs(loss[r["step"]] - r["train_loss"]) <= 1e-6 * max(1.0, abs(r["train_loss"]))
 
 
-def test_a_tracker_that_cannot_start_warns_and_trains_on(demo, tmp_path):  # noqa: F811
+def test_a_tracker_that_cannot_start_warns_and_trains_on(demo, tmp_path):
     """A tracker failing at the training's start (before: NotADirectoryError from a file where the
     tracking folder went; now the event files go into the run folder itself, so here a broken
     tensorboard install, shadowed on PYTHONPATH) must never kill a training: a warning names train.tracking."""
@@ -62,14 +62,14 @@ def test_a_tracker_that_cannot_start_warns_and_trains_on(demo, tmp_path):  # noq
     out.mkdir()
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise OSError(30, 'Read-only file system')\n")
-    env = _env()
+    env = train_env()
     env["PYTHONPATH"] = os.pathsep.join([str(shadow.parent), env.get("PYTHONPATH", "")])
-    proc = subprocess.run(_cmd(demo, out, ["--max-steps", "2", "--eval-every", "2", "--tracking", "tensorboard",
+    proc = subprocess.run(train_cmd(demo, out, ["--max-steps", "2", "--eval-every", "2", "--tracking", "tensorboard",
                                            "--progress", "false"]),
                           env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "train.tracking" in proc.stderr and "training goes on untracked" in proc.stderr, proc.stderr[-3000:]
-    assert [r["step"] for r in _rows(out / "metrics.jsonl")] == [0, 2]
+    assert [r["step"] for r in jsonl_rows(out / "metrics.jsonl")] == [0, 2]
 
 
 def test_a_tracker_that_fails_later_is_dropped_with_a_warning(tmp_path, capsys):

@@ -15,127 +15,12 @@ import shlex
 import signal
 import subprocess
 import sys
-import threading
-import time
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, child_env, lora_flags, train_flags
-
-TRAIN = ROOT / "workflow" / "scripts" / "train.py"
-SCRIPTS = ROOT / "workflow" / "scripts"
-# lr high enough that the val loss goes up and down: candidates move, `bad` counts, the
-# resume must restore all of that bookkeeping, not only the weights.
-ARGS = train_flags(subset=16, global_batch=4, max_steps=16, eval_every=2, lr=3e-2, warmup_steps=2,
-                   max_seq_len=256, patience=100, tolerance=0.02, seed=3)
-COMPARED = ("step", "val_loss", "best_val_loss", "train_loss", "lr", "grad_norm")
-
-
-def _env(threads: int = 1, **extra) -> dict:
-    return child_env(threads, PYTHONUNBUFFERED="1", **extra)
-
-
-def build_demo(d: Path) -> Path:
-    """A 48-row s1K-shaped table, its manifest, a BPE tokenizer and a tiny Qwen2 under d (~10 s)."""
-    steps = [
-        ["make_demo.py", "data", "--out", d / "s1k.jsonl", "--rows", "48", "--n-val", "8", "--subsets", "16", "8",
-         "--split-seed", "0"],
-        ["make_demo.py", "tokenizer", "--corpus", d / "s1k.jsonl", "--out", d / "tok"],
-        # init 0.05: at ARGS' lr its validation loss goes up and down (from the demo's 0.1
-        # this small model trains too smoothly for the bookkeeping to be exercised)
-        ["make_demo.py", "model", "--tokenizer", d / "tok", "--out", d / "model",
-         "--hidden", "32", "--layers", "2", "--heads", "4", "--context", "2048", "--init-range", "0.05"],
-        ["prepare_data.py", "fetch", "--source", d / "s1k.jsonl", "--expected-rows", "48",
-         "--out", d / "s1k.parquet"],
-        ["prepare_data.py", "split", "--table", d / "s1k.parquet", "--n-val", "8",
-         "--subsets", "16", "8", "--seed", "0", "--out", d / "manifest.json"],
-    ]
-    for cmd in steps:
-        subprocess.run([sys.executable, SCRIPTS / cmd[0], *map(str, cmd[1:])], check=True,
-                       env=_env(2), capture_output=True)
-    return d
-
-
-@pytest.fixture(scope="module")
-def demo(train_demo):
-    """build_demo, once per session (conftest's train_demo: every module that trains shares it)."""
-    return train_demo
-
-
-def _cmd(demo: Path, out: Path, extra=(), launcher=(sys.executable,)):
-    return [*launcher, str(TRAIN), "--model", str(demo / "model"), "--table",
-            str(demo / "s1k.parquet"), "--manifest", str(demo / "manifest.json"),
-            "--out", str(out), *ARGS, *extra]
-
-
-def _rows(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _assert_same_metrics(got: list[dict], want: list[dict], tol: float) -> None:
-    assert [r["step"] for r in got] == [r["step"] for r in want]
-    for g, w in zip(got, want):
-        for k in COMPARED:
-            if w.get(k) is None:
-                assert g.get(k) is None, (k, g, w)
-            else:
-                assert g[k] == pytest.approx(w[k], rel=tol, abs=tol), (k, g["step"], g[k], w[k])
-
-
-def relative_weight_difference(a: Path, b: Path, init: Path) -> float:
-    """||W_a - W_b|| / ||W_b - W_init|| over all tensors (Frobenius norms): how far two runs' weights
-    are apart, as a share of what the training changed. Used where two runs differ only in the order
-    of floating-point sums (2 ranks, ZeRO-3): see test_train_deepspeed.py for the bound and why it is
-    not an element-wise one."""
-    from safetensors.torch import load_file
-
-    wa, wb, w0 = (load_file(Path(d) / "model.safetensors") for d in (a, b, init))
-    assert wa.keys() == wb.keys() == w0.keys()
-    apart = sum(((wa[k].double() - wb[k].double()) ** 2).sum() for k in wa) ** 0.5
-    moved = sum(((wb[k].double() - w0[k].double()) ** 2).sum() for k in wb) ** 0.5
-    return float(apart / moved)
-
-
-class DirPeak:
-    """Polls a directory from a thread: the most checkpoint dirs (.tmp-* included) seen at once."""
-
-    def __init__(self, path: Path):
-        self.path, self.peak, self.polls = path, 0, 0
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        while not self._stop.is_set():
-            try:
-                n = sum(1 for p in self.path.iterdir() if "step-" in p.name)
-            except FileNotFoundError:
-                n = 0
-            self.peak, self.polls = max(self.peak, n), self.polls + 1
-            time.sleep(0.001)
-
-    def __enter__(self):
-        self._t.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-
-
-def run_reference(demo: Path, out: Path) -> dict:
-    """One uninterrupted run, its checkpoint directory polled throughout."""
-    with DirPeak(out / "work" / "checkpoints") as peak:
-        proc = subprocess.run(_cmd(demo, out), env=_env(), capture_output=True, text=True,
-                              timeout=300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return {"out": out, "metrics": _rows(out / "metrics.jsonl"), "peak": peak, "proc": proc}
-
-
-@pytest.fixture(scope="module")
-def reference(train_reference):
-    """run_reference, once per session (conftest's train_reference); tests that change it copy it."""
-    return train_reference
+from tests.conftest import lora_flags
+from tests.helpers import (SCRIPTS, assert_same_metrics, jsonl_rows, kill_at, kill_steps, relative_weight_difference,
+                           train_cmd, train_env, wait_job)
 
 
 @pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
@@ -161,23 +46,6 @@ def test_reference_run_logs_and_prunes(reference):
     assert "trainable parameters: " in reference["proc"].stdout
 
 
-def kill_steps(metrics: list[dict]) -> list[int]:
-    """The steps where a stop tests the most of the resume state, from an uninterrupted run's rows:
-    the step after the first evaluation that was no candidate (mid-interval; the selection's `bad`
-    count and candidate differ from the newest evaluation's), then the next evaluation that left two
-    checkpoints on disk (the new candidate written, the older one still kept)."""
-    miss = next(r["step"] for r in metrics if r["step"] > 0 and r["checkpoints_on_disk"] is None)
-    two = next(r["step"] for r in metrics if r["step"] > miss + 1 and r["checkpoints_on_disk"] == 2)
-    return [miss + 1, two]
-
-
-def kill_at(cmd: list, step: int, sig: str) -> subprocess.CompletedProcess:
-    """Run train.py until it signals itself at `step` (StopWatch's test hook: a real signal through the
-    real handler, landing exactly there)."""
-    return subprocess.run(cmd, env=_env(TRAIN_SIGNAL_AT=f"{step}:{sig}"), capture_output=True, text=True,
-                          timeout=300)
-
-
 @pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_kill_and_resume_is_exact(demo, reference, tmp_path):
     """A SIGTERM and then a SIGUSR1 at the steps that matter (kill_steps); each exits 143 with a resume
@@ -189,17 +57,17 @@ def test_kill_and_resume_is_exact(demo, reference, tmp_path):
     out = tmp_path / "run"
     steps = kill_steps(reference["metrics"])
     for step, sig in zip(steps, ("TERM", "USR1")):
-        proc = kill_at(_cmd(demo, out, ["--progress", "false"]), step, sig)
+        proc = kill_at(train_cmd(demo, out, ["--progress", "false"]), step, sig)
         assert proc.returncode == 143, proc.stdout[-2000:] + proc.stderr[-2000:]
         assert f"stop requested: saved resume state at step {step}" in proc.stdout
         saved = torch.load(out / "work" / "resume" / "state.pt", weights_only=True)  # tensors and plain data only
         assert saved["step"] == step
         assert 1 <= len(list((out / "work" / "checkpoints").glob("step-*"))) <= 2
-    proc = subprocess.run(_cmd(demo, out), env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(train_cmd(demo, out), env=train_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "resumed at step" in proc.stdout
-    rows = _rows(out / "metrics.jsonl")
-    _assert_same_metrics(rows, reference["metrics"], tol=1e-5)
+    rows = jsonl_rows(out / "metrics.jsonl")
+    assert_same_metrics(rows, reference["metrics"], tol=1e-5)
     sel = select(rows, 0.02)["selected_step"]
     assert sel == select(reference["metrics"], 0.02)["selected_step"]
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [f"step-{sel}"]
@@ -216,17 +84,17 @@ def test_kill_and_resume_is_exact(demo, reference, tmp_path):
 @pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
 def test_resume_state_from_other_settings_starts_over(demo, tmp_path):
     out = tmp_path / "run"
-    proc = subprocess.Popen(_cmd(demo, out), env=_env(), stdout=subprocess.PIPE,
+    proc = subprocess.Popen(train_cmd(demo, out), env=train_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, text=True)
     for line in proc.stdout:
         if line.startswith("{"):
             proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 143
-    proc = subprocess.run(_cmd(demo, out, ["--max-steps", "4"]), env=_env(),
+    proc = subprocess.run(train_cmd(demo, out, ["--max-steps", "4"]), env=train_env(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "resume state is from other settings (settings changed); starting over" in proc.stdout
-    assert [r["step"] for r in _rows(out / "metrics.jsonl")] == [0, 2, 4]
+    assert [r["step"] for r in jsonl_rows(out / "metrics.jsonl")] == [0, 2, 4]
 
 
 @pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
@@ -240,25 +108,25 @@ def test_resume_state_from_another_split_starts_over(demo, tmp_path):
     shutil.copy(demo / "manifest.json", manifest)
 
     def cmd(out, extra=()):
-        c = _cmd(demo, out, ["--progress", "false", *extra])
+        c = train_cmd(demo, out, ["--progress", "false", *extra])
         c[c.index("--manifest") + 1] = str(manifest)
         return c
 
     out = tmp_path / "run"
-    proc = subprocess.Popen(cmd(out), env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(cmd(out), env=train_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     for line in proc.stdout:
         if line.startswith("{") and json.loads(line)["step"] >= 2:
             proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=120) == 143
     subprocess.run([sys.executable, SCRIPTS / "prepare_data.py", "split", "--table", demo / "s1k.parquet",
                     "--n-val", "8", "--subsets", "16", "8", "--seed", "1", "--out", manifest],
-                   check=True, env=_env(), capture_output=True)
-    proc = subprocess.run(cmd(out), env=_env(), capture_output=True, text=True, timeout=300)
+                   check=True, env=train_env(), capture_output=True)
+    proc = subprocess.run(cmd(out), env=train_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "resume state is from other settings (manifest changed); starting over" in proc.stdout
     clean = tmp_path / "clean"
-    assert subprocess.run(cmd(clean), env=_env(), capture_output=True, timeout=300).returncode == 0
-    _assert_same_metrics(_rows(out / "metrics.jsonl"), _rows(clean / "metrics.jsonl"), tol=1e-6)
+    assert subprocess.run(cmd(clean), env=train_env(), capture_output=True, timeout=300).returncode == 0
+    assert_same_metrics(jsonl_rows(out / "metrics.jsonl"), jsonl_rows(clean / "metrics.jsonl"), tol=1e-6)
 
 
 @pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
@@ -274,16 +142,16 @@ def test_a_finished_run_is_restored_not_retrained(demo, reference, tmp_path):
             and p.parent.name != "run" or p.name == "metrics.jsonl"}
     (out / "metrics.jsonl").unlink()
     shutil.rmtree(out / "checkpoints")
-    proc = subprocess.run(_cmd(demo, out), env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(train_cmd(demo, out), env=train_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "restored, nothing retrained" in proc.stdout, proc.stderr[-2000:]
     assert "trainable parameters" not in proc.stdout  # no model was even loaded
     got = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file() and ".done" not in p.parts
            and p.parent.name != "run" or p.name == "metrics.jsonl"}
     assert got == want
-    proc = subprocess.run(_cmd(demo, out, ["--max-steps", "4"]), env=_env(), capture_output=True, text=True,
+    proc = subprocess.run(train_cmd(demo, out, ["--max-steps", "4"]), env=train_env(), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0 and "restored" not in proc.stdout and "trainable parameters" in proc.stdout
-    assert [r["step"] for r in _rows(out / "metrics.jsonl")] == [0, 2, 4]
+    assert [r["step"] for r in jsonl_rows(out / "metrics.jsonl")] == [0, 2, 4]
     assert len(list((out / ".done").iterdir())) == 1  # one finished result kept per run directory
 
 
@@ -293,15 +161,15 @@ def test_two_processes_match_one(demo, reference, tmp_path):
     out = tmp_path / "run"
     launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone",
                 "--nproc_per_node", "2")
-    proc = subprocess.run(_cmd(demo, out, launcher=launcher), env=_env(), capture_output=True,
+    proc = subprocess.run(train_cmd(demo, out, launcher=launcher), env=train_env(), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "world_size 2, grad_accum 2" in proc.stdout
-    rows = _rows(out / "metrics.jsonl")
+    rows = jsonl_rows(out / "metrics.jsonl")
     # Float sums in another order (two ranks, all-reduce): ~1e-7 apart at first, growing
     # through 16 steps at this deliberately high lr (seen: 1.4e-4 relative at step 12).
-    _assert_same_metrics(rows[:3], reference["metrics"][:3], tol=1e-5)
-    _assert_same_metrics(rows, reference["metrics"], tol=2e-3)
+    assert_same_metrics(rows[:3], reference["metrics"][:3], tol=1e-5)
+    assert_same_metrics(rows, reference["metrics"], tol=2e-3)
     # the same bound as ZeRO-3's (test_train_deepspeed.py); seen here: 1.9e-5
     [ckpt] = (out / "checkpoints").iterdir()
     assert [ckpt.name] == [p.name for p in (reference["out"] / "checkpoints").iterdir()]
@@ -310,15 +178,15 @@ def test_two_processes_match_one(demo, reference, tmp_path):
 
 def test_lora_trains_every_row_and_logs_trainable_count(demo, tmp_path):
     out = tmp_path / "lora"
-    proc = subprocess.run(_cmd(demo, out, ["--mode", "lora", *lora_flags(), "--subset", "all", "--max-steps", "4",
+    proc = subprocess.run(train_cmd(demo, out, ["--mode", "lora", *lora_flags(), "--subset", "all", "--max-steps", "4",
                                            "--lr", "1e-2", "--progress", "false"]),
-                          env=_env(), capture_output=True, text=True, timeout=300)
+                          env=train_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     # tiny model: hidden 32, intermediate 128, 2 layers, 4 heads (8 dims), 2 kv heads
     per_layer = (32 + 32) * 2 + (32 + 16) * 2 + (32 + 128) * 3
     assert f"trainable parameters: {2 * per_layer:,} of" in proc.stdout
     assert "train:" not in proc.stderr
-    rows = _rows(out / "metrics.jsonl")
+    rows = jsonl_rows(out / "metrics.jsonl")
     assert rows[-1]["step"] == 4 and all(r["val_loss"] is None for r in rows)
     assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-4"]
     assert (out / "checkpoints" / "step-4" / "adapter_model.safetensors").exists()
@@ -368,7 +236,7 @@ def test_global_batch_error_comes_before_any_collective(demo, tmp_path):
     """Under torchrun with 3 ranks, global_batch 4 fails fast with the numbers, no hang."""
     launcher = (sys.executable, "-m", "torch.distributed.run", "--standalone",
                 "--nproc_per_node", "3")
-    proc = subprocess.run(_cmd(demo, tmp_path / "run", launcher=launcher), env=_env(),
+    proc = subprocess.run(train_cmd(demo, tmp_path / "run", launcher=launcher), env=train_env(),
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert "global_batch=4 must equal" in proc.stdout + proc.stderr
@@ -391,9 +259,9 @@ def test_length_policy_is_reported_never_silent(demo, reference, tmp_path):
     assert full["too_long"] == 0 and full["kept"] == full["n_rows"] == 16
     cut = int(full["tokens"]["mean"])  # some examples are longer, some shorter
     out = tmp_path / "run"
-    proc = subprocess.run(_cmd(demo, out, ["--max-steps", "2", "--max-seq-len", str(cut),
+    proc = subprocess.run(train_cmd(demo, out, ["--max-steps", "2", "--max-seq-len", str(cut),
                                            "--on-too-long", "drop", "--progress", "false"]),
-                          env=_env(), capture_output=True, text=True, timeout=300)
+                          env=train_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     rep = json.loads((out / "data.json").read_text())["train"]
     assert 0 < rep["dropped"] == rep["too_long"] == len(rep["too_long_ids"]) < 16
@@ -407,22 +275,21 @@ def test_saves_resume_state_before_the_slurm_time_limit(slurm_cluster, demo, ref
     at the first step boundary), train.py saves the resume state and exits 143; the rerun
     finishes exactly like the uninterrupted run. (Slurm 22.05 here: the end time comes from
     squeue, not the environment.)"""
-    from tests.test_slurm_cluster import wait_job
 
     out, log = tmp_path / "run", tmp_path / "job.log"
-    cmd = shlex.join(_cmd(demo, out, ["--stop-margin-min", "2.98", "--progress", "false"]))
+    cmd = shlex.join(train_cmd(demo, out, ["--stop-margin-min", "2.98", "--progress", "false"]))
     job = subprocess.run(["sbatch", "--parsable", "--partition", "gpu-small", "--time", "3",
                           "-D", str(tmp_path), "-o", str(log), "--wrap", cmd],
-                         env=_env(), capture_output=True, text=True, check=True).stdout.strip()
+                         env=train_env(), capture_output=True, text=True, check=True).stdout.strip()
     state = wait_job(job, timeout=120)
     text = log.read_text()
     assert state == "FAILED", text
     assert re.search(r"SLURM job ends in (3\.0|2\.9) min: saving a resume state 2\.98 min", text), text
     assert "time limit is within stop_margin_min" in text and "saved resume state at step" in text
     assert (out / "work" / "resume" / "state.pt").exists()
-    proc = subprocess.run(_cmd(demo, out), env=_env(), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(train_cmd(demo, out), env=train_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0 and "resumed at step" in proc.stdout, proc.stderr
-    _assert_same_metrics(_rows(out / "metrics.jsonl"), reference["metrics"], tol=1e-5)
+    assert_same_metrics(jsonl_rows(out / "metrics.jsonl"), reference["metrics"], tol=1e-5)
 
 
 def test_ranks_from_slurm_environment():
@@ -442,22 +309,21 @@ def test_srun_tasks_match_one_process(slurm_cluster, demo, reference, tmp_path):
     started from a job whose environment was stripped of SLURM_* the way snakemake's jobstep
     plugin strips it; same losses as one process."""
     from elicit.slurm import srun_tasks
-    from tests.test_slurm_cluster import wait_job
 
     out, log = tmp_path / "run", tmp_path / "job.log"
     script = tmp_path / "job.sh"
     launcher = srun_tasks(nodes=1, tasks_per_node=2, cpus_per_task=1).replace("python", sys.executable)
     script.write_text("#!/bin/bash\n"
                       "for v in $(compgen -e | grep '^SLURM_' | grep -v '^SLURM_JOB_ID$'); do unset $v; done\n"
-                      + shlex.join(_cmd(demo, out, ["--progress", "false"], launcher=launcher.split())) + "\n")
+                      + shlex.join(train_cmd(demo, out, ["--progress", "false"], launcher=launcher.split())) + "\n")
     job = subprocess.run(["sbatch", "--parsable", "--partition", "gpu-small", "--ntasks-per-node", "2",
                           "--cpus-per-task", "1", "-D", str(tmp_path), "-o", str(log), str(script)],
-                         env=_env(), capture_output=True, text=True, check=True).stdout.strip()
+                         env=train_env(), capture_output=True, text=True, check=True).stdout.strip()
     assert wait_job(job, timeout=240) == "COMPLETED", log.read_text()
     assert "world_size 2, grad_accum 2" in log.read_text()
-    rows = _rows(out / "metrics.jsonl")
-    _assert_same_metrics(rows[:3], reference["metrics"][:3], tol=1e-5)
-    _assert_same_metrics(rows, reference["metrics"], tol=2e-3)
+    rows = jsonl_rows(out / "metrics.jsonl")
+    assert_same_metrics(rows[:3], reference["metrics"][:3], tol=1e-5)
+    assert_same_metrics(rows, reference["metrics"], tol=2e-3)
 
 
 def test_a_chat_template_is_keyed_by_its_content(demo, tmp_path):
@@ -467,7 +333,7 @@ def test_a_chat_template_is_keyed_by_its_content(demo, tmp_path):
     from elicit.flags import dataclass_parser
 
     def parts(*extra):
-        argv = [str(a) for a in _cmd(demo, tmp_path / "run", extra)[2:]]
+        argv = [str(a) for a in train_cmd(demo, tmp_path / "run", extra)[2:]]
         return train.fingerprint_parts(train.TrainConfig(**vars(dataclass_parser(train.TrainConfig).parse_args(argv))))
 
     plain = parts()

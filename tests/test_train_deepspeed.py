@@ -12,21 +12,19 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 
 import pytest
 
-from tests.test_train import (_assert_same_metrics, _cmd, _env, _rows, demo, kill_at, kill_steps,  # noqa: F401
-                              reference, relative_weight_difference)
+from tests.helpers import (TORCHRUN, assert_same_metrics, jsonl_rows, kill_at, kill_steps, relative_weight_difference,
+                           train_cmd, train_env)
 
 pytest.importorskip("deepspeed")
 
-TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
 ZERO3 = ["--deepspeed", "zero3", "--progress", "false"]
 
 
 @pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
-def test_zero3_two_processes_kill_resume_and_gathered_checkpoint(demo, reference, tmp_path):  # noqa: F811
+def test_zero3_two_processes_kill_resume_and_gathered_checkpoint(demo, reference, tmp_path):
     """Exact where it must be: killed twice and resumed, a ZeRO-3 run ends with the metrics, the
     selection and the weights of an uninterrupted ZeRO-3 run, bit for bit. The first kill is a
     SIGTERM to torchrun (which forwards it to both workers) once step 0 is logged: it lands in the
@@ -48,14 +46,14 @@ def test_zero3_two_processes_kill_resume_and_gathered_checkpoint(demo, reference
     about ZeRO-3, and an element-wise bound of 1e-3 failed on it."""
     want = reference["metrics"]
     uninterrupted = tmp_path / "uninterrupted"
-    proc = subprocess.run(_cmd(demo, uninterrupted, ZERO3, launcher=TORCHRUN), env=_env(), capture_output=True,
+    proc = subprocess.run(train_cmd(demo, uninterrupted, ZERO3, launcher=TORCHRUN), env=train_env(), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "deepspeed zero3" in proc.stdout
-    clean = _rows(uninterrupted / "metrics.jsonl")
+    clean = jsonl_rows(uninterrupted / "metrics.jsonl")
 
     out = tmp_path / "zero3"
-    p = subprocess.Popen(_cmd(demo, out, ZERO3, launcher=TORCHRUN), env=_env(), stdout=subprocess.PIPE,
+    p = subprocess.Popen(train_cmd(demo, out, ZERO3, launcher=TORCHRUN), env=train_env(), stdout=subprocess.PIPE,
                          stderr=subprocess.DEVNULL, text=True)
     log = []
     for line in p.stdout:
@@ -69,20 +67,20 @@ def test_zero3_two_processes_kill_resume_and_gathered_checkpoint(demo, reference
     assert sorted(x.name for x in (out / "work" / "resume").iterdir()) == ["ds", "state.pt"]
     [step] = kill_steps(clean)[:1]
     assert int(text.split("saved resume state at step ")[1].split()[0]) < step
-    proc = kill_at(_cmd(demo, out, ZERO3, launcher=TORCHRUN), step, "TERM")
+    proc = kill_at(train_cmd(demo, out, ZERO3, launcher=TORCHRUN), step, "TERM")
     assert proc.returncode != 0 and f"saved resume state at step {step}" in proc.stdout, proc.stdout[-3000:]
-    proc = subprocess.run(_cmd(demo, out, ZERO3, launcher=TORCHRUN), env=_env(), capture_output=True, text=True,
+    proc = subprocess.run(train_cmd(demo, out, ZERO3, launcher=TORCHRUN), env=train_env(), capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "resumed at step" in proc.stdout
-    got = _rows(out / "metrics.jsonl")
-    _assert_same_metrics(got, clean, tol=0)  # exact
+    got = jsonl_rows(out / "metrics.jsonl")
+    assert_same_metrics(got, clean, tol=0)  # exact
     [kept] = (out / "checkpoints").iterdir()
     assert [kept.name] == [p.name for p in (uninterrupted / "checkpoints").iterdir()]
     assert relative_weight_difference(kept, uninterrupted / "checkpoints" / kept.name, demo / "model") == 0
 
-    _assert_same_metrics(got[:3], want[:3], tol=1e-5)
-    _assert_same_metrics(got, want, tol=2e-3)
+    assert_same_metrics(got[:3], want[:3], tol=1e-5)
+    assert_same_metrics(got, want, tol=2e-3)
     assert [kept.name] == [p.name for p in (reference["out"] / "checkpoints").iterdir()]
     from safetensors.torch import load_file
 
@@ -92,14 +90,14 @@ def test_zero3_two_processes_kill_resume_and_gathered_checkpoint(demo, reference
 
 
 @pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
-def test_zero2_in_one_process_without_a_launcher(demo, reference, tmp_path):  # noqa: F811
+def test_zero2_in_one_process_without_a_launcher(demo, reference, tmp_path):
     """One GPU: the train rule starts `python train.py --deepspeed zero2` with no launcher variables
     (slurm.launcher). DeepSpeed then tried MPI discovery: ImportError without mpi4py (and an MPI
     singleton start on a node with it). The run must train and match the plain 1-process run."""
-    env = {k: v for k, v in _env().items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK")}
+    env = {k: v for k, v in train_env().items() if k not in ("MASTER_ADDR", "MASTER_PORT", "RANK", "LOCAL_RANK")}
     out = tmp_path / "zero2"
-    proc = subprocess.run(_cmd(demo, out, ["--deepspeed", "zero2", "--progress", "false"]), env=env,
+    proc = subprocess.run(train_cmd(demo, out, ["--deepspeed", "zero2", "--progress", "false"]), env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     assert "deepspeed zero2" in proc.stdout
-    _assert_same_metrics(_rows(out / "metrics.jsonl")[:3], reference["metrics"][:3], tol=1e-5)
+    assert_same_metrics(jsonl_rows(out / "metrics.jsonl")[:3], reference["metrics"][:3], tol=1e-5)

@@ -19,9 +19,8 @@ import sys
 import pytest
 
 from tests.conftest import lora_flags
-from tests.test_train import SCRIPTS, _cmd, _env, _rows, demo  # noqa: F401
+from tests.helpers import SCRIPTS, TORCHRUN, jsonl_rows, train_cmd, train_env
 
-TORCHRUN = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2")
 ZERO3_PARTITIONED = {"zero_optimization": {
     "stage": 3, "stage3_param_persistence_threshold": 0, "stage3_prefetch_bucket_size": 0,
     "stage3_max_live_parameters": 0, "stage3_max_reuse_distance": 0,
@@ -31,22 +30,22 @@ STEPS = ["--max-steps", "6", "--eval-every", "2", "--progress", "false"]
 
 
 @pytest.fixture(scope="module")
-def uneven(demo, tmp_path_factory):  # noqa: F811
+def uneven(demo, tmp_path_factory):
     """The demo table split with 7 validation rows: 4 on rank 0, 3 on rank 1."""
     d = tmp_path_factory.mktemp("uneven")
     subprocess.run([sys.executable, SCRIPTS / "prepare_data.py", "split", "--table", demo / "s1k.parquet",
                     "--n-val", "7", "--subsets", "16", "8", "--seed", "0", "--out", d / "manifest.json"],
-                   check=True, env=_env(2), capture_output=True)
+                   check=True, env=train_env(2), capture_output=True)
     for name, cfg in (("zero3_p0.json", ZERO3_PARTITIONED), ("zero2.json", ZERO2)):
         (d / name).write_text(json.dumps(cfg))
     return d
 
 
-def _run(demo, uneven, out, extra, launcher=(sys.executable,), timeout=300):  # noqa: F811
+def _run(demo, uneven, out, extra, launcher=(sys.executable,), timeout=300):
     """Run train.py; on a hang kill the whole process group (torchrun's workers too) and fail."""
-    cmd = _cmd(demo, out, [*STEPS, *extra], launcher=launcher)
+    cmd = train_cmd(demo, out, [*STEPS, *extra], launcher=launcher)
     cmd[cmd.index("--manifest") + 1] = str(uneven / "manifest.json")
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    proc = subprocess.Popen(cmd, env=train_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
@@ -55,11 +54,11 @@ def _run(demo, uneven, out, extra, launcher=(sys.executable,), timeout=300):  # 
         stdout, _ = proc.communicate()
         pytest.fail(f"training hung for {timeout} s (uneven validation under ZeRO?)\n{stdout[-2000:]}")
     assert proc.returncode == 0, stdout[-3000:] + stderr[-3000:]
-    return _rows(out / "metrics.jsonl"), stdout
+    return jsonl_rows(out / "metrics.jsonl"), stdout
 
 
 @pytest.fixture(scope="module")
-def runs(demo, uneven, tmp_path_factory):  # noqa: F811
+def runs(demo, uneven, tmp_path_factory):
     """run(mode, ds, impl): metrics of one training run on the uneven split, each run once."""
     cache = {}
 

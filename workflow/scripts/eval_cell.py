@@ -70,6 +70,7 @@ The HF token is never printed or written: output files are scrubbed of $HF_TOKEN
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 
 from elicit import repo_path
@@ -137,7 +138,23 @@ def main(argv=None):
     job = EvalConfig(**vars(build_parser().parse_args(argv)))
     job.include_path = [repo_path(p) for p in job.include_path] if job.include_path else None
     todo = cell.cells(job)
-    return cell.main_cell(todo[0]) if len(todo) == 1 else eval_pool.run_cells(todo)
+    done = cell.main_cell(todo[0]) if len(todo) == 1 else eval_pool.run_cells(todo)
+    close_ranks()
+    return done
+
+
+def close_ranks() -> None:
+    """Under torchrun (dp/tp): every rank waits for the others, then closes its process group. A rank
+    that exited with gloo's group still open could abort in the C++ teardown ("terminate called
+    without an active exception", SIGABRT) while rank 0 still wrote the record: torchrun then
+    failed the whole run (issue 29)."""
+    if "torch.distributed" not in sys.modules:  # never imported: no group
+        return
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
