@@ -12,6 +12,7 @@
 rule evaluate:
     input:
         eval_inputs,
+        gate=gate_input("evaluate"),  # the larger sizes wait for the smallest's pilot (gate.smk)
     output:
         grid.eval_output("{size}", "{config}", "{task}", "{seed}"),
     log:
@@ -49,6 +50,7 @@ for _name, _job in EVAL_GROUP_RULES.items():
             _name
         input:
             eval_inputs,
+            gate=gate_input(_name),
         output:
             [grid.eval_output("{size}", "{config}", t, s) for t in _job["tasks"] for s in _job["seeds"]],
         log:
