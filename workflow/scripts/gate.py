@@ -47,7 +47,8 @@ def parses(response) -> bool:
     return bool(response) and (extract_aime(response) is not None or extract_gpqa(response) is not None)
 
 
-def cell_problems(record: dict, samples: list[dict]) -> list[str]:
+def cell_check(record: dict, samples: list[dict]) -> tuple[list[str], int]:
+    """The cell's problems, and how many of its answers parse."""
     out = [] if isinstance(record.get("score"), (int, float)) and math.isfinite(record["score"]) else [
         f"score is {record.get('score')}"]
     parsed = sum(parses(s.get("response")) for s in samples)
@@ -69,7 +70,7 @@ def main(argv=None) -> None:
     try:
         problems[args.metrics] = metrics_problems(read_jsonl(args.metrics))
         problems[args.selection] = selection_problems(read_json(args.selection))
-        problems[args.cell], parsed = cell_problems(read_json(args.cell), read_jsonl(samples_path(args.cell)))
+        problems[args.cell], parsed = cell_check(read_json(args.cell), read_jsonl(samples_path(args.cell)))
     except (CorruptFile, OSError) as e:
         problems["read"] = [str(e)]
     failed = {f: p for f, p in problems.items() if p}
@@ -77,9 +78,9 @@ def main(argv=None) -> None:
         sys.exit(
             "fail-fast gate: the pilot is not sane, so the larger sizes' jobs were not started:\n"
             + "".join(f"  {f}: {'; '.join(p)}\n" for f, p in failed.items())
-            + "fix: correct the recipe (config train:/eval:, the model or the data), remove the pilot's files "
-            "named above and rerun; or, if these results are expected, start the larger sizes anyway with "
-            "`--config gate=open`"
+            + "fix: correct the recipe (config train:/eval:, the model or the data) and rerun: the changed settings "
+            "rerun the pilot and this check; or, if these results are expected, start the larger sizes anyway "
+            "with `--config gate=open`"
         )
     write_json(args.out, {"metrics": args.metrics, "selection": args.selection, "cell": args.cell,
                           "answers_parsed": parsed, "passed": True})
