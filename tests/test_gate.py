@@ -41,6 +41,7 @@ def test_a_sane_pilot_opens_the_gate(tmp_path):
     out = gate(pilot_files(tmp_path))
     assert out.returncode == 0, out.stderr
     assert json.loads((tmp_path / "gate.json").read_text())["answers_parsed"] == 1
+    assert not (tmp_path / "gate.pending.json").exists()
 
 
 @pytest.mark.parametrize("broken, message", [
@@ -51,6 +52,8 @@ def test_a_broken_pilot_keeps_it_shut_naming_what_failed_and_the_fix(tmp_path, b
     out = gate(pilot_files(tmp_path, **broken))
     assert out.returncode == 1 and not (tmp_path / "gate.json").exists()
     assert message in out.stderr and "fix:" in out.stderr and "--config gate=open" in out.stderr, out.stderr
+    # left beside it: the larger sizes' finished jobs keep waiting for the next check (elicit/plan/gate.py)
+    assert message in json.dumps(json.loads((tmp_path / "gate.pending.json").read_text())["failed"])
 
 
 def dry_run(workdir, *args):
@@ -102,3 +105,22 @@ def test_finished_grid_plans_nothing_whatever_the_gate(demo_run, tmp_path):
     cell.unlink()
     planned = {rule for rule, _, _ in jobs(snakemake(work, "-n").stdout)}
     assert planned == {"gate", "evaluate_demo_gpqa_seeds_0_1", "aggregate", "report", "all"}, planned
+
+
+@pytest.mark.slow
+def test_a_broken_recipe_stops_at_the_gate(demo_run, tmp_path):
+    """Answers cut to 3 tokens (no demo answer fits): every cell reruns, and the pilot's answers no
+    longer parse; the gate stops the run, naming it, before any evaluation of the larger size starts,
+    and the next run with the same recipe waits for the gate again."""
+    work = copy_run(demo_run, tmp_path / "work")
+    (tmp_path / "cut.yaml").write_text(yaml.safe_dump({"eval": {**DEMO["eval"], "max_gen_toks": 3}}))
+    args = ("--configfile", str(ROOT / "config" / "demo.yaml"), str(tmp_path / "cut.yaml"))
+    out = snakemake(work, *args, check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0 and "fail-fast gate: the pilot is not sane" in text and "no answer parses" in text
+    started = {size for rule, size, _ in jobs(text) if rule.startswith("evaluate")}
+    assert started == {DEMO["sizes"][0]}, text[-3000:]
+    again = list(jobs(snakemake(work, "-n", *args).stdout))
+    assert "gate" in {rule for rule, _, _ in again}
+    larger = [inp for rule, size, inp in again if rule.startswith("evaluate") and size == DEMO["sizes"][1]]
+    assert larger and all(f"results/gate/{DEMO['sizes'][0]}.json" in inp for inp in larger)

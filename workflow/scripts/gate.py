@@ -6,7 +6,8 @@ training loss), its selection (a selected step, finite losses) and one evaluatio
 score, answers of which at least one parses: an integer in the last \\boxed{} or a choice letter,
 elicit/eval/scoring.py). Writes --out (the file the larger sizes' jobs wait for) only when every
 check passes; otherwise exits 1 naming each failed check and the fix, and Snakemake submits none
-of the jobs waiting for it.
+of the jobs waiting for it. <out stem>.pending.json, written at the start and removed on success,
+keeps the larger sizes' finished jobs waiting for the next check after a failed or killed one.
 
 Usage:
   python workflow/scripts/gate.py --metrics results/train/1.5B/full-29/metrics.jsonl \\
@@ -17,11 +18,13 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 
 from elicit.atomic import CorruptFile, read_json, read_jsonl, write_json
 from elicit.eval.scoring import extract_aime, extract_gpqa
 from elicit.grid import samples_path
+from elicit.plan.gate import pending
 
 LOSS_KEYS = ("train_loss", "val_loss", "best_val_loss", "grad_norm")
 
@@ -67,6 +70,7 @@ def main(argv=None) -> None:
     ap.add_argument("--out", required=True, help="written when the pilot is sane: the larger sizes' jobs wait for it")
     args = ap.parse_args(argv)
     problems, parsed = {}, 0
+    write_json(pending(args.out), {"checking": args.cell})  # the larger sizes keep waiting until it passed
     try:
         problems[args.metrics] = metrics_problems(read_jsonl(args.metrics))
         problems[args.selection] = selection_problems(read_json(args.selection))
@@ -75,6 +79,7 @@ def main(argv=None) -> None:
         problems["read"] = [str(e)]
     failed = {f: p for f, p in problems.items() if p}
     if failed:
+        write_json(pending(args.out), {"failed": failed})
         sys.exit(
             "fail-fast gate: the pilot is not sane, so the larger sizes' jobs were not started:\n"
             + "".join(f"  {f}: {'; '.join(p)}\n" for f, p in failed.items())
@@ -84,6 +89,7 @@ def main(argv=None) -> None:
         )
     write_json(args.out, {"metrics": args.metrics, "selection": args.selection, "cell": args.cell,
                           "answers_parsed": parsed, "passed": True})
+    os.remove(pending(args.out))
     print(f"fail-fast gate passed: {args.cell} ({parsed} answers parse); the larger sizes' jobs may start")
 
 

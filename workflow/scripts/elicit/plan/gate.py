@@ -51,13 +51,20 @@ def summary(p: dict) -> str:
     )
 
 
+def pending(out: str) -> str:
+    """Beside the gate file: written when the check starts, removed once it passed (a failed or
+    killed check leaves it; Snakemake deletes a failed job's declared output, not this)."""
+    return out.removesuffix(".json") + ".pending.json"
+
+
 def waits(pilot: dict | None, size: str, outputs: list[str], exists=os.path.exists) -> bool:
     """Whether a GPU job of `size` with these outputs waits for the gate file (an order-only input):
-    a gated size's job, unless all its outputs exist while the gate file does not (a grid finished
-    before the gate, or its gate file deleted: no gate job is planned for finished work)."""
+    a gated size's job whose outputs are missing, or any once the gate has run (its file, or a
+    failed check's pending file, exists). A job of a grid finished before the gate existed (or
+    with its gate files deleted) does not: no gate job is planned for finished work."""
     if not pilot or size not in pilot["gated"]:
         return False
-    return exists(pilot["out"]) or not all(exists(o) for o in outputs)
+    return exists(pilot["out"]) or exists(pending(pilot["out"])) or not all(exists(o) for o in outputs)
 
 
 def rule_outputs(rule, wildcards) -> list[str]:
