@@ -69,12 +69,13 @@ def main(argv=None) -> None:
     ap.add_argument("--cell", required=True, help="one evaluation cell of the pilot run (its .samples.jsonl beside it)")
     ap.add_argument("--out", required=True, help="written when the pilot is sane: the larger sizes' jobs wait for it")
     args = ap.parse_args(argv)
-    problems, parsed = {}, 0
+    problems, parsed, answers = {}, 0, 0
     write_json(pending(args.out), {"checking": args.cell})  # the larger sizes keep waiting until it passed
     try:
         problems[args.metrics] = metrics_problems(read_jsonl(args.metrics))
         problems[args.selection] = selection_problems(read_json(args.selection))
-        problems[args.cell], parsed = cell_check(read_json(args.cell), read_jsonl(samples_path(args.cell)))
+        samples = read_jsonl(samples_path(args.cell))
+        problems[args.cell], parsed, answers = *cell_check(read_json(args.cell), samples), len(samples)
     except (CorruptFile, OSError) as e:
         problems["read"] = [str(e)]
     failed = {f: p for f, p in problems.items() if p}
@@ -88,9 +89,9 @@ def main(argv=None) -> None:
             "with `--config gate=open`"
         )
     write_json(args.out, {"metrics": args.metrics, "selection": args.selection, "cell": args.cell,
-                          "answers_parsed": parsed, "passed": True})
+                          "answers": answers, "answers_parsed": parsed, "passed": True})
     os.remove(pending(args.out))
-    print(f"fail-fast gate passed: {args.cell} ({parsed} answers parse); the larger sizes' jobs may start")
+    print(f"fail-fast gate passed: {args.cell} ({parsed} of {answers} answers parse); the larger sizes' jobs may start")
 
 
 if __name__ == "__main__":
