@@ -61,7 +61,10 @@ def waits(pilot: dict | None, size: str, outputs: list[str], exists=os.path.exis
     """Whether a GPU job of `size` with these outputs waits for the gate file (an order-only input):
     a gated size's job whose outputs are missing, or any once the gate has run (its file, or a
     failed check's pending file, exists). A job of a grid finished before the gate existed (or
-    with its gate files deleted) does not: no gate job is planned for finished work."""
+    with its gate files deleted) does not: no gate job is planned for finished work. After a failed
+    check the gate file is gone (Snakemake deletes a failed job's output), so the jobs given it wait
+    and, once a check passes, rerun (a finished one restores its result from its .done cache):
+    better than running the larger sizes on a recipe known to be broken."""
     if not pilot or size not in pilot["gated"]:
         return False
     return exists(pilot["out"]) or exists(pending(pilot["out"])) or not all(exists(o) for o in outputs)
