@@ -47,6 +47,16 @@ def test_demo_grid_on_slurm(slurm_cluster, tmp_path):
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
     work = tmp_path / "work"
     assert (tmp_path / "failed-once").exists() and (work / victim).exists()  # failed, retried, done
+    # The fail-fast gate (tests/test_gate.py): with jobs: 6 every ready job is submitted at once, yet no
+    # GPU job of tiny-b was submitted before rule gate had checked tiny-a's pilot and finished.
+    out = run.stdout + run.stderr
+    gate_done = re.search(r"^Finished jobid: \d+ \(Rule: gate\)", out, re.M)
+    assert gate_done and (work / "results" / "gate" / "tiny-a.json").exists(), out[-4000:]
+    job = r"^rule (train|evaluate\w*):\n(?:[ \t]+.*\n)*?[ \t]+wildcards: size={}\b"  # a submission, as logged
+    larger = [(m[1], m.start()) for m in re.finditer(job.format("tiny-b"), out, re.M)]
+    assert {r for r, _ in larger} >= {"train"} and any(r.startswith("evaluate") for r, _ in larger), out[-4000:]
+    assert min(at for _, at in larger) > gate_done.start(), "a tiny-b job was submitted before the gate finished"
+    assert re.search(job.format("tiny-a"), out, re.M).start() < gate_done.start()  # the pilot size did not wait
     logs = sorted(p for stage in ("train", "eval") for p in (work / "results" / "logs" / stage).rglob("*.log"))
     assert len(logs) >= 2 * (2 + 4 * 2)  # train lora/full-8 and 4 configs x 2 tasks, per size
     for log in logs:

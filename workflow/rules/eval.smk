@@ -31,6 +31,7 @@ for _name, _job in EVAL_RULES.items():
             _name
         input:
             eval_inputs,
+            gate=gate_input(_name),
         output:
             eval_rule_files(grid.eval_output, _job),
         log:

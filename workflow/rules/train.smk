@@ -23,6 +23,7 @@ rule train:
         manifest=DATA_MANIFEST,
         model=lambda wc: model_input(wc.size, "base"),
         chat_template=lambda wc: MODELS[wc.size].get("chat_template") or [],  # models.<size>.chat_template: its edits rerun
+        gate=gate_input("train"),  # the larger sizes wait for the smallest's pilot (gate.smk)
     output:
         metrics=grid.train_outputs("{size}", "{trained}")["metrics"],
         checkpoints=directory(grid.train_outputs("{size}", "{trained}")["checkpoints"]),
