@@ -44,7 +44,7 @@ def row(check: str, measured: str, expected: str, ok: bool | None) -> None:
 def load_config(files: list[str]) -> dict:
     from snakemake.utils import update_config
 
-    from elicit.config import check
+    from elicit.checks.config import check
 
     config: dict = {}
     for f in files:  # as snakemake merges several --configfile

@@ -58,9 +58,9 @@ def cmd_cell(args) -> None:
 
 
 def one_cell(config: dict, mode: str, seq: int, args) -> None:
-    import train
     from train_flops import synthetic_run
 
+    import train
     from elicit.plan import memory_plan as mp
 
     run = synthetic_run(config, mode, Path(args.model), [seq] * args.batch, global_batch=args.batch,

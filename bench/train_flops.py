@@ -51,7 +51,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load(path: Path) -> dict:
-    from elicit.config import check
+    from elicit.checks.config import check
 
     return check(yaml.safe_load(path.read_text()))
 
@@ -176,8 +176,9 @@ def demo_step(run) -> tuple[int, float]:
 
 
 def demo_rows(config: dict, scale: float) -> list[dict]:
-    from elicit.data.demo import architecture
     from transformers import AutoConfig, AutoModelForCausalLM
+
+    from elicit.data.demo import architecture
 
     demo = load(ROOT / "config" / "demo.yaml")
     size, batch = demo["sizes"][0], demo["train"]["global_batch"]

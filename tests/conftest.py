@@ -9,16 +9,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from tests.slurm.fixtures import slurm_cluster  # noqa: E402,F401  (session fixture)
-
 import pytest  # noqa: E402
-
-from tests.slurm.cluster import slurm_installed  # noqa: E402
 
 # Property tests draw the same examples on every run (derandomize: seeded from each test's name), and
 # no example database replays what an earlier run happened to find: a test passes or fails by its
 # code, never by the run (issue 29).
 from hypothesis import settings as _hypothesis  # noqa: E402
+
+from tests.slurm.cluster import slurm_installed  # noqa: E402
+from tests.slurm.fixtures import slurm_cluster  # noqa: E402,F401  (session fixture)
 
 _hypothesis.register_profile("deterministic", derandomize=True, database=None, print_blob=True)
 _hypothesis.load_profile("deterministic")
@@ -50,7 +49,7 @@ def demo_config() -> dict:
     """config/demo.yaml, checked, the schema's defaults filled in (as the workflow sees it)."""
     import yaml
 
-    from elicit.config import check
+    from elicit.checks.config import check
 
     return check(yaml.safe_load((ROOT / "config" / "demo.yaml").read_text()))
 

@@ -70,7 +70,7 @@ def test_captions_render_as_restructuredtext(name):
 
 
 def test_site_options_are_checked_and_defaulted():
-    from elicit.config import ConfigError, load_site
+    from elicit.checks.config import ConfigError, load_site
 
     site = load_site({"sizes": ["7B"], "site": {"partitions": {"default": "gpu"}}})
     assert (site["gpu_request"], site["constraint"], site["no_account"], site["mem_increase_per_retry"]) == \

@@ -7,7 +7,11 @@ import pytest
 
 import aggregate
 from elicit.report import figures, scaling
-from tests.helpers import HIDDEN_BENCH as BENCH, HIDDEN_CORRECT as CORRECT, HIDDEN_N as N, put_hidden as put
+from tests.helpers import HIDDEN_BENCH as BENCH
+from tests.helpers import HIDDEN_CORRECT as CORRECT
+from tests.helpers import HIDDEN_N as N
+from tests.helpers import put_hidden as put
+
 
 @pytest.fixture
 def results(tmp_path):

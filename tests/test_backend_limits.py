@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import yaml
 
-from elicit.config import ConfigError, check
+from elicit.checks.config import ConfigError, check
 from tests.conftest import ROOT
 
 DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
@@ -55,7 +55,7 @@ def test_a_layout_the_backend_cannot_run():
 
 def test_the_memory_plans_layout_is_checked_too():
     """auto picks a layout from the site's GPU memory: one the backend cannot run is refused with it."""
-    from elicit.config import layout_problems
+    from elicit.checks.config import layout_problems
 
     cfg = check(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
     assert layout_problems(cfg, 80) == []

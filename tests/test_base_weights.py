@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from elicit import integrity
-from elicit.train import weights
 from elicit.atomic import write_json
-from tests.conftest import ROOT
+from elicit.checks import integrity
 from elicit.eval import cell
+from elicit.train import weights
+from tests.conftest import ROOT
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ import subprocess
 import pytest
 import yaml
 
-from elicit.config import ConfigError, check
+from elicit.checks.config import ConfigError, check
 from tests.conftest import ROOT
 
 PAPER = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
@@ -82,13 +82,13 @@ def _optional_without_default(schema, path=""):
 
 
 def test_every_optional_setting_has_its_default_in_the_schema():
-    from elicit.config import SCHEMA
+    from elicit.checks.config import SCHEMA
 
     schema = yaml.safe_load(SCHEMA.read_text())
     # sections that are optional as a whole (no value to default to); a model's arch, labels and
     # chat_template override what its hub id implies (its config.json, the top-level labels, its
     # tokenizer's own template), as `arch` does: unset, the paper's commands stay byte-identical;
-    # train.seed is the former name of train.seeds[0] (elicit.config fills it from there)
+    # train.seed is the former name of train.seeds[0] (elicit.checks.config fills it from there)
     assert sorted(_optional_without_default(schema)) == ["cost", "models.*.arch", "models.*.chat_template",
                                                          "models.*.demo", "models.*.labels", "site", "train.seed"]
 

@@ -1,7 +1,7 @@
 """Issue 19: a damaged or deleted published model is never used silently. train.py records the
 sizes and sha256 of the kept checkpoint's files; select_checkpoint verifies them and publishes a
 copy (not hard links: damage to the model leaves the checkpoint to re-publish from); planning
-checks sizes (elicit/integrity.py), eval_cell the full sha256 before loading; a damaged finished
+checks sizes (elicit/checks/integrity.py), eval_cell the full sha256 before loading; a damaged finished
 run in train.py's done cache is retrained, never restored."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 import select_checkpoint
-from elicit import integrity
+from elicit.checks import integrity
 from elicit.train.checkpoints import publish
 from tests.conftest import ROOT, eval_settings
 from tests.helpers import train_cmd, train_env

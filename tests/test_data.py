@@ -7,11 +7,13 @@ import sys
 import pandas as pd
 import pytest
 
-from elicit.config import ConfigError, check
+from elicit.checks.config import ConfigError, check
 from elicit.data.s1k import COLUMNS, split_problems
 from elicit.provenance import sha256_file as sha256
 from tests.conftest import ROOT
-from tests.helpers import S1K_ROW as BASE, files, prepare_data_cli, s1k_rows, write_jsonl
+from tests.helpers import S1K_ROW as BASE
+from tests.helpers import files, prepare_data_cli, s1k_rows, write_jsonl
+
 
 def fetch(tmp_path, src, *extra):
     out = tmp_path / "out" / "s1k.parquet"

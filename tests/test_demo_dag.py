@@ -14,7 +14,7 @@ DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 def variant_runs(size: str, kind: str = "") -> int:
     """Trainings of `size` (of configurations starting with `kind`) that the demo's variants add
     (lora@lora-alpha1: a LoRA with alpha 1; full-8@tseed1: a second training seed, tiny-a only)."""
-    from elicit.config import check
+    from elicit.checks.config import check
     from elicit.variants import trained_runs
 
     runs = trained_runs(check(yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())), size)
@@ -23,7 +23,7 @@ def variant_runs(size: str, kind: str = "") -> int:
 
 def variant_cells() -> int:
     """Evaluated models the demo's variants add, over every size."""
-    from elicit.config import check
+    from elicit.checks.config import check
     from elicit.variants import cells
 
     cfg = check(yaml.safe_load((ROOT / "config" / "demo.yaml").read_text()))

@@ -118,7 +118,6 @@ def _train(parts: dict, out: Path) -> Path:
 def _evaluate(model: Path, out: Path) -> dict:
     """The demo's first seed of TASK as the eval rule runs it (elicit/steps.py: the demo's backend)."""
     import eval_cell
-
     from elicit import steps
 
     cfg = demo_config()
@@ -149,8 +148,9 @@ def without_chat_template(real):
 def runs(demo_run, tmp_path_factory):
     import time
 
-    from elicit.data import chat as chat_format
     import lm_eval
+
+    from elicit.data import chat as chat_format
 
     t0 = time.time()
     d, parts = tmp_path_factory.mktemp("demo_signal"), _demo_run_parts(demo_run)
@@ -170,8 +170,9 @@ def runs(demo_run, tmp_path_factory):
 
 @pytest.mark.slow  # the demo run, one more training, two evaluations (minutes on 2 cores): not in make test-fast
 def test_the_patches_break_what_they_claim(runs):
-    from elicit.data import chat as chat_format
     from transformers import AutoTokenizer
+
+    from elicit.data import chat as chat_format
 
     d, parts, scores = runs
     row = json.loads(parts["s1k.jsonl"].read_text().splitlines()[0])

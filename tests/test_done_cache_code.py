@@ -50,7 +50,6 @@ def touch(path):
 def test_old_hand_lists_are_covered():
     """What TRAIN_CODE / EVAL_CODE listed by hand before they were derived is still in them."""
     import train
-
     from elicit.eval import cell
 
     assert {"train.py", "loss.py", "chat.py", "s1k.py", "engine.py", "checkpoints.py", "flags.py"} <= \

@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from tests.conftest import ROOT, eval_settings
 import eval_cell
 from elicit.eval import cell
+from tests.conftest import ROOT, eval_settings
 
 TASKS = ROOT / "workflow" / "tasks" / "demo"
 

@@ -17,10 +17,10 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, child_env, eval_settings
-from tests.helpers import TORCHRUN
 import eval_cell
 from elicit.eval import cell
+from tests.conftest import ROOT, child_env, eval_settings
+from tests.helpers import TORCHRUN
 
 TASKS = ROOT / "workflow" / "tasks" / "demo"
 

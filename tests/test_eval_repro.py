@@ -23,7 +23,6 @@ from tests.conftest import ROOT, eval_settings
 from tests.helpers import SCRIPTS, eval_env
 
 
-
 @pytest.fixture(scope="module")
 def gpqa_task(tmp_path_factory):
     """Upstream GPQA (include: its YAML) over 12 local rows; correct answer of row i: right-i."""

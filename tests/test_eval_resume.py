@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, eval_settings
 import eval_cell
-from elicit.eval import lm_backend
-from elicit.eval import cell
+from elicit.eval import cell, lm_backend
+from tests.conftest import ROOT, eval_settings
 
 TASKS = ROOT / "workflow" / "tasks" / "demo"
 

@@ -19,8 +19,8 @@ import subprocess
 import pytest
 import yaml
 
-from tests.conftest import ROOT, copy_run
 from elicit.eval import cell
+from tests.conftest import ROOT, copy_run
 
 SCHEMA = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
 
@@ -63,7 +63,6 @@ CHANGED = {"model": "OTHER", "adapter": "OTHER", "revision": "v2", "dtype": "flo
 def _cell(tmp_path, **over):
     """eval_cell's namespace of one demo cell as the rule builds it (elicit/steps.py), `over` on top."""
     import eval_cell
-
     from elicit import steps
     from tests.conftest import demo_config
 
@@ -135,7 +134,7 @@ def test_a_finished_demo_reruns_nothing_for_a_scheduling_setting(demo_run, tmp_p
 def test_a_variant_of_a_scheduling_setting_is_refused():
     """A variant is extra cells whose answers differ: one that changes only how the work is scheduled
     would evaluate the same answers again under another name."""
-    from elicit.config import ConfigError, check
+    from elicit.checks.config import ConfigError, check
 
     cfg = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     for key, value in (("batch_size", 4), ("seeds_per_job", 1)):
@@ -149,9 +148,8 @@ def test_a_variant_of_a_scheduling_setting_is_refused():
 
 
 def test_seeds_are_a_set():
+    from elicit.checks.config import check
     from tests.conftest import demo_config
-
-    from elicit.config import check
 
     cfg = demo_config()
     cfg["eval"]["seeds"] = [1, 0]

@@ -18,10 +18,10 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT, child_env, eval_settings
-from tests.helpers import TORCHRUN
 import eval_cell
 from elicit.eval import cell
+from tests.conftest import ROOT, child_env, eval_settings
+from tests.helpers import TORCHRUN
 
 TASKS = ROOT / "workflow" / "tasks" / "demo"
 PROMPTS = [[5, 6, 7, 8, 9], [10, 11, 12], [13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23], [1, 2], [40] * 30,
@@ -189,7 +189,7 @@ def test_tensor_parallel_over_two_ranks_equals_one_process(chaos, tmp_path):
 def test_the_plan_gives_hf_slots_slots_per_size_and_tensor_parallel_where_it_pays(tmp_path):
     import yaml
 
-    from elicit.config import check
+    from elicit.checks.config import check
     from elicit.plan import memory_plan as mp
 
     cfg = check({**yaml.safe_load((ROOT / "config" / "config.yaml").read_text())})

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, eval_settings
 from elicit.eval import cell
+from tests.conftest import ROOT, eval_settings
 
 PAPER = ROOT / "workflow" / "tasks" / "paper"
 VARIANTS = {"aime24_reasoning": "aime/aime24.yaml", "aime25_reasoning": "aime/aime25.yaml",

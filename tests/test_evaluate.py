@@ -288,8 +288,9 @@ def test_layouts_map_to_lm_eval_model_args():
     """--layout split: one process, the model split over the job's GPUs (lm-eval parallelize);
     tp: transformers tensor parallel (tp_plan auto, under torchrun); dp and single: plain device
     placement (dp's ranks share out the fixed batches themselves, lm_backend.py)."""
-    from lm_eval.models.huggingface import HFLM
     import inspect
+
+    from lm_eval.models.huggingface import HFLM
 
     args = evaluate.build_parser().parse_args(
         [*eval_settings(), "--model", "m", "--task", "t", "--seed", "0", "--max-gen-toks", "8", "--out", "o.json"])

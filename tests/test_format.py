@@ -7,11 +7,11 @@ what the real tokenizer renders; only the vocabulary is smaller.
 import json
 
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from elicit.data import chat
-from elicit.data.chat import (IGNORE_INDEX, THINK_MARKER, assistant_text, chat_text, encode_rows,
-                         split_text, summarize, tokenize_example)
+from elicit.data.chat import IGNORE_INDEX, THINK_MARKER, assistant_text, chat_text, encode_rows, split_text, summarize, tokenize_example
 from tests.conftest import ROOT
 from tests.helpers import build_tokenizer
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
-from pathlib import Path
 
 from tests.conftest import ROOT, child_env
 

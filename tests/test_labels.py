@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from elicit.config import ConfigError, check
+from elicit.checks.config import ConfigError, check
 from tests.conftest import ROOT
 
 DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())

@@ -8,8 +8,8 @@ import subprocess
 import pytest
 import yaml
 
+from elicit.checks.config import check
 from elicit.plan import memory_plan as mp
-from elicit.config import check
 from elicit.plan import zero_estimates
 from tests.conftest import ROOT
 

@@ -9,7 +9,7 @@ import json
 import pytest
 import yaml
 
-from elicit.config import ConfigError, check
+from elicit.checks.config import ConfigError, check
 from tests.conftest import ROOT, snakemake
 
 DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())

@@ -7,11 +7,10 @@ import sys
 
 import yaml
 
-from elicit.config import check
+import pin_revisions
+from elicit.checks.config import check
 from elicit.provenance import unpinned
 from tests.conftest import ROOT, child_env
-
-import pin_revisions
 
 PAPER = (ROOT / "config" / "config.yaml").read_text()
 DATASETS = {"aime24": "Maxwell-Jia/AIME_2024", "aime25": "math-ai/aime25", "gpqa_diamond_cot_zeroshot": "Idavidrein/gpqa"}

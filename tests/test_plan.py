@@ -19,7 +19,7 @@ def planned(tmp_path, *extra):
 
 
 def expected(cfg):
-    from elicit.config import check
+    from elicit.checks.config import check
     from elicit.variants import cells, trained_runs
 
     cfg = check(cfg)

@@ -24,6 +24,7 @@ def _fake_cache(root: Path, repo: str, repo_type: str, sha: str) -> None:
 
 def test_hub_commits_resolve_offline_from_the_cache(tmp_path, monkeypatch):
     import huggingface_hub.constants as c
+
     from elicit.provenance import hub_commit, model_fingerprint
 
     monkeypatch.setattr(c, "HF_HUB_CACHE", str(tmp_path))
@@ -97,7 +98,7 @@ def test_dry_run_prints_the_unpinned_lines():
 
 @pytest.mark.parametrize("bad", ["main; touch /tmp/x", "$(touch /tmp/x)main", "a b"])
 def test_revisions_outside_their_character_set_fail_the_config_check(bad):
-    from elicit.config import ConfigError, check
+    from elicit.checks.config import ConfigError, check
 
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     cfg["models"]["7B"]["base_revision"] = bad

@@ -21,7 +21,7 @@ CONFIGS = {"demo": ["demo.yaml"], "paper": ["config.yaml"], "qwen3": ["qwen3.yam
 def load(files: list) -> dict:
     from snakemake.utils import update_config
 
-    from elicit.config import check
+    from elicit.checks.config import check
 
     cfg = {}
     for f in files:

@@ -7,7 +7,8 @@ import math
 
 import pytest
 import yaml
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from elicit.train.checkpoints import Keeper, select
 from tests.conftest import ROOT

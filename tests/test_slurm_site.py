@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from tests.conftest import ROOT
-from tests.slurm.cluster import GPU_TYPE
 from tests.helpers import FAIL_ONCE, make_profile
+from tests.slurm.cluster import GPU_TYPE
 
 SITE = {"account": None, "no_account": True, "constraint": "fakenet", "gpu_request": "gres",
         "gpu_model": GPU_TYPE, "mem_increase_per_retry": 0.5, "partitions": {"default": "gpu-small"}}

@@ -32,7 +32,7 @@ def planned_commands(tmp_path, extra: dict) -> list[str]:
 def paper_config(extra: dict) -> dict:
     from snakemake.utils import update_config
 
-    from elicit.config import check
+    from elicit.checks.config import check
 
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     update_config(cfg, extra)
@@ -86,7 +86,6 @@ def test_one_dialect_rendered_and_parsed():
     back as the same values."""
     import eval_cell
     import train
-
     from elicit import steps
 
     args = {"task": ["a b", "c"], "seed": [0, 1], "top_p": 1.0, "limit": None, "trust_remote_code": False,
@@ -112,7 +111,6 @@ def test_tests_evaluate_with_the_rules_settings():
     """conftest.eval_settings parses (eval_cell's parser) to the demo rule's values for every setting
     but those the tests set on purpose (small batches and context, fixed batches, their own cells)."""
     import eval_cell
-
     from elicit import steps
 
     cfg = demo_config()
@@ -134,7 +132,6 @@ def test_docstring_example_is_the_demo_rules_cell():
     import shlex
 
     import eval_cell
-
     from elicit import steps
 
     example = eval_cell.__doc__.split("  python workflow/scripts/eval_cell.py", 2)[1]

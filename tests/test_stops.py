@@ -5,9 +5,9 @@ import json
 
 import pytest
 
+from elicit.eval import cell
 from elicit.eval.stops import stop_info
 from tests.conftest import eval_settings
-from elicit.eval import cell
 
 # a toy vocabulary: id -> text; 0 = eos (also the padding), 9 = a special token decoded to ""
 VOCAB = {0: "", 1: "a", 2: "b", 3: "Ques", 4: "tion:", 5: " ", 6: "42", 9: ""}

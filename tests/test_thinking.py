@@ -6,7 +6,7 @@ from pathlib import Path
 import yaml
 
 from elicit import steps, variants
-from elicit.config import check
+from elicit.checks.config import check
 from elicit.eval import cell
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,6 @@ def test_default_adds_no_flag_and_the_variant_switches_thinking_off():
 
 def test_the_switch_reaches_the_chat_template(demo_model, tmp_path):
     import eval_cell
-
     from tests.conftest import eval_settings
 
     rendered = {}

@@ -4,7 +4,6 @@ import json
 import subprocess
 
 import pytest
-
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from tests.helpers import jsonl_rows, train_cmd, train_env

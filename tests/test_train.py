@@ -19,8 +19,17 @@ import sys
 import pytest
 
 from tests.conftest import lora_flags
-from tests.helpers import (SCRIPTS, assert_same_metrics, jsonl_rows, kill_at, kill_steps, relative_weight_difference,
-                           train_cmd, train_env, wait_job)
+from tests.helpers import (
+    SCRIPTS,
+    assert_same_metrics,
+    jsonl_rows,
+    kill_at,
+    kill_steps,
+    relative_weight_difference,
+    train_cmd,
+    train_env,
+    wait_job,
+)
 
 
 @pytest.mark.slow  # a contributor's fast loop (make test-fast) leaves it to make test
@@ -50,9 +59,9 @@ def test_reference_run_logs_and_prunes(reference):
 def test_kill_and_resume_is_exact(demo, reference, tmp_path):
     """A SIGTERM and then a SIGUSR1 at the steps that matter (kill_steps); each exits 143 with a resume
     state at exactly that step; the final metrics, selection and weights equal the uninterrupted run's."""
-    from elicit.train.checkpoints import select
-
     import torch
+
+    from elicit.train.checkpoints import select
 
     out = tmp_path / "run"
     steps = kill_steps(reference["metrics"])

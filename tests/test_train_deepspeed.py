@@ -15,8 +15,7 @@ import subprocess
 
 import pytest
 
-from tests.helpers import (TORCHRUN, assert_same_metrics, jsonl_rows, kill_at, kill_steps, relative_weight_difference,
-                           train_cmd, train_env)
+from tests.helpers import TORCHRUN, assert_same_metrics, jsonl_rows, kill_at, kill_steps, relative_weight_difference, train_cmd, train_env
 
 pytest.importorskip("deepspeed")
 

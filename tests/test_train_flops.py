@@ -17,7 +17,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 def grid():
     import yaml
 
-    from elicit.config import check
+    from elicit.checks.config import check
 
     return check(yaml.safe_load((ROOT / "config" / "config.yaml").read_text()))
 

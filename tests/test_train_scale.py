@@ -109,6 +109,7 @@ def test_validation_counts_each_example_once_on_any_world_size(monkeypatch):
     ranks' (loss, tokens) totals add up to the 1-rank loss (token-weighted, each example once)."""
     import torch
     import torch.distributed as dist
+
     from elicit.train.loss import validation_loss
 
     lengths = (3, 9, 4, 7, 5, 8, 2)
@@ -137,6 +138,7 @@ def test_padding_passes_use_the_shortest_example(monkeypatch):
     """The filler forward of a rank with fewer examples is the shortest example, weight 0."""
     import torch
     import torch.distributed as dist
+
     from elicit.train.loss import validation_loss
 
     val = [([1] * n, [-100] + [1] * (n - 1)) for n in (6, 9, 4)]
@@ -165,6 +167,7 @@ def _models(vocab=None):
 
 def _loss_and_grads(model, impl, ids, labels, chunk=512):
     import torch
+
     from elicit.train.loss import TokenLoss
 
     model.zero_grad(set_to_none=True)

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from elicit import variants
-from elicit.config import ConfigError, check
+from elicit.checks.config import ConfigError, check
 from elicit.report import bootstrap_ci as bc
 from elicit.report import train_seeds as ts
 from tests.conftest import ROOT
@@ -151,7 +151,9 @@ def test_aggregate_writes_table_1d_and_keeps_table_1(tmp_path):
     """A second training seed of full-4 (5 -> 15 of 20 right): Table 1 and the claim stay the first seed's,
     Table 1d and claim_train_seeds.csv take the mean of both runs with a wider interval."""
     import aggregate
-    from tests.helpers import HIDDEN_BENCH as BENCH2, HIDDEN_CORRECT as CORRECT, put_hidden as put
+    from tests.helpers import HIDDEN_BENCH as BENCH2
+    from tests.helpers import HIDDEN_CORRECT as CORRECT
+    from tests.helpers import put_hidden as put
 
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "manifest.json").write_text('{"n_rows": 100}')

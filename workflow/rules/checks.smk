@@ -1,6 +1,6 @@
 # Plan-time checks (before any job: a config, site, image or result that cannot work is refused, naming
 # it) and onstart. Included right after common.smk, whose config and grid they read.
-from elicit.config import layout_problems  # noqa: E402
+from elicit.checks.config import layout_problems  # noqa: E402
 
 # A run that exits deletes its own lock files only, not a live run's (elicit/snakemake_locks.py).
 from elicit import snakemake_locks  # noqa: E402
@@ -44,9 +44,9 @@ if _layouts:
 
 
 # Damaged result files stop the plan before any job could delete or build on them
-# (elicit/integrity.py: each message names the file and what to do).
+# (elicit/checks/integrity.py: each message names the file and what to do).
 if workflow.is_main_process and not os.environ.get("WORKFLOW_SKIP_INTEGRITY"):  # status.py reports damage itself
-    from elicit import integrity
+    from elicit.checks import integrity
 
     _damaged = integrity.problems(Path("results"))
     if _damaged:

@@ -22,10 +22,10 @@ try:  # the library of the step programs, installed by `make venv` (pip install 
 except ImportError:  # snakemake from an environment without this project installed
     sys.path.insert(0, str(SCRIPTS))
 from elicit import grid, repo_path, slurm, steps  # noqa: E402
-from elicit.config import ConfigError, check, load_site, profile_site_file  # noqa: E402
+from elicit.checks.config import ConfigError, check, load_site, profile_site_file  # noqa: E402
 from elicit.slurm import cli  # noqa: E402
 
-# the config the rules read: validated, the schema's defaults filled in (elicit/config.py)
+# the config the rules read: validated, the schema's defaults filled in (elicit/checks/config.py)
 try:
     check(config)
 except ConfigError as e:

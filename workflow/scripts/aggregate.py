@@ -66,11 +66,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from elicit import grid, repo_path
+from elicit.atomic import atomic_path, read_json, read_jsonl, write_text
 from elicit.eval import answers
 from elicit.report import bootstrap_ci, claim, scaling, stats, tables, train_seeds
 from elicit.variants import train_seed
-from elicit import grid, repo_path
-from elicit.atomic import atomic_path, read_json, read_jsonl, write_text
 
 ROOT = Path(__file__).resolve().parents[2]
 PAPER_TABLE = ROOT / grid.PAPER_TABLE

@@ -37,7 +37,7 @@ from pathlib import Path
 import yaml
 
 from elicit import REPO
-from elicit.config import check, load_site
+from elicit.checks.config import check, load_site
 from elicit.plan.cost import THROUGHPUT, estimate, extra_seeds, flight_table, memory_table, source, throughputs  # noqa: F401
 
 

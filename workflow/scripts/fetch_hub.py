@@ -6,7 +6,7 @@
          models.<size>.base_revision / skyline_revision), and the size and sha256 of every
          file, each checked against the hash its blob is named by. Jobs then load the hub id
          with HF_HUB_OFFLINE=1; planning compares the sizes, a job the sha256 before loading
-         (elicit/integrity.py).
+         (elicit/checks/integrity.py).
   tasks: build the lm-eval tasks once (lm_tasks.build_task, exactly as evaluation builds
          them) so their datasets land in the HF datasets cache; the marker records each
          task's hub dataset and the commit it resolved to (pin: eval.task_revisions), and the

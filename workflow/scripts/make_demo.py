@@ -34,11 +34,11 @@ import json
 import random
 from pathlib import Path
 
-from elicit.atomic import atomic_dir, write_jsonl
-from elicit.train.weights import write_weights
-from elicit.data import demo
 from elicit import repo_path
+from elicit.atomic import atomic_dir, write_jsonl
+from elicit.data import demo
 from elicit.data.chat import IGNORE_INDEX
+from elicit.train.weights import write_weights
 
 # ----------------------------------------------------------------------------- the demo task
 # Keyword lookup (see the comments at the top of config/demo.yaml). Every question, in the

@@ -161,7 +161,7 @@ def main(argv=None) -> None:
     ap.add_argument("config", help="the config file to pin (e.g. config/config.yaml)")
     ap.add_argument("--dry-run", action="store_true", help="print the keys and commits, write nothing")
     args = ap.parse_args(argv)
-    from elicit.config import check
+    from elicit.checks.config import check
 
     path = Path(args.config)
     text = path.read_text()

@@ -49,6 +49,7 @@ from elicit.data.chat import use_template
 from elicit.data.s1k import COLUMNS, DataError, load_source, split_ids, validate
 from elicit.provenance import sha256_file as sha256
 
+
 def meta_path(table) -> Path:
     return Path(table).with_suffix(".json")
 

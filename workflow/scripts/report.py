@@ -23,9 +23,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from elicit.report import figure_names
 from elicit import grid
 from elicit.atomic import read_json, write_text
+from elicit.report import figure_names
 
 CAPTIONS = Path(__file__).resolve().parents[1] / "report"
 STYLE = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
@@ -110,8 +110,8 @@ def figure(fig_dir: Path, name: str, title: str) -> str:
 def plan(cfg: dict) -> str:
     """The GPU-hours and memory tables (elicit/plan/cost.py, as estimate_cost.py prints them) for this
     config and its site settings."""
+    from elicit.checks.config import load_site
     from elicit.plan import cost
-    from elicit.config import load_site
 
     try:
         hours = pd.DataFrame(cost.estimate(cfg)).to_html(
@@ -202,7 +202,7 @@ def main(argv=None) -> None:
     ap.add_argument("--config-json", required=True, help="the workflow's config as JSON")
     ap.add_argument("--out", required=True)
     args = ap.parse_args(argv)
-    from elicit.config import check
+    from elicit.checks.config import check
 
     write_text(args.out, build(Path(args.results), check(json.loads(args.config_json))))  # defaults filled
     print(f"report: {args.out}")

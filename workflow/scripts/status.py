@@ -4,7 +4,7 @@
 The plan comes from Snakemake itself (`snakemake -n --nolock` with the workflow's own rerun
 triggers; its jobs and their reasons), so "done" means what a dry-run would not run, not merely
 a file that exists.
-Damage comes from workflow/scripts/elicit/integrity.py, running jobs from Snakemake's incomplete markers
+Damage comes from workflow/scripts/elicit/checks/integrity.py, running jobs from Snakemake's incomplete markers
 with a live lock and from SLURM's queue (jobs of this directory, by the plugin's comment).
 
 States of one seed of one cell (results/eval/{size}/{config}/{task}/seed{k}.json), worst first:
@@ -37,9 +37,10 @@ from pathlib import Path
 
 import yaml
 
+from elicit import grid, variants
+from elicit.checks import integrity
+from elicit.checks.config import check, load_site
 from elicit.plan import eval_jobs
-from elicit import grid, integrity, variants
-from elicit.config import check, load_site
 
 ORDER = ("corrupt", "failed", "running", "incomplete", "outdated", "missing", "done")
 ROOT = Path(__file__).resolve().parents[2]

@@ -41,19 +41,29 @@ from pathlib import Path
 import torch
 
 from elicit import done_cache, grid, repo_path
-from elicit.train import engine as engines
 from elicit.atomic import write_json, write_jsonl
 from elicit.data.chat import supervised_tokens, use_template
-from elicit.train.checkpoints import (Keeper, checkpoint_count, divergence, keep_only, load_resume, publish, restore,
-                                restore_finished, save_resume, store_finished)
 from elicit.data.s1k import training_examples
-from elicit.train.weights import model_weights_problems
 from elicit.flags import dataclass_parser, help_
-from elicit.train.loss import TokenLoss, validation_loss
 from elicit.provenance import model_fingerprint, sha256_file, sha256_json, versions
-from elicit.train.schedule import batch_indices, grad_accum, lr_at, warmup
 from elicit.slurm import StopWatch
+from elicit.train import engine as engines
+from elicit.train.checkpoints import (
+    Keeper,
+    checkpoint_count,
+    divergence,
+    keep_only,
+    load_resume,
+    publish,
+    restore,
+    restore_finished,
+    save_resume,
+    store_finished,
+)
+from elicit.train.loss import TokenLoss, validation_loss
+from elicit.train.schedule import batch_indices, grad_accum, lr_at, warmup
 from elicit.train.tracking import open_tracker, run_hparams
+from elicit.train.weights import model_weights_problems
 
 # The code a finished run depends on (its done-cache key): an edit retrains, a rerun does not.
 TRAIN_CODE = done_cache.code_files(Path(__file__))

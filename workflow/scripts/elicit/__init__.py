@@ -1,25 +1,16 @@
 """What the workflow's step programs share (workflow/scripts/*.py import it; it imports none of them).
 
-  grid          the configurations (base, skyline, lora, full-N), their labels and order, result paths,
-                a training run's folder layout
-  config        config and site checks against workflow/schemas/, with the schemas' defaults
-  data          the s1K-1.1 columns, row validation, the nested split and its checks
-  demo          the tiny demo models' architecture (make_demo.py builds it, the memory plan reads it)
-  chat          chat format, the demo's Qwen2.5 template (resources/) or a model's chat_template, label masks, length policy
-  loss          the training loss without the whole sequence's logits
-  schedule      the recipe's arithmetic: grad accumulation, learning rate, data order
-  engine        one training backend: plain torch / DDP or DeepSpeed
-  checkpoints   the selection rule, checkpoint save / prune / publish, the resume state
-  slurm         launching ranks, SLURM's clock, shell arguments, the onstart guards
-  provenance    versions, hub commits, content fingerprints
-  atomic        atomic and checksummed files; done_cache: finished results kept by content
-  integrity     the plan-time check of every result file
-  lm_tasks, lm_backend, lm_backend_cb, scoring     evaluation on lm-evaluation-harness
-  eval_record   a cell's result record: generation kwargs, primary metric, per-document rows
-  arch                                              a model's architecture facts from its own config
-  memory_plan, zero_estimates, cost                 per-GPU memory of every job, GPU-hours
-  stats, bootstrap_ci, tables, figures              Table 1, intervals, figures
-  figure_names                                      the figure registry (names, titles, report labels)
+The core, here: grid (configurations, labels, every result path), steps (the step programs' command
+lines, one renderer) and flags (their typed configs), variants, slurm, provenance, atomic, done_cache,
+code_hash, run, snakemake_locks. Then the stages, each importing only those before it
+(tests/test_layers.py; ARCHITECTURE.md has a line per module):
+
+  data/     the s1K-1.1 table, the nested split, the chat format, the demo's tiny models
+  train/    the loss, the recipe's schedule, the engine (torch/DDP, DeepSpeed), checkpoints, tracking, weights
+  plan/     architecture facts, per-GPU memory, GPU-hours, evaluation jobs, the decode model, the gate
+  eval/     lm-eval tasks and backends (hf-resumable, hf-cb, hf-slots), a cell, its record, the scorers
+  report/   Table 1, intervals, the claim, the scaling fit, training seeds, figures
+  checks/   the plan-time checks over all of them: the config and site settings, result integrity
 """
 from pathlib import Path
 

@@ -28,7 +28,7 @@ SHA = re.compile(r"^[0-9a-f]{40}$")
 MODEL_FILES = ("*.safetensors", "*.bin", "*.json", "*.model", "*.txt", "*.jinja")
 PROVENANCE = "provenance.json"
 # A base or skyline model's own record of its files (sizes, sha256), written where it is built
-# (make_demo.py) and verified before use (elicit/integrity.py); not part of the model's fingerprint.
+# (make_demo.py) and verified before use (elicit/checks/integrity.py); not part of the model's fingerprint.
 WEIGHTS = "weights.json"
 
 

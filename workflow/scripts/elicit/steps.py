@@ -2,7 +2,7 @@
 place: the rules (workflow/rules/common.smk) and the tests both call it, so a test runs a program
 exactly as the workflow does, with the settings it overrides on top.
 
-Every value comes from the config after `elicit.config.check` filled in the schema's defaults:
+Every value comes from the config after `elicit.checks.config.check` filled in the schema's defaults:
 the programs have no default of their own that could disagree with them. The builders (`*_args`) give
 settings dicts; one renderer (`argv`, and `shell` quoting it) writes them in the dialect that every step
 program's parser reads (elicit/flags.py). The rendered text is a rule's params, a rerun trigger: it must
@@ -46,7 +46,7 @@ def eval_args(config: dict, size: str, tasks=None, seeds=None, layout=None) -> d
     args = {"task": list(tasks) if tasks else None, "seed": list(seeds) if seeds else None}
     args.update({k: e[k] for k in ("max_gen_toks", "temperature", "top_p", "top_k", "min_p", "repetition_penalty",
                                    "batch_size", "backend")})
-    # lm-eval's max_length = the context we planned with (elicit.config checks max_gen_toks < context
+    # lm-eval's max_length = the context we planned with (elicit.checks.config checks max_gen_toks < context
     # at plan time; eval_cell checks the real prompts).
     # trust_remote_code and enable_thinking: no flag at their default (off, unset), the paper's command lines
     args.update(max_length=m["context"], limit=e["limit"], trust_remote_code=m["trust_remote_code"] or None,

@@ -27,6 +27,7 @@ Length (`encode_rows`): sequences longer than `max_seq_len` are dropped or trunc
 from __future__ import annotations
 
 import math
+
 from elicit import REPO
 
 # Qwen2.5-Instruct's chat template, verbatim (the `chat_template` of Qwen/Qwen2.5-*-Instruct's

@@ -1,5 +1,5 @@
 """The evaluation backends (eval.backend) and what each can honour: the one registry that eval_cell.py
-(which model class to build, which model args to pass) and the plan-time checks (elicit/config.py:
+(which model class to build, which model args to pass) and the plan-time checks (elicit/checks/config.py:
 an option a backend cannot honour is refused before any job starts) read.
 
 A new backend: its class registered with lm-eval (`register_model`) in its module, an entry here and

@@ -66,9 +66,8 @@ def partial_path(out) -> Path:
 def make_lm(args, device):
     """The lm-eval LM object of --backend (elicit/eval/backends.py); ours also get the sidecar path, the
     seed, the model's fingerprint and the layout."""
-    from lm_eval.api.registry import get_model
-
     import torch
+    from lm_eval.api.registry import get_model
 
     backend = backends.get(args.backend)
     layout = backends.layout_problem(args.backend, args.layout, "--layout")

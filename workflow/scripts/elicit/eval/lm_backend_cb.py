@@ -1,7 +1,7 @@
 """lm-eval backend `hf-cb`: transformers continuous batching (paged attention), resumable per answer.
 
 Same model loading, prompt-length check and sidecar as `hf-resumable` (lm_backend.py); the
-generation differs. All missing answers of a call (or of several cells: `pool_cells`, one job
+generation differs. All missing answers of a call (or of several cells: `eval_pool.run_cells`, one job
 evaluating several seeds/tasks) go to ONE continuous-batching manager (`generate_batch`'s
 engine): as many sequences are in flight as the paged KV cache holds (eval.batch_size: auto)
 or as eval.batch_size says, and a finished answer frees its slot at once and is appended to
@@ -33,9 +33,9 @@ import time
 from lm_eval.api.registry import register_model
 from lm_eval.models.utils import handle_stop_sequences, normalize_gen_kwargs, postprocess_generated_text
 
-from elicit.plan import arch, memory_plan
 from elicit.eval import cb_attention
 from elicit.eval.lm_backend import MODEL_SETTINGS, SIDE_VERSION, ResumableHFLM, _sha
+from elicit.plan import arch, memory_plan
 
 M32 = 0xFFFFFFFF
 CB_VERSION = "cb-gumbel-1"  # answers of the per-batch-seeded hf-cb are not reused
@@ -74,9 +74,10 @@ def gumbel_noise(keys, vocab: int):
 def sampler_processor_list(temperature, top_k, top_p, min_p):
     """A ContinuousBatchingLogitsProcessorList holding only the GumbelSampler."""
     from transformers.generation.continuous_batching.cb_logits_processors import (
-        ContinuousBatchingLogitsProcessor, ContinuousBatchingLogitsProcessorList)
-    from transformers.generation.logits_process import (LogitsProcessorList, MinPLogitsWarper, TopKLogitsWarper,
-                                                        TopPLogitsWarper)
+        ContinuousBatchingLogitsProcessor,
+        ContinuousBatchingLogitsProcessorList,
+    )
+    from transformers.generation.logits_process import LogitsProcessorList, MinPLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
     warpers = ([TopKLogitsWarper(int(top_k))] if top_k else []) + \
               ([TopPLogitsWarper(float(top_p))] if top_p is not None and top_p < 1.0 else []) + \

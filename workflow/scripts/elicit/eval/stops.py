@@ -28,7 +28,7 @@ REASONS = ("eos", "stop", "max_gen_toks", "unknown")
 
 
 def max_gen_toks_problem(max_gen_toks: int, context: int | None, context_name: str = "the context") -> str | None:
-    """eval.max_gen_toks's rule, stated once (the plan: elicit/config.py; a job: eval_cell.py): at least one
+    """eval.max_gen_toks's rule, stated once (the plan: elicit/checks/config.py; a job: eval_cell.py): at least one
     new token, and fewer than the context holds, which leaves room for the prompt. None when it holds."""
     if max_gen_toks < 1:
         return f"{max_gen_toks} new tokens: at least 1"

@@ -10,8 +10,7 @@ from pathlib import Path
 import yaml
 
 from elicit import REPO, grid, variants
-from elicit.plan import eval_jobs
-from elicit.plan import memory_plan
+from elicit.plan import eval_jobs, memory_plan
 
 
 class CostError(SystemExit):

@@ -15,7 +15,6 @@ import os
 
 from elicit import grid
 
-
 DIR = "results/gate/"
 
 

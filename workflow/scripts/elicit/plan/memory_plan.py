@@ -441,7 +441,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     import yaml
 
-    from elicit.config import check as check_config
+    from elicit.checks.config import check as check_config
 
     config = check_config(yaml.safe_load(Path(args.config).read_text()))
     for row in table(config, args.gpu_mem_gb):

@@ -1,6 +1,6 @@
 """The base and skyline models the workflow fetched (fetch_hub: a hub snapshot's files recorded in
 results/hub/models/<size>/<role>.json) or built (make_demo.py: <model>/weights.json), and their files
-checked against that record: by sizes at plan time (elicit/integrity.py), by sha256 before a job loads
+checked against that record: by sizes at plan time (elicit/checks/integrity.py), by sha256 before a job loads
 one (train.py, elicit/eval/cell.py)."""
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ in the schema's defaults (the one place an optional key's default is written).
 Every error names the offending key, e.g. `models.7B.train.gpus: -1 is less than the minimum of 0`.
 
 Usage:
-  PYTHONPATH=workflow/scripts python -m elicit.config config/config.yaml
+  PYTHONPATH=workflow/scripts python -m elicit.checks.config config/config.yaml
 """
 from __future__ import annotations
 
@@ -15,10 +15,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from elicit import REPO
-from elicit import grid, variants
-from elicit.eval import backends
+from elicit import REPO, grid, variants
 from elicit.data.s1k import split_problems
+from elicit.eval import backends
 from elicit.eval.stops import max_gen_toks_problem
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"

@@ -8,7 +8,7 @@ to plan while any is found, so a damaged input never makes Snakemake rerun (and 
 trainings or evaluations, and a damaged evaluation never reaches Table 1.
 
 Usage (what `snakemake status` and common.smk run):
-  PYTHONPATH=workflow/scripts python -m elicit.integrity --results results
+  PYTHONPATH=workflow/scripts python -m elicit.checks.integrity --results results
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from pathlib import Path
 
 from elicit import grid
 from elicit.atomic import CorruptFile, read_json, read_jsonl
+from elicit.provenance import PROVENANCE, sha256_file
 from elicit.train.checkpoints import checkpoint_problems, manifest_problems
 from elicit.train.weights import weights_problems
-from elicit.provenance import PROVENANCE, sha256_file
 
 FIX_EVAL = "delete it and its .samples.jsonl: the next run recomputes this cell alone"
 FIX_DATA = ("delete it: the next run rebuilds it; finished trainings and evaluations whose inputs come out "
