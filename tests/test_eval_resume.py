@@ -148,7 +148,8 @@ def test_rule_passes_context_and_backend(tmp_path):
                           "--configfile", str(ROOT / "config" / "config.yaml"), "--",
                           "results/eval/7B/base/aime24/seed0.json"], capture_output=True, text=True)
     assert out.returncode == 0, out.stdout + out.stderr
-    cmd = next(line for line in out.stdout.splitlines() if "elicit.run eval_cell" in line)
+    # (the 1.5B pilot's cell is planned too: 7B's GPU jobs wait behind the fail-fast gate)
+    cmd = next(line for line in out.stdout.splitlines() if "elicit.run eval_cell" in line and "results/eval/7B/" in line)
     assert "--max-gen-toks 29000 " in cmd and "--max-length 32768 " in cmd
     # the default: hf-cb, one job for AIME's two tasks x every seed (no site memory), one --out per cell
     assert "--backend hf-cb " in cmd and "--batch-size auto " in cmd and "--task aime24 aime25 --seed 0 1 2 3 " in cmd

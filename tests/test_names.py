@@ -28,6 +28,7 @@ def test_real_size_names_pass():
     cfg = copy.deepcopy(DEMO)
     cfg["models"]["1.5B"] = cfg["models"].pop("tiny-a")
     cfg["sizes"] = ["1.5B", "tiny-b"]
+    cfg["train"]["seed_sizes"] = ["1.5B"]  # the demo's second training seed, of the renamed size
     check(cfg)
 
 
