@@ -1,7 +1,7 @@
 """What an evaluation backend cannot honour is refused at plan time, naming the backends that can
 (issue 29, item 4): before, `eval.repetition_penalty: 1.1` with hf-cb passed the dry-run and every job
 failed after loading its model, with Snakemake having deleted the finished cells. The capabilities live
-in one registry (elicit/eval/backends.py) that eval_cell.py and the checks read."""
+in one registry (elicit/backends.py) that eval_cell.py and the checks read."""
 import copy
 import subprocess
 
@@ -79,7 +79,7 @@ def test_one_registry():
     import re
 
     import eval_cell
-    from elicit.eval import backends
+    from elicit import backends
 
     schema = yaml.safe_load((ROOT / "workflow" / "schemas" / "config.schema.yaml").read_text())
     assert set(schema["properties"]["eval"]["properties"]["backend"]["enum"]) == set(backends.NAMES)

@@ -12,7 +12,7 @@
 The rule for eval.batch_size: it schedules the work for every backend whose answers do not depend on it
 (hf-cb seeds every answer on its own; hf-slots); hf-resumable cuts fixed batches of batch_size and seeds
 each batch (lm_backend.py), and plain hf draws one torch stream over lm-eval's batches, so for those two
-it defines the answers (elicit/eval/backends.py: batch_defines_answers)."""
+it defines the answers (elicit/backends.py: batch_defines_answers)."""
 import copy
 import subprocess
 

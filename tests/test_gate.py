@@ -107,12 +107,32 @@ def test_finished_grid_plans_nothing_whatever_the_gate(demo_run, tmp_path):
     assert planned == {"gate", "evaluate_demo_gpqa_seeds_0_1", "aggregate", "report", "all"}, planned
 
 
+def test_a_passed_gate_hides_no_rerun_of_the_larger_sizes(tmp_path):
+    """A passed gate stays open: a job behind a gate that reruns would have its own rerun reasons (a
+    changed setting) skipped by Snakemake (it does not look at the jobs after a rerun job, and skips
+    those linked to it only by an ancient input) -- the larger sizes would keep answers of the old
+    settings. So only a job of a gated size that has not finished, or any after a failed check, waits."""
+    from elicit.plan import gate
+
+    p = gate.pilot(DEMO)
+    done = {"out.json"}
+    assert gate.waits(p, "tiny-b", ["out.json"], exists=lambda f: False)  # first run: waits
+    assert not gate.waits(p, "tiny-a", ["out.json"], exists=lambda f: False)  # the pilot's size never
+    assert not gate.waits(p, "tiny-b", ["out.json"], exists=done.__contains__)  # finished before any gate
+    assert not gate.waits(p, "tiny-b", ["out.json"], exists={*done, p["out"]}.__contains__)  # passed: open
+    assert not gate.waits(p, "tiny-b", ["missing.json"], exists={p["out"]}.__contains__)
+    assert gate.waits(p, "tiny-b", ["out.json"], exists={*done, gate.pending(p["out"])}.__contains__)  # failed
+
+
 @pytest.mark.slow
 def test_a_broken_recipe_stops_at_the_gate(demo_run, tmp_path):
-    """Answers cut to 3 tokens (no demo answer fits): every cell reruns, and the pilot's answers no
-    longer parse; the gate stops the run, naming it, before any evaluation of the larger size starts,
-    and the next run with the same recipe waits for the gate again."""
+    """A first run (no gate passed, the larger size's cells missing) with answers cut to 3 tokens (no
+    demo answer fits): the pilot's answers no longer parse; the gate stops the run, naming it, before
+    any evaluation of the larger size starts, and the next run with the same recipe waits for the
+    gate again."""
     work = copy_run(demo_run, tmp_path / "work")
+    shutil.rmtree(work / "results" / "gate")
+    shutil.rmtree(work / "results" / "eval" / DEMO["sizes"][1])
     (tmp_path / "cut.yaml").write_text(yaml.safe_dump({"eval": {**DEMO["eval"], "max_gen_toks": 3}}))
     args = ("--configfile", str(ROOT / "config" / "demo.yaml"), str(tmp_path / "cut.yaml"))
     out = snakemake(work, *args, check=False)

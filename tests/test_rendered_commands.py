@@ -33,8 +33,7 @@ def rendered(config: dict) -> dict[str, str]:
     """What the rules render (workflow/rules/common.smk): train's params.cli per trained run; evaluate's
     params.model and params.cli (the answers' settings) per configuration, its resource eval_cells (a job
     of every task and seed, and one of one cell), params.include."""
-    from elicit import grid, steps, variants
-    from elicit.eval import backends
+    from elicit import backends, grid, steps, variants
 
     out = {"include": steps.shell(steps.include_args(config))}
     subsets = config["data"]["subsets"]

@@ -37,7 +37,7 @@ if workflow.is_main_process and not set(TASKS) <= set(grid.fetched_tasks(Path("r
     _unknown = unknown_tasks(TASKS, INCLUDE_PATH or None)
     if _unknown:
         raise WorkflowError(_unknown)
-# The layouts the memory plan picks for the site's GPUs, against what eval.backend runs (elicit/eval/backends.py).
+# The layouts the memory plan picks for the site's GPUs, against what eval.backend runs (elicit/backends.py).
 _layouts = layout_problems(config, SITE.get("gpu_mem_gb"))
 if _layouts:
     raise WorkflowError("invalid config:\n" + "\n".join(f"  {p}" for p in _layouts))

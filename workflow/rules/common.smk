@@ -283,10 +283,10 @@ def train_cli(wc):
 def eval_job_args(wc, tasks=None, seeds=None):
     """eval_cell.py's settings for one cell (wildcards task, seed) or a job of several (tasks x seeds), from
     the config in one place (elicit/steps.py); a variant's cell (<configuration>@<variant>) takes the
-    variant's evaluation settings. Split in two (elicit/eval/backends.py): (the settings that define the
+    variant's evaluation settings. Split in two (elicit/backends.py): (the settings that define the
     answers: the rule's params, a rerun trigger; the cells and the settings that only schedule the work:
     a resource, no rerun trigger)."""
-    from elicit.eval import backends
+    from elicit import backends
 
     cfg = variants.apply(config, variants.split(wc.config)[1])
     if tasks is None and hasattr(wc, "task"):  # one cell (the evaluate rule)

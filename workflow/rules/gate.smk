@@ -4,10 +4,11 @@
 # sane. `gate: open` lifts it; one size has none.
 #
 # The gate is an order-only input, so adding it, opening it or rebuilding it reruns no finished job:
-#  - ancient(): a gate file newer than a job's outputs (the gate rerun) is no mtime trigger, and a
-#    gate job that reruns while its file exists does not rerun the jobs after it;
-#  - a job whose outputs all exist gets the gate as input only when the gate file exists, so a grid
-#    finished before the gate (or with its gate file deleted) plans no gate job for them;
+#  - only while the gate has not passed (no gate file): to a job whose outputs are missing, or to
+#    every job after a failed check (its pending file); a passed gate stays open, so a grid finished
+#    before the gate (or with its gate files deleted) plans no gate job, and a changed setting
+#    reruns the larger sizes' jobs as it would without the gate (tests/test_eval_settings.py);
+#  - ancient(): a gate file newer than a job's outputs is no mtime trigger;
 #  - the gate file is left out of the input set Snakemake records and compares (the `input` rerun
 #    trigger, elicit/plan/gate.py), so gaining or losing it changes no job's inputs.
 from elicit.plan import gate as _gate  # noqa: E402

@@ -73,8 +73,8 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
-from elicit import repo_path
-from elicit.eval import backends, cell, eval_pool
+from elicit import backends, repo_path
+from elicit.eval import cell, eval_pool
 from elicit.eval.eval_record import PRIMARY_METRICS
 from elicit.eval.stops import max_gen_toks_problem
 from elicit.flags import dataclass_parser, help_

@@ -85,7 +85,8 @@ def main(argv=None) -> None:
             "fail-fast gate: the pilot is not sane, so the larger sizes' jobs were not started:\n"
             + "".join(f"  {f}: {'; '.join(p)}\n" for f, p in failed.items())
             + "fix: correct the recipe (config train:/eval:, the model or the data) and rerun: the changed settings "
-            "rerun the pilot and this check; or, if these results are expected, start the larger sizes anyway "
+            "rerun the pilot and this check, the larger sizes waiting; or, if these results are expected, start the "
+            "larger sizes anyway "
             "with `--config gate=open`"
         )
     write_json(args.out, {"metrics": args.metrics, "selection": args.selection, "cell": args.cell,

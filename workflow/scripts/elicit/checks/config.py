@@ -15,9 +15,8 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from elicit import REPO, grid, variants
+from elicit import REPO, backends, grid, variants
 from elicit.data.s1k import split_problems
-from elicit.eval import backends
 from elicit.eval.stops import max_gen_toks_problem
 
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
@@ -124,7 +123,7 @@ def check(config: dict) -> dict:
 
 
 # eval settings a variant may not set: which cells exist (a variant's cells are every configuration's at
-# the default's tasks and seeds), and those that only schedule the work (elicit/eval/backends.py).
+# the default's tasks and seeds), and those that only schedule the work (elicit/backends.py).
 CELL_SETTINGS = ("tasks", "seeds", "include_path")
 SCHEDULE_SETTINGS = ("seeds_per_job", "batch_size")
 
@@ -166,7 +165,7 @@ def label_problems(config: dict) -> list[str]:
 
 
 def backend_problems(config: dict) -> list[str]:
-    """What eval.backend cannot honour (elicit/eval/backends.py): a sampling option, a layout set in
+    """What eval.backend cannot honour (elicit/backends.py): a sampling option, a layout set in
     models.<size>.eval.layout. The memory plan's own pick (auto) is checked with the site: layout_problems."""
     e = config["eval"]
     out = backends.sampling_problems(e)

@@ -5,7 +5,7 @@ together). Its pitfalls and outputs: eval_cell.py's docstring.
   cells        a job's (task, seed) cells, each with its own --out
   cache_key    what a finished cell depends on; `cached`: where it is kept (done_cache)
   main_cell    one cell: restored from the finished-cell cache, or evaluated (run -> make_lm, evaluate)
-  make_lm      the lm-eval model of eval.backend (elicit/eval/backends.py), model_args its arguments
+  make_lm      the lm-eval model of eval.backend (elicit/backends.py), model_args its arguments
 """
 from __future__ import annotations
 
@@ -16,9 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-from elicit import PACKAGE, done_cache
+from elicit import PACKAGE, backends, done_cache
 from elicit.atomic import write_json, write_jsonl
-from elicit.eval import backends
 from elicit.eval.eval_record import describe, generation_kwargs, per_sample, pick_primary, scrub
 from elicit.eval.lm_tasks import FEWSHOT_SEED, NUMPY_SEED, PYTHON_SEED, build_task
 from elicit.grid import samples_path
@@ -29,7 +28,7 @@ from elicit.train.weights import model_weights_problems
 # The step program (read for the cache key, never imported: it imports this module), every elicit module it
 # imports, and those the tasks' scoring files (lm-eval loads them) import: the code a finished cell depends on.
 STEP = PACKAGE.parent / "eval_cell.py"
-EVAL_CODE = done_cache.code_files(STEP, *sorted((PACKAGE.parents[1] / "tasks").glob("*/utils.py")))
+EVAL_CODE = done_cache.code_files(STEP, *backends.module_files(), *sorted((PACKAGE.parents[1] / "tasks").glob("*/utils.py")))
 
 
 def _batch_size(value: str):
@@ -64,7 +63,7 @@ def partial_path(out) -> Path:
 
 
 def make_lm(args, device):
-    """The lm-eval LM object of --backend (elicit/eval/backends.py); ours also get the sidecar path, the
+    """The lm-eval LM object of --backend (elicit/backends.py); ours also get the sidecar path, the
     seed, the model's fingerprint and the layout."""
     import torch
     from lm_eval.api.registry import get_model
@@ -73,8 +72,7 @@ def make_lm(args, device):
     layout = backends.layout_problem(args.backend, args.layout, "--layout")
     if layout and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise SystemExit(layout)
-    if backend.register:
-        backend.register()  # imports the module that registers it with lm-eval
+    backend.load()  # imports the module that registers it with lm-eval
     margs = model_args(args, torch.cuda.device_count() if torch.cuda.is_available() else 0)
     if backend.resumable:
         margs.update(partial_path=str(partial_path(args.out)), resume_seed=int(args.seed),

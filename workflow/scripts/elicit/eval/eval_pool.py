@@ -18,8 +18,8 @@ Other backends evaluate the cells one after another (a model load each).
 """
 from __future__ import annotations
 
-from elicit import done_cache
-from elicit.eval import backends, cell
+from elicit import backends, done_cache
+from elicit.eval import cell
 
 
 def run_cells(cells) -> list[dict]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from elicit import REPO, grid, variants
+from elicit import REPO, backends, grid, variants
 from elicit.plan import eval_jobs, memory_plan
 
 
@@ -38,7 +38,7 @@ def throughputs(cfg: dict, gpu: str | None = None, table: Path = THROUGHPUT) -> 
     gpu = gpu or t["default"]
     if gpu not in t["gpus"]:
         raise CostError(f"estimate_cost: GPU model {gpu!r} not in {table} (known: {', '.join(t['gpus'])})")
-    g, backend = t["gpus"][gpu], {"hf": "hf-resumable"}.get(cfg["eval"]["backend"], cfg["eval"]["backend"])
+    g, backend = t["gpus"][gpu], backends.get(cfg["eval"]["backend"]).rates_as or cfg["eval"]["backend"]
     rates = {"train": train_rates(g.get("train") or {}), "eval": (g.get("eval") or {}).get(backend) or {}}
     missing = [f"{gpu}.train.{mode}.{size}" for mode in MODES for size in cfg["sizes"]
                if size not in rates["train"][mode]]

@@ -58,15 +58,18 @@ def pending(out: str) -> str:
 
 def waits(pilot: dict | None, size: str, outputs: list[str], exists=os.path.exists) -> bool:
     """Whether a GPU job of `size` with these outputs waits for the gate file (an order-only input):
-    a gated size's job whose outputs are missing, or any once the gate has run (its file, or a
-    failed check's pending file, exists). A job of a grid finished before the gate existed (or
-    with its gate files deleted) does not: no gate job is planned for finished work. After a failed
-    check the gate file is gone (Snakemake deletes a failed job's output), so the jobs given it wait
-    and, once a check passes, rerun (a finished one restores its result from its .done cache):
-    better than running the larger sizes on a recipe known to be broken."""
-    if not pilot or size not in pilot["gated"]:
+    a gated size's job, while the gate has not passed (no gate file), whose outputs are missing or
+    after a failed or killed check (its pending file exists). A passed gate stays open for the
+    results directory: a job that has the gate as input while it reruns would have its own rerun
+    reasons (a changed setting) hidden by Snakemake, which does not look at the jobs after a rerun
+    job and skips those whose only link to it is an ancient input (dag.update_needrun). A job of a
+    grid finished before the gate existed (or with its gate files deleted) does not wait: no gate
+    job is planned for finished work. After a failed check the jobs given the gate wait and, once a
+    check passes, rerun (a finished one restores its result from its .done cache): better than
+    running the larger sizes on a recipe known to be broken."""
+    if not pilot or size not in pilot["gated"] or exists(pilot["out"]):
         return False
-    return exists(pilot["out"]) or exists(pending(pilot["out"])) or not all(exists(o) for o in outputs)
+    return exists(pending(pilot["out"])) or not all(exists(o) for o in outputs)
 
 
 def rule_outputs(rule, wildcards) -> list[str]:

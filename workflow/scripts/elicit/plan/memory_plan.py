@@ -21,7 +21,7 @@ import json
 import math
 from pathlib import Path
 
-from elicit import REPO
+from elicit import REPO, backends
 from elicit.plan import zero_estimates
 from elicit.plan.arch import Arch, PlanError  # noqa: F401  (PlanError: the plan's error)
 
@@ -242,9 +242,9 @@ def eval_layout(config: dict, size: str, gpu_mem_gb: float | None) -> str:
         return layout
     if eval_gpus(config, size) <= 1:
         return "single"
-    if config["eval"].get("backend") == "hf-cb":
+    if backends.memory(config) == "paged":
         return "dp"  # continuous batching runs a replica per GPU (lm_backend_cb.py); check() says if it does not fit
-    if config["eval"].get("backend") == "hf-slots":
+    if backends.memory(config) == "slots":
         return slots_layout(config, size, gpu_mem_gb)
     options = ["dp", "tp", "split"] if tp_divides(config, size) else ["dp", "split"]
     if gpu_mem_gb is None:
@@ -274,7 +274,7 @@ def sequences_in_flight(config: dict, size: str, gpu_mem_gb: float, layout: str 
     logits, and the attention mask's share (CB_STEP_TOKENS); dp: one replica per GPU, so the job
     holds gpus x that."""
     layout = layout or eval_layout(config, size, gpu_mem_gb)
-    if config["eval"].get("backend") == "hf-slots":
+    if backends.memory(config) == "slots":
         return slots_plan(config, size, gpu_mem_gb, layout)
     per_seq = eval_plan(config, size, layout, batch=1)
     fixed = per_seq["weights"] + per_seq["overhead"]
@@ -368,7 +368,7 @@ def table(config: dict, gpu_mem_gb: float | None = None, cache=None) -> list[dic
     for size in config["sizes"]:
         m, layout = config["models"][size], eval_layout(config, size, gpu_mem_gb)
         t, batch = m["train"], None
-        if config["eval"].get("backend") == "hf-slots" and gpu_mem_gb and m["eval"]["gpus"]:
+        if backends.memory(config) == "slots" and gpu_mem_gb and m["eval"]["gpus"]:
             # the slots a replica allocates up front (at least one: check() refuses none)
             batch = max(1, slots_plan(config, size, gpu_mem_gb, layout) // (eval_gpus(config, size) if layout == "dp"
                                                                             else 1))
@@ -396,7 +396,9 @@ def _eval_message(config, size, layout, gib, mem) -> str:
            else "a smaller eval.batch_size does not suffice", f"more GPUs (models.{size}.eval.gpus)"]
     if layout != "tp" and eval_gpus(config, size) > 1 and tp_divides(config, size):
         tp = f"models.{size}.eval.layout: tp ({gib_of(eval_plan(config, size, 'tp')):.1f} GiB)"
-        fix.append(tp if config["eval"].get("backend") != "hf-cb" else f"eval.backend: hf-resumable with {tp}")
+        # the backends running tp whose memory this plan's figure is (sequences in batches)
+        able = [b for b in backends.able(layout="tp") if backends.get(b).memory == "batches"]
+        fix.append(tp if config["eval"].get("backend") in able else f"eval.backend: {' or '.join(able)} with {tp}")
     return (f"models.{size}: eval needs {gib:.1f} GiB per GPU (layout {layout}, {eval_gpus(config, size)} GPU(s), "
             f"batch {eval_batch(config)} x {prompt_tokens(config, size)} + {config['eval']['max_gen_toks']} tokens) "
             f"> {mem:g} GiB available: " + "; ".join(fix))
@@ -425,7 +427,7 @@ def check(config: dict, gpu_mem_gb: float, cache=None) -> list[str]:
         if row["eval"] and layout == "tp" and not tp_divides(config, size):
             problems.append(f"models.{size}.eval.layout: tp needs the attention and KV heads divisible by "
                             f"{eval_gpus(config, size)} GPUs")
-        elif row["eval"] and config["eval"].get("backend") == "hf-slots":
+        elif row["eval"] and backends.memory(config) == "slots":
             if slots_plan(config, size, gpu_mem_gb, layout) < 1:
                 problems.append(_slots_message(config, size, layout, gpu_mem_gb))
         elif row["eval"] and gib_of(row["eval"]) > gpu_mem_gb:

@@ -1,6 +1,8 @@
-"""The evaluation backends (eval.backend) and what each can honour: the one registry that eval_cell.py
-(which model class to build, which model args to pass) and the plan-time checks (elicit/checks/config.py:
-an option a backend cannot honour is refused before any job starts) read.
+"""The evaluation backends (eval.backend) and what each can honour: the one registry that the evaluation
+(elicit/eval/cell.py: which model class to build, which model args to pass; eval_cell.py's --backend), the
+memory plan and the cost estimate (elicit/plan/: how a backend holds its sequences, whose throughput it has)
+and the plan-time checks (elicit/checks/config.py: an option a backend cannot honour is refused before any
+job starts) read. It sits in the core, below every stage, so that each of them can.
 
 A new backend: its class registered with lm-eval (`register_model`) in its module, an entry here and
 its name in the schema's eval.backend enum (tests/test_backend_limits.py checks they agree); eval_cell.py's
@@ -8,8 +10,8 @@ its name in the schema's eval.backend enum (tests/test_backend_limits.py checks 
 
 Fields:
   lm_eval     lm-eval's registry name of the model class
-  register    imports the module that registers it (None: lm-eval's own); an import statement, not a
-              name, so that the finished-cell cache key (done_cache.code_files) covers the module's code
+  register    the module that registers it (None: lm-eval's own): `load()` imports it; the finished-cell
+              cache key covers its code (`module_files`, elicit/eval/cell.py's EVAL_CODE)
   resumable   our ResumableMixin: gets the sidecar path, the seed, the model fingerprint and the layout
   sampling    the sampling options (eval.*) it honours at a value other than their off value (OFF)
   layouts     the GPU layouts of a job it runs (models.<size>.eval.layout, or the memory plan's pick)
@@ -21,11 +23,16 @@ Fields:
   why         what it cannot do, in the refusal's words
   own_tp      under layout tp it shards the weights itself (hf-slots), so lm-eval gets no tp_plan
   what        what it is, in eval_cell.py's --help
+  memory      how a job holds its sequences, the memory plan's model of it (elicit/plan/memory_plan.py):
+              "paged" (a paged KV cache of what the weights leave, a replica per GPU), "slots" (S slots of
+              the whole length allocated up front), "batches" (eval.batch_size sequences at a time)
+  rates_as    the backend whose throughput (resources/throughput.yaml) it has, where it has none of its own
 """
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
 
 # The off value of each sampling option (what every backend honours).
 OFF = {"top_p": 1.0, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0}
@@ -36,7 +43,7 @@ ALL_LAYOUTS = ("single", "dp", "tp", "split")
 class Backend:
     name: str
     lm_eval: str
-    register: Callable[[], None] | None
+    register: str | None
     resumable: bool
     sampling: frozenset
     layouts: tuple
@@ -45,36 +52,32 @@ class Backend:
     why: str = ""
     own_tp: bool = False  # shards the weights itself under tp (no transformers tp_plan)
     what: str = ""
+    memory: str = "batches"
+    rates_as: str | None = None
 
-
-def _hf_cb() -> None:
-    from elicit.eval import lm_backend_cb  # noqa: F401  (registers hf-cb)
-
-
-def _hf_slots() -> None:
-    from elicit.eval import lm_backend_slots  # noqa: F401  (registers hf-slots)
-
-
-def _hf_resumable() -> None:
-    from elicit.eval import lm_backend  # noqa: F401  (registers hf-resumable)
+    def load(self) -> None:
+        """Imports the module that registers the backend with lm-eval (none: lm-eval's own)."""
+        if self.register:
+            importlib.import_module(self.register)
 
 
 REGISTRY = {b.name: b for b in (
-    Backend("hf-cb", lm_eval="hf-cb", register=_hf_cb, resumable=True, sampling=frozenset({"top_p", "top_k", "min_p"}),
+    Backend("hf-cb", lm_eval="hf-cb", register="elicit.eval.lm_backend_cb", resumable=True, sampling=frozenset({"top_p", "top_k", "min_p"}),
             layouts=("single", "dp", "split"), pooled=True, batch_defines_answers=False,
             why="continuous batching passes no token history to logits processors (no repetition_penalty) and "
-                "runs a replica per GPU (no tp)", what="transformers continuous batching, resumable"),
-    Backend("hf-slots", lm_eval="hf-slots", register=_hf_slots, resumable=True,
+                "runs a replica per GPU (no tp)", what="transformers continuous batching, resumable", memory="paged"),
+    Backend("hf-slots", lm_eval="hf-slots", register="elicit.eval.lm_backend_slots", resumable=True,
             sampling=frozenset({"top_p", "top_k", "min_p"}), layouts=("single", "dp", "tp"), pooled=True,
             batch_defines_answers=False,
             why="the captured step samples without the token history (no repetition_penalty); its own tensor "
-                "parallel, no layer split", own_tp=True, what="static slots, a captured decode step, resumable"),
-    Backend("hf-resumable", lm_eval="hf-resumable", register=_hf_resumable, resumable=True, sampling=frozenset(OFF),
+                "parallel, no layer split", own_tp=True, what="static slots, a captured decode step, resumable",
+            memory="slots"),
+    Backend("hf-resumable", lm_eval="hf-resumable", register="elicit.eval.lm_backend", resumable=True, sampling=frozenset(OFF),
             layouts=ALL_LAYOUTS, pooled=False, batch_defines_answers=True,
             what="HF generate, resumable, prompt-length check"),
     Backend("hf", lm_eval="hf", register=None, resumable=False, sampling=frozenset(OFF), layouts=("single", "split"),
             pooled=False, batch_defines_answers=True, why="plain lm-eval runs one process (no dp/tp under torchrun)",
-            what="plain lm-eval"),
+            what="plain lm-eval", rates_as="hf-resumable"),
 )}
 NAMES = tuple(REGISTRY)
 
@@ -101,6 +104,18 @@ def summary() -> str:
 
 def get(name: str) -> Backend:
     return REGISTRY[name]
+
+
+def memory(config: dict) -> str:
+    """The memory model of the config's eval.backend ("batches" where none is set)."""
+    b = REGISTRY.get(config["eval"].get("backend"))
+    return b.memory if b else "batches"
+
+
+def module_files() -> list[Path]:
+    """The files of the modules that register the backends (the finished-cell cache key covers them)."""
+    root = Path(__file__).resolve().parent.parent  # workflow/scripts
+    return [root.joinpath(*b.register.split(".")).with_suffix(".py") for b in REGISTRY.values() if b.register]
 
 
 def able(option: str | None = None, layout: str | None = None) -> list[str]:
