@@ -2,14 +2,13 @@
 incomplete -- tested on a copy of the finished demo run, one state each."""
 import base64
 import json
-import re
 import subprocess
 
 import pytest
 import yaml
 
 from tests.conftest import ROOT, copy_run, snakemake
-from tests.helpers import fake_snakemake
+from tests.helpers import fake_snakemake, planned_jobs
 
 DEMO = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
 pytestmark = pytest.mark.slow
@@ -24,14 +23,6 @@ def status(work, *args):
     out = snakemake(work, "status", *args)
     text = out.stdout + out.stderr
     return text[text.index("Grid:"):]
-
-
-def planned(work, *args):
-    out = snakemake(work, "-n", "--quiet", "rules", *args)
-    stats = (out.stdout + out.stderr).split("Job stats:")[-1]
-    jobs = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)}
-    jobs["evaluate"] = sum(v for k, v in jobs.items() if k.startswith("evaluate"))  # a job: a task, both seeds
-    return jobs
 
 
 def test_readme_command_works_as_printed():
@@ -54,7 +45,7 @@ def test_a_changed_setting_shows_what_the_dry_run_plans(run, tmp_path):
     (the old status said 'Nothing left to run' here: it only looked at files)."""
     cfg = tmp_path / "hot.yaml"
     cfg.write_text(yaml.safe_dump({**DEMO, "eval": {**DEMO["eval"], "temperature": 0.9}}))
-    jobs = planned(run, "--configfile", str(cfg))
+    jobs = planned_jobs(run, "--configfile", str(cfg))
     text = status(run, "--configfile", str(cfg))
     assert jobs["evaluate"] == 26  # 52 cells (40 + the variant's 8 LoRA cells + 4 of full-8@tseed1), 2 seeds per job
     assert "A rerun would run 0 training(s) and 52 evaluation(s)" in text
