@@ -17,7 +17,7 @@ from pathlib import Path
 from elicit import done_cache as d
 step = Path(sys.argv[1]).resolve()
 files = d.code_files(step)
-direct = {d._module_file(n) for n in d._imported(step, "")}
+direct = {d.module_file(n) for n in d._imported(step, "")}
 print(json.dumps({"key": d.code_sha(*files), "files": [str(f) for f in files],
                   "indirect": [str(f) for f in files if f not in direct and f != step and f.name != "__init__.py"]}))
 """

@@ -11,7 +11,7 @@ its name in the schema's eval.backend enum (tests/test_backend_limits.py checks 
 Fields:
   lm_eval     lm-eval's registry name of the model class
   register    the module that registers it (None: lm-eval's own): `load()` imports it; the finished-cell
-              cache key covers its code (`module_files`, elicit/eval/cell.py's EVAL_CODE)
+              cache key covers its code (elicit/eval/cell.py's EVAL_CODE)
   resumable   our ResumableMixin: gets the sidecar path, the seed, the model fingerprint and the layout
   sampling    the sampling options (eval.*) it honours at a value other than their off value (OFF)
   layouts     the GPU layouts of a job it runs (models.<size>.eval.layout, or the memory plan's pick)
@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from pathlib import Path
 
 # The off value of each sampling option (what every backend honours).
 OFF = {"top_p": 1.0, "top_k": 0, "min_p": 0.0, "repetition_penalty": 1.0}
@@ -110,12 +109,6 @@ def memory(config: dict) -> str:
     """The memory model of the config's eval.backend ("batches" where none is set)."""
     b = REGISTRY.get(config["eval"].get("backend"))
     return b.memory if b else "batches"
-
-
-def module_files() -> list[Path]:
-    """The files of the modules that register the backends (the finished-cell cache key covers them)."""
-    root = Path(__file__).resolve().parent.parent  # workflow/scripts
-    return [root.joinpath(*b.register.split(".")).with_suffix(".py") for b in REGISTRY.values() if b.register]
 
 
 def able(option: str | None = None, layout: str | None = None) -> list[str]:

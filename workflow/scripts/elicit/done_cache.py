@@ -32,7 +32,7 @@ def code_sha(*files: Path) -> str:
     return sha256_json({name(f): sha256_file(f) for f in files})
 
 
-def _module_file(name: str) -> Path | None:
+def module_file(name: str) -> Path | None:
     """The source file of the `elicit` module `name` (dotted), or None (not elicit's, or not a module:
     `from elicit import PACKAGE` names an attribute)."""
     parts = name.split(".")
@@ -47,7 +47,7 @@ def _module_file(name: str) -> Path | None:
 
 def _imported(path: Path, package: str) -> set[str]:
     """Every dotted name `path` imports, anywhere in it (function bodies too). `from a import b` gives
-    both a and a.b: b may be a module or a name, _module_file tells which. Relative imports resolved
+    both a and a.b: b may be a module or a name, module_file tells which. Relative imports resolved
     against `package` (the importing module's own package)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_bytes(), str(path))):
@@ -73,8 +73,8 @@ def code_files(step_file: Path, *also: Path) -> list[Path]:
     while todo:
         path, package = todo.pop()
         for name in _imported(path, package):
-            f = _module_file(name)
-            parents = [_module_file(".".join(name.split(".")[:i])) for i in range(1, name.count(".") + 1)]
+            f = module_file(name)
+            parents = [module_file(".".join(name.split(".")[:i])) for i in range(1, name.count(".") + 1)]
             for g in [f, *parents]:
                 if g is not None and g not in found:
                     found.add(g)

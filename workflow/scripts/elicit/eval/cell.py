@@ -28,7 +28,9 @@ from elicit.train.weights import model_weights_problems
 # The step program (read for the cache key, never imported: it imports this module), every elicit module it
 # imports, and those the tasks' scoring files (lm-eval loads them) import: the code a finished cell depends on.
 STEP = PACKAGE.parent / "eval_cell.py"
-EVAL_CODE = done_cache.code_files(STEP, *backends.module_files(), *sorted((PACKAGE.parents[1] / "tasks").glob("*/utils.py")))
+# ... and the modules that register the backends (the registry names them: no import statement to follow)
+REGISTERING = [done_cache.module_file(b.register) for b in backends.REGISTRY.values() if b.register]
+EVAL_CODE = done_cache.code_files(STEP, *REGISTERING, *sorted((PACKAGE.parents[1] / "tasks").glob("*/utils.py")))
 
 
 def _batch_size(value: str):
