@@ -33,6 +33,7 @@ def test_demo_grid_on_slurm(slurm_cluster, tmp_path):
     cfg = yaml.safe_load((ROOT / "config" / "demo.yaml").read_text())
     cfg["data"]["subsets"], cfg["eval"]["seeds"] = [8], [0]  # a smaller grid, same DAG shape
     cfg["train"]["seeds"] = [0]  # without the demo's second training seed (the demo DAG tests it)
+    cfg["variants"] = {}  # and without its variant cell (test_demo_dag.py tests it): 6 jobs fewer
     (tmp_path / "grid.yaml").write_text(yaml.safe_dump(cfg))
     (tmp_path / "hook").mkdir()
     (tmp_path / "hook" / "sitecustomize.py").write_text(FAIL_ONCE)
@@ -57,6 +58,9 @@ def test_demo_grid_on_slurm(slurm_cluster, tmp_path):
     assert {r for r, _ in larger} >= {"train"} and any(r.startswith("evaluate") for r, _ in larger), out[-4000:]
     assert min(at for _, at in larger) > gate_done.start(), "a tiny-b job was submitted before the gate finished"
     assert re.search(job.format("tiny-a"), out, re.M).start() < gate_done.start()  # the pilot size did not wait
+    # the seconds-long data builders run on the submit host (localrules), not as queued jobs
+    for rule in ("split_data", "demo_table", "demo_tokenizer"):
+        assert re.search(rf"^localrule {rule}:", out, re.M) and not re.search(rf"^rule {rule}:", out, re.M), rule
     logs = sorted(p for stage in ("train", "eval") for p in (work / "results" / "logs" / stage).rglob("*.log"))
     assert len(logs) >= 2 * (2 + 4 * 2)  # train lora/full-8 and 4 configs x 2 tasks, per size
     for log in logs:

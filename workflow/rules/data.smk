@@ -1,7 +1,8 @@
 # Data: fetch s1K-1.1 once (on the submit host), split into validation + nested subsets.
 # The demo builds its table, tokenizer and tiny models here too.
 # Local jobs: the hub downloads run on the submit host (compute nodes may have no network);
-# data_lengths tokenizes 1000 rows, CPU work of a minute at most.
+# data_lengths tokenizes 1000 rows, CPU work of a minute at most; split_data and the demo's table and
+# tokenizer take seconds (a cluster job would wait in the queue longer than it runs).
 
 
 localrules:
@@ -9,6 +10,9 @@ localrules:
     fetch_model,
     fetch_tasks,
     data_lengths,
+    split_data,
+    demo_table,
+    demo_tokenizer,
 
 
 rule fetch_data:
